@@ -1,0 +1,1 @@
+"""ccfo package."""
