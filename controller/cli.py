@@ -1,0 +1,98 @@
+"""`ccfo`: the command line. Thin dispatch to offline commands and (later) the controller API client.
+
+Exit codes, for scripts: 0 ok; 1 refused or failed (the answer is "no"); 2 usage or config error.
+A user's mistake gets one clear line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from controller import offline
+from controller.config.yamlpos import ConfigError
+from controller.domain.capacity import Scenario
+from controller.domain.faults import FAULT_FORMS
+from controller.domain.state import Mode
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=os.environ.get("CCFO_CONFIG", "config"),
+                   help="config directory (default: ./config, or $CCFO_CONFIG)")
+
+
+def _add_offline(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("check-config", help="validate the config directory (exit 0 valid, 2 invalid)")
+    _config_arg(p)
+    p.set_defaults(func=offline.cmd_check_config)
+
+    p = sub.add_parser("capacity", help="X+2Y capacity per host and for the site, by scenario")
+    _config_arg(p)
+    p.add_argument("--agent-calls", type=int, default=0, help="agent calls up (each holds 2 channels)")
+    p.add_argument("--scenario", choices=[s.value for s in Scenario], default=Scenario.NORMAL.value)
+    p.add_argument("--span-down", action="append", default=[], metavar="HOST:SPAN", help="a span out of service")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=offline.cmd_capacity)
+    csub = p.add_subparsers(dest="capacity_cmd")
+    b = csub.add_parser("blocking", help="blocking probabilities (Kaufman-Roberts, reservation, transfer chain)")
+    b.add_argument("--model", choices=["classes", "transfer"], default="classes")
+    b.add_argument("--channels", type=int, required=True)
+    b.add_argument("--ivr-erlangs", type=float)
+    b.add_argument("--agent-erlangs", type=float)
+    b.add_argument("--reserve", type=int, default=0)
+    b.add_argument("--arrivals-per-min", type=float)
+    b.add_argument("--ivr-minutes", type=float)
+    b.add_argument("--transfer-ratio", type=float)
+    b.add_argument("--agent-minutes", type=float)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=offline.cmd_capacity)
+
+    p = sub.add_parser("plan", help="show the decision and plan for faults or an operator action (dry run)",
+                       epilog="FAULT forms: " + "  ".join(FAULT_FORMS))
+    _config_arg(p)
+    p.add_argument("faults", nargs="*", metavar="FAULT")
+    p.add_argument("--mode", choices=[m.value for m in Mode])
+    p.add_argument("--duty", action="append", metavar="HOST=DUTY",
+                   help="start from this duty (primary|standby|takeover|out)")
+    p.add_argument("--isolated", action="append", metavar="HOST", help="start with this host's board isolated")
+    p.add_argument("--failover-to", metavar="HOST")
+    p.add_argument("--switchover-to", metavar="HOST")
+    p.add_argument("--failback", action="store_true")
+    p.add_argument("--drain-timeout", type=float, default=300.0, metavar="S")
+    p.add_argument("--reason")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=offline.cmd_plan)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ccfo", description="call-center telephony failover controller")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_offline(sub)
+    from controller import demo
+    demo.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func: Handler = args.func
+    try:
+        return func(args)
+    except offline.UsageError as exc:
+        print(f"ccfo {args.command}: {exc}", file=sys.stderr)
+        return offline.EXIT_USAGE
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return offline.EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""Cross-field checks of the config files: what a schema cannot say but an operator would get wrong.
+
+Each check returns Problems with the line of the offending field. Invariants reject; nothing here
+silently adjusts a value. `production_warnings` names lab-only settings that a production site should
+not run with (they are warnings: the lab uses them on purpose).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from controller.config.models import RulesFileModel, SiteFileModel
+from controller.config.yamlpos import Located, Problem
+from controller.domain.faults import FaultKind
+from controller.domain.plan import Action
+from controller.domain.rules import RoleMatch
+from controller.domain.site import Duty, Role
+
+
+def check_site(m: SiteFileModel, loc: Located, root: Path) -> list[Problem]:
+    problems: list[Problem] = []
+    roles = Counter(h.role for h in m.hosts.values())
+    if len(m.hosts) != 2 or roles[Role.PRIMARY] != 1 or roles[Role.STANDBY] != 1:
+        problems.append(loc.problem(("hosts",), "a site has exactly two hosts: one primary and one standby, got "
+                                    + ", ".join(f"{n}={h.role.value}" for n, h in m.hosts.items())))
+    for name, host in m.hosts.items():
+        problems += _check_host(name, host, m, loc)
+    if m.databases.active not in m.databases.sites:
+        problems.append(loc.problem(("databases", "active"), f"unknown database site {m.databases.active!r} "
+                                    f"(sites: {', '.join(m.databases.sites)})"))
+    smallest = min((sum(s.channels for s in h.board.spans) for h in m.hosts.values()), default=0)
+    if m.capacity.reserve_for_transfers >= smallest > 0:
+        problems.append(loc.problem(("capacity", "reserve_for_transfers"),
+                                    f"must be less than the smallest host's channels ({smallest}), "
+                                    f"got {m.capacity.reserve_for_transfers}"))
+    if m.capacity.channels_per_agent_call < m.capacity.channels_per_ivr_call:
+        problems.append(loc.problem(("capacity", "channels_per_agent_call"),
+                                    "an agent call holds at least the channels of an IVR call"))
+    urls = Counter(h.agent.url for h in m.hosts.values())
+    for name, host in m.hosts.items():
+        if urls[host.agent.url] > 1:
+            problems.append(loc.problem(("hosts", name, "agent", "url"), f"shared with another host: {host.agent.url}"))
+    problems += _check_fencing(m, loc)
+    return problems
+
+
+def _check_host(name: str, host, m: SiteFileModel, loc: Located) -> list[Problem]:  # type: ignore[no-untyped-def]
+    base = ("hosts", name)
+    problems: list[Problem] = []
+    seen: dict[int, int] = {}
+    for i, span in enumerate(host.board.spans):
+        if span.span in seen:
+            problems.append(loc.problem((*base, "board", "spans", i, "span"),
+                                        f"duplicate span number {span.span} (also spans[{seen[span.span]}])"))
+        seen.setdefault(span.span, i)
+    channels = sum(s.channels for s in host.board.spans)
+    for field in ("inbound_max", "outbound_max"):
+        value = getattr(host.board.limits, field)
+        if value is not None and value > channels:
+            problems.append(loc.problem((*base, "board", "limits", field),
+                                        f"must be at most the board's {channels} channels, got {value}"))
+    critical = [n for n, s in host.services.items() if s.critical]
+    if not critical:
+        problems.append(loc.problem((*base, "services"), "no critical service (CTI/IVR): mark them critical: true"))
+    for sname, svc in host.services.items():
+        if svc.critical and not {Duty.PRIMARY, Duty.TAKEOVER} <= set(svc.runs_as):
+            problems.append(loc.problem((*base, "services", sname, "runs_as"),
+                                        "a critical service must run as primary and takeover"))
+        if svc.critical and Duty.STANDBY in svc.runs_as:
+            problems.append(loc.problem((*base, "services", sname, "runs_as"),
+                                        "a critical service (CTI/IVR) must not run on the standby: split brain"))
+        if host.service_backend == "command" and not (svc.start and svc.stop and svc.status):
+            problems.append(loc.problem((*base, "services", sname),
+                                        "the command backend needs start, stop and status commands"))
+    if host.role is Role.STANDBY and not any(
+        Duty.TAKEOVER in s.runs_as and not s.critical for s in host.services.values()
+    ):
+        problems.append(loc.problem((*base, "services"),
+                                    "the standby has no replica services (none runs as takeover besides CTI/IVR)"))
+    if host.board.driver_service in host.services:
+        problems.append(loc.problem((*base, "board", "driver_service"),
+                                    "the board driver is handled by isolate/restore, not as a managed service"))
+    ids = Counter(f.id for f in host.db_config_files)
+    for i, f in enumerate(host.db_config_files):
+        problems += _check_db_file(f, (*base, "db_config_files", i), set(host.services), ids, loc)
+    return problems
+
+
+def _check_db_file(f, path, services: set[str], ids: Counter, loc: Located) -> list[Problem]:  # type: ignore[no-untyped-def]
+    problems = []
+    if ids[f.id] > 1:
+        problems.append(loc.problem((*path, "id"), f"duplicate file id {f.id!r}"))
+    if not f.path.startswith("/") and not f.path.startswith("./") and ".." in Path(f.path).parts:
+        problems.append(loc.problem((*path, "path"), "must not contain '..'"))
+    need = {"ini": ("section", "key"), "keyvalue": ("key",), "regex": ("pattern",)}[f.format]
+    for field in need:
+        if getattr(f, field) is None:
+            problems.append(loc.problem((*path, field), f"required for format {f.format}"))
+    if f.format == "regex" and f.pattern is not None:
+        import re
+        if re.compile(f.pattern).groups != 1:
+            problems.append(loc.problem((*path, "pattern"), "needs exactly one group (the value to replace)"))
+    for j, reader in enumerate(f.readers):
+        if reader not in services:
+            problems.append(loc.problem((*path, "readers", j), f"unknown service {reader!r}"))
+    return problems
+
+
+def _check_fencing(m: SiteFileModel, loc: Located) -> list[Problem]:
+    problems = []
+    if m.fencing.method == "pdu":
+        if m.fencing.pdu is None:
+            problems.append(loc.problem(("fencing", "pdu"), "required when fencing.method is pdu"))
+        else:
+            for host in m.hosts:
+                if host not in m.fencing.pdu.outlets:
+                    problems.append(loc.problem(("fencing", "pdu", "outlets"), f"no outlet for host {host}"))
+            for host in m.fencing.pdu.outlets:
+                if host not in m.hosts:
+                    problems.append(loc.problem(("fencing", "pdu", "outlets", host), f"unknown host {host!r}"))
+    return problems
+
+
+_ACTIONS_FOR = {
+    RoleMatch.PRIMARY: {Action.FAILOVER, Action.ISOLATE_BOARD, Action.ALERT},
+    RoleMatch.STANDBY: {Action.ISOLATE_STANDBY, Action.ALERT},
+    RoleMatch.ACTIVE_DB: {Action.REPOINT_DB, Action.ALERT},
+    RoleMatch.ANY: {Action.ALERT},
+}
+
+
+def check_rules(r: RulesFileModel, loc: Located, site: SiteFileModel) -> list[Problem]:
+    problems = []
+    services = {s for h in site.hosts.values() for s in h.services}
+    ids = Counter(rule.id for rule in r.rules)
+    for i, rule in enumerate(r.rules):
+        base = ("rules", i)
+        if ids[rule.id] > 1:
+            problems.append(loc.problem((*base, "id"), f"duplicate rule id {rule.id!r}"))
+        for j, svc in enumerate(rule.match.services or []):
+            if svc not in services:
+                problems.append(loc.problem((*base, "match", "services", j),
+                                            f"unknown service {svc!r} (known: {', '.join(sorted(services))})"))
+        if rule.action not in _ACTIONS_FOR[rule.match.role]:
+            allowed = ", ".join(sorted(a.value for a in _ACTIONS_FOR[rule.match.role]))
+            problems.append(loc.problem((*base, "action"),
+                                        f"{rule.action.value} does not apply to role {rule.match.role.value} "
+                                        f"(allowed: {allowed})"))
+        if rule.match.role is RoleMatch.ACTIVE_DB and set(rule.match.faults) != {FaultKind.DB_DOWN}:
+            problems.append(loc.problem((*base, "match", "faults"), "role active_db matches only db_down"))
+        if rule.match.role is not RoleMatch.ACTIVE_DB and FaultKind.DB_DOWN in rule.match.faults:
+            problems.append(loc.problem((*base, "match", "faults"), "db_down is matched with role active_db"))
+    return problems
+
+
+def production_warnings(m: SiteFileModel, loc: Located) -> list[Problem]:
+    """Lab-only settings in what may be a production config: warnings, never errors."""
+    out: list[Problem] = []
+    for name, host in m.hosts.items():
+        parts = urlsplit(host.agent.url)
+        if parts.scheme == "http" and not _loopback(parts.hostname or ""):
+            out.append(loc.problem(("hosts", name, "agent", "url"), "plain HTTP on a non-loopback address",
+                                   "warning"))
+        if host.snmp.community_file:
+            out.append(loc.problem(("hosts", name, "snmp", "community_file"),
+                                   "SNMP v2c community enabled (lab only; production uses v3 authPriv)", "warning"))
+    if m.fencing.method == "operator":
+        out.append(loc.problem(("fencing", "method"),
+                               "no automatic fencing: an unreachable primary waits for an operator", "warning"))
+    return out
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

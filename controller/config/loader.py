@@ -1,0 +1,136 @@
+"""Load config/ into validated models and domain values; the same code at start-up, reload and check-config.
+
+All problems of all files are collected and raised together as one ConfigError, each with file, line
+and field. A file that fails its schema is not cross-checked (its errors would only repeat).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from controller.config.checks import check_rules, check_site, production_warnings
+from controller.config.models import RulesFileModel, SiteFileModel
+from controller.config.yamlpos import ConfigError, Located, Problem, load_yaml
+from controller.domain.faults import FlapPolicy
+from controller.domain.rules import Policy, RoleMatch, Rule
+from controller.domain.site import (
+    Board,
+    CapacityPolicy,
+    DbConfigFile,
+    DbSite,
+    DbSiteId,
+    DirectionLimits,
+    Host,
+    HostId,
+    Service,
+    ServiceName,
+    Site,
+    Span,
+)
+
+M = TypeVar("M", bound=BaseModel)
+
+SITE_FILE = "site.yaml"
+RULES_FILE = "rules.yaml"
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    directory: Path
+    site_model: SiteFileModel
+    rules_model: RulesFileModel
+    site: Site
+    policy: Policy
+    flap: FlapPolicy
+    warnings: tuple[Problem, ...] = ()
+
+    def resolve(self, relative: str) -> Path:
+        """A path from the config (token files, journal) relative to the config directory."""
+        p = Path(relative)
+        return p if p.is_absolute() else self.directory / p
+
+
+_FRIENDLY = {
+    "missing": "required field is missing",
+    "extra_forbidden": "unknown field",
+}
+
+
+def validation_problems(exc: ValidationError, located: Located) -> list[Problem]:
+    problems = []
+    for err in exc.errors():
+        loc = [p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+        msg = _FRIENDLY.get(err["type"], err["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        elif err["type"] not in _FRIENDLY and "input" in err and not isinstance(err["input"], dict | list):
+            msg = f"{msg}, got {err['input']!r}"
+        problems.append(located.problem(loc, msg))
+    return problems
+
+
+def parse_model(model: type[M], located: Located) -> M:
+    if not isinstance(located.data, dict):
+        raise ConfigError([Problem(located.file, 1, "", "expected a mapping at the top of the file")])
+    try:
+        return model.model_validate(located.data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(exc, located)) from exc
+
+
+def load_config(directory: str | Path, display_dir: str | None = None) -> LoadedConfig:
+    """Validate site.yaml and rules.yaml in `directory`; raise ConfigError with every problem found."""
+    root = Path(directory)
+    shown = display_dir if display_dir is not None else str(directory).rstrip("/")
+    problems: list[Problem] = []
+    models: dict[str, Any] = {}
+    located: dict[str, Located] = {}
+    for fname, model in ((SITE_FILE, SiteFileModel), (RULES_FILE, RulesFileModel)):
+        try:
+            located[fname] = load_yaml(root / fname, f"{shown}/{fname}")
+            models[fname] = parse_model(model, located[fname])
+        except ConfigError as exc:
+            problems += exc.problems
+    if SITE_FILE in models:
+        problems += check_site(models[SITE_FILE], located[SITE_FILE], root)
+        if RULES_FILE in models:
+            problems += check_rules(models[RULES_FILE], located[RULES_FILE], models[SITE_FILE])
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise ConfigError(errors)
+    site_model: SiteFileModel = models[SITE_FILE]
+    rules_model: RulesFileModel = models[RULES_FILE]
+    warnings = tuple(problems) + tuple(production_warnings(site_model, located[SITE_FILE]))
+    return LoadedConfig(root, site_model, rules_model, to_site(site_model), to_policy(rules_model),
+                        FlapPolicy(rules_model.policy.flap.window_s, rules_model.policy.flap.max_transitions),
+                        warnings)
+
+
+def to_site(m: SiteFileModel) -> Site:
+    """Convert the validated file model into the core's frozen values (once, here)."""
+    hosts = []
+    for name, h in m.hosts.items():
+        spans = tuple(Span(s.span, s.kind, s.channels, s.trunk) for s in h.board.spans)
+        board = Board(ServiceName(h.board.driver_service), spans,
+                      DirectionLimits(h.board.limits.inbound_max, h.board.limits.outbound_max))
+        services = tuple(Service(ServiceName(sn), frozenset(s.runs_as), s.critical) for sn, s in h.services.items())
+        files = tuple(DbConfigFile(f.id, f.path, tuple(ServiceName(r) for r in f.readers)) for f in h.db_config_files)
+        hosts.append(Host(HostId(name), h.role, board, h.fax_channels, services, files))
+    db_sites = tuple(DbSite(DbSiteId(n), s.host, s.port) for n, s in m.databases.sites.items())
+    apps = {n: tuple(DbConfigFile(f.id, f.path, ()) for f in a.db_config_files) for n, a in m.app_servers.items()}
+    cap = CapacityPolicy(m.capacity.channels_per_ivr_call, m.capacity.channels_per_agent_call,
+                         m.capacity.reserve_for_transfers)
+    return Site(m.site.name, tuple(hosts), db_sites, DbSiteId(m.databases.active), cap, apps)
+
+
+def to_policy(m: RulesFileModel) -> Policy:
+    rules = tuple(
+        Rule(r.id, r.description, RoleMatch(r.match.role), frozenset(r.match.faults), r.action, r.debounce_s,
+             frozenset(r.match.services) if r.match.services is not None else None, r.approval, r.source)
+        for r in m.rules
+    )
+    return Policy(rules, m.policy.hold_down_s, m.policy.default_debounce_s)

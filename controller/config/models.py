@@ -1,0 +1,222 @@
+"""Pydantic models of the YAML files under config/ (the edge; the core gets frozen domain values).
+
+Every model forbids unknown fields (a typo must not silently become a default) and units are in the
+field names (`debounce_s`). Ranges use `Range`, whose message is the one operators read:
+`must be 1..31, got 40`. Cross-field checks live in controller.config.checks, not here.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from controller.domain.faults import FaultKind
+from controller.domain.plan import Action
+from controller.domain.rules import Approval, RoleMatch
+from controller.domain.site import Duty, Role, SpanKind, Trunk
+from controller.domain.state import Mode
+
+
+def Range(lo: float, hi: float) -> AfterValidator:
+    def check(v: float) -> float:
+        if not lo <= v <= hi:
+            raise ValueError(f"must be {lo:g}..{hi:g}, got {v:g}")
+        return v
+    return AfterValidator(check)
+
+
+def _regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    return v
+
+
+Port = Annotated[int, Range(1, 65535)]
+Seconds = Annotated[float, Range(0, 86400)]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")]
+Regex = Annotated[str, AfterValidator(_regex)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SpanModel(Strict):
+    span: Annotated[int, Range(1, 255)]
+    kind: SpanKind = SpanKind.E1_PRI
+    channels: Annotated[int, Range(1, 31)]
+    trunk: Trunk = Trunk.CARRIER
+
+
+class LimitsModel(Strict):
+    inbound_max: Annotated[int, Range(0, 10000)] | None = None
+    outbound_max: Annotated[int, Range(0, 10000)] | None = None
+
+
+class BoardModel(Strict):
+    driver_service: Name = "dahdi"
+    channel_pattern: Regex = "^DAHDI/"
+    spans: list[SpanModel] = Field(min_length=1)
+    limits: LimitsModel = LimitsModel()
+
+
+class AgentEndpointModel(Strict):
+    url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?(/.*)?$")]
+    token_file: str | None = None
+    token_env: str | None = None
+    listen: str | None = None  # host:port the agent binds; default from url
+
+
+class AmiModel(Strict):
+    host: str = "127.0.0.1"
+    port: Port = 5038
+    username: str = "ccfo"
+    secret_file: str | None = None
+    secret_env: str | None = None
+    ping_interval_s: Annotated[float, Range(0.1, 600)] = 5.0
+    ping_timeout_s: Annotated[float, Range(0.1, 60)] = 2.0
+    reconcile_interval_s: Annotated[float, Range(0.1, 3600)] = 10.0
+
+
+class SnmpModel(Strict):
+    address: str | None = None
+    port: Port = 161
+    user: str = "ccfo"
+    auth_key_file: str | None = None
+    priv_key_file: str | None = None
+    community_file: str | None = None  # optional read-only v2c
+
+
+class ServiceModel(Strict):
+    runs_as: list[Duty] = Field(default_factory=list)
+    critical: bool = False
+    unit: str | None = None  # systemd backend: the unit name (default NAME.service)
+    start: list[str] | None = None  # command backend: argv lists
+    stop: list[str] | None = None
+    status: list[str] | None = None
+
+
+class DbFileModel(Strict):
+    id: Name
+    path: str
+    format: Literal["ini", "keyvalue", "regex"]
+    section: str | None = None  # ini
+    key: str | None = None  # ini and keyvalue
+    pattern: Regex | None = None  # regex: one group, replaced by the value
+    value: str = "{host}"  # template: {host} {port} {site}
+    readers: list[Name] = Field(default_factory=list)
+
+
+class HostModel(Strict):
+    role: Role
+    address: str
+    agent: AgentEndpointModel
+    ami: AmiModel = AmiModel()
+    snmp: SnmpModel = SnmpModel()
+    board: BoardModel
+    fax_channels: Annotated[int, Range(0, 64)] = 4
+    service_backend: Literal["systemd", "command"] = "systemd"
+    services: dict[Name, ServiceModel]
+    db_config_files: list[DbFileModel] = Field(default_factory=list)
+
+
+class AppServerModel(Strict):
+    agent: AgentEndpointModel
+    db_config_files: list[DbFileModel] = Field(default_factory=list)
+
+
+class DbSiteModel(Strict):
+    host: str
+    port: Port = 1521
+
+
+class DatabasesModel(Strict):
+    active: Name
+    sites: dict[Name, DbSiteModel] = Field(min_length=2, max_length=2)
+
+
+class CapacityModel(Strict):
+    channels_per_ivr_call: Annotated[int, Range(1, 4)] = 1
+    channels_per_agent_call: Annotated[int, Range(1, 8)] = 2
+    reserve_for_transfers: Annotated[int, Range(0, 1000)] = 0
+
+
+class ControllerModel(Strict):
+    listen: str = "127.0.0.1:8080"
+    tokens_file: str | None = None
+    journal: str = "var/journal.sqlite"
+    mode: Mode = Mode.SUPERVISED
+    heartbeat_s: Annotated[float, Range(0.05, 600)] = 1.0
+    missed_heartbeats: Annotated[int, Range(1, 100)] = 3
+    poll_interval_s: Annotated[float, Range(0.05, 3600)] = 5.0
+
+
+class PduModel(Strict):
+    host: str
+    port: Port = 161
+    community_file: str | None = None
+    outlets: dict[Name, Annotated[int, Range(1, 64)]]
+
+
+class FencingModel(Strict):
+    method: Literal["pdu", "operator"] = "operator"
+    pdu: PduModel | None = None
+
+
+class RoutingModel(Strict):
+    method: Literal["astdb", "none"] = "astdb"
+    astdb_family: str = "ccfo"
+    astdb_key: str = "inbound_hosts"
+
+
+class SiteInfoModel(Strict):
+    name: Name
+    snmp_enterprise: Annotated[int, Range(1, 2**31 - 1)] = 32473
+    description: str = ""
+
+
+class SiteFileModel(Strict):
+    site: SiteInfoModel
+    hosts: dict[Name, HostModel] = Field(min_length=1)
+    databases: DatabasesModel
+    capacity: CapacityModel = CapacityModel()
+    controller: ControllerModel = ControllerModel()
+    fencing: FencingModel = FencingModel()
+    routing: RoutingModel = RoutingModel()
+    app_servers: dict[Name, AppServerModel] = Field(default_factory=dict)
+
+
+class MatchModel(Strict):
+    role: RoleMatch
+    faults: list[FaultKind] = Field(min_length=1)
+    services: list[Name] | None = None
+
+
+class RuleModel(Strict):
+    id: Name
+    description: str
+    source: str = ""
+    match: MatchModel
+    debounce_s: Seconds = 3.0
+    action: Action
+    approval: Approval = Approval.MODE
+
+
+class FlapModel(Strict):
+    window_s: Annotated[float, Range(1, 86400)] = 300.0
+    max_transitions: Annotated[int, Range(2, 1000)] = 4
+
+
+class PolicyModel(Strict):
+    hold_down_s: Seconds = 600.0
+    default_debounce_s: Seconds = 3.0
+    flap: FlapModel = FlapModel()
+
+
+class RulesFileModel(Strict):
+    policy: PolicyModel = PolicyModel()
+    rules: list[RuleModel] = Field(min_length=1)

@@ -1,0 +1,349 @@
+"""Plans as data: ordered, typed steps, and the builders for every documented action.
+
+A plan is shown in a dry run, approved, executed step by step, journaled and replayed in drills, so it
+is plain data. The builders encode the safety ordering the source plan implies: on a failover the old
+host's CTI/IVR are stopped and a `fence` step confirms it (or powers the host off) before any CTI/IVR
+start on the new host. Pure: the executor, elsewhere, is what changes the world.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from controller.domain.site import Duty, Host, Site
+from controller.domain.state import SiteState
+
+
+class StepKind(StrEnum):
+    FENCE = "fence"
+    STOP = "stop"
+    START = "start"
+    RESTART = "restart"
+    ISOLATE_BOARD = "isolate_board"
+    RESTORE_BOARD = "restore_board"
+    ROUTE_INBOUND = "route_inbound"
+    REPOINT_DB = "repoint_db"
+    VERIFY = "verify"
+    WAIT_DRAINED = "wait_drained"
+    SET_STATE = "set_state"
+    NOTIFY = "notify"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step. Fields not used by a kind stay None. `best_effort` steps may fail without failing the
+    plan because a later step guarantees their purpose (a stop on a dying host, then a fence)."""
+
+    kind: StepKind
+    host: str | None = None
+    service: str | None = None
+    target: str | None = None  # route_inbound: the host calls go to; repoint_db: the database site
+    checks: tuple[str, ...] = ()  # verify / fence: "active:cti", "inactive:ivr", "board:down", "db:SITE"
+    timeout_s: float | None = None
+    best_effort: bool = False
+    message: str | None = None
+    state: Mapping[str, Any] | None = None  # set_state: {"duties": {...}, "board_isolated": {...}, ...}
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind.value}
+        for name in ("host", "service", "target", "timeout_s", "message"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.checks:
+            out["checks"] = list(self.checks)
+        if self.best_effort:
+            out["best_effort"] = True
+        if self.state is not None:
+            out["state"] = {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.state.items()}
+        return out
+
+    def describe(self) -> str:
+        """The step as a sentence an operator can read aloud."""
+        h = self.host
+        text = {
+            StepKind.FENCE: f"make sure {', '.join(c.split(':')[1] for c in self.checks)} on {h} are stopped: "
+            f"agent-confirmed stop, else power {h} off at the PDU, else wait for an operator's confirmation",
+            StepKind.STOP: f"stop {self.service} on {h}",
+            StepKind.START: f"start {self.service} on {h}",
+            StepKind.RESTART: f"restart {self.service} on {h}",
+            StepKind.ISOLATE_BOARD: f"isolate the board of {h} (stop its board driver)",
+            StepKind.RESTORE_BOARD: f"restore the board of {h} (start its board driver)",
+            StepKind.ROUTE_INBOUND: f"route inbound calls to {self.target}" + (f" (away from {h})" if h else ""),
+            StepKind.REPOINT_DB: f"back up and repoint the database config files on {h} to {self.target}",
+            StepKind.VERIFY: f"verify on {h}: {', '.join(self.checks)}",
+            StepKind.WAIT_DRAINED: f"wait until the calls on {h} have ended (at most {self.timeout_s:g} s)"
+            if self.timeout_s is not None else f"wait until the calls on {h} have ended",
+            StepKind.SET_STATE: f"record the new site state: {_state_text(self.state or {})}",
+            StepKind.NOTIFY: f"notify: {self.message}",
+        }[self.kind]
+        return text + (" (best effort; a later step guarantees it)" if self.best_effort else "")
+
+
+def _state_text(state: Mapping[str, Any]) -> str:
+    parts = [f"{h} {d}" for h, d in state.get("duties", {}).items()]
+    parts += [f"{h} board {'isolated' if v else 'in service'}" for h, v in state.get("board_isolated", {}).items()]
+    if "active_db" in state:
+        parts.append(f"active database {state['active_db']}")
+    return ", ".join(parts)
+
+
+class Action(StrEnum):
+    NONE = "none"
+    ALERT = "alert"
+    ISOLATE_BOARD = "isolate_board"
+    FAILOVER = "failover"
+    ISOLATE_STANDBY = "isolate_standby"
+    REPOINT_DB = "repoint_db"
+    SWITCHOVER = "switchover"
+    FAILBACK = "failback"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    action: Action
+    title: str
+    steps: tuple[Step, ...]
+    reason: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action.value, "title": self.title, "reason": self.reason,
+                "steps": [s.to_dict() for s in self.steps]}
+
+
+class PlanRefused(ValueError):
+    """The requested plan is unsafe or meaningless in the current state; the message says why."""
+
+
+DEFAULT_STEP_TIMEOUT_S = 30.0
+
+
+def transition_steps(host: Host, current: Duty, new: Duty) -> list[Step]:
+    """Stops and starts that take `host` from one duty's layout to another's.
+
+    Stops come first, CTI/IVR before middleware (nothing keeps using a bus that is going away); starts
+    follow, middleware before CTI/IVR (they connect to it at start-up).
+    """
+    before, after = host.layout(current), host.layout(new)
+    stops = [s for s in reversed(before) if s not in after]
+    starts = [s for s in after if s not in before]
+    return [Step(StepKind.STOP, host.id, service=s, timeout_s=DEFAULT_STEP_TIMEOUT_S) for s in stops] + [
+        Step(StepKind.START, host.id, service=s, timeout_s=DEFAULT_STEP_TIMEOUT_S) for s in starts
+    ]
+
+
+def _active_checks(host: Host) -> tuple[str, ...]:
+    return tuple(f"active:{s}" for s in host.critical_services)
+
+
+def _fence(host: Host) -> Step:
+    return Step(StepKind.FENCE, host.id, checks=tuple(f"inactive:{s}" for s in host.critical_services),
+                timeout_s=120.0)
+
+
+def _restored(state: SiteState, host_id: str) -> dict[str, bool] | None:
+    return {host_id: False} if state.host(host_id).board_isolated else None
+
+
+def _notify(message: str) -> Step:
+    return Step(StepKind.NOTIFY, message=message)
+
+
+def _set_state(duties: Mapping[str, Duty] | None = None, board_isolated: Mapping[str, bool] | None = None,
+               active_db: str | None = None) -> Step:
+    state: dict[str, Any] = {}
+    if duties:
+        state["duties"] = {h: d.value for h, d in duties.items()}
+    if board_isolated:
+        state["board_isolated"] = dict(board_isolated)
+    if active_db:
+        state["active_db"] = active_db
+    return Step(StepKind.SET_STATE, state=state)
+
+
+def _route_all(site: Site, exclude: Iterable[str] = ()) -> Step:
+    """Inbound calls on every in-service host's lines (normal operation: the active CTI/IVR serves all)."""
+    skip = set(exclude)
+    return Step(StepKind.ROUTE_INBOUND, target=",".join(h.id for h in site.hosts if h.id not in skip),
+                timeout_s=DEFAULT_STEP_TIMEOUT_S)
+
+
+def build_isolate_board(site: Site, state: SiteState, host_id: str, why: str) -> Plan:
+    """Rule 1: stop the board driver on the host; every other service keeps running."""
+    steps = (
+        Step(StepKind.ISOLATE_BOARD, host_id, timeout_s=DEFAULT_STEP_TIMEOUT_S),
+        Step(StepKind.VERIFY, host_id, checks=("board:down",), timeout_s=DEFAULT_STEP_TIMEOUT_S),
+        _set_state(board_isolated={host_id: True}),
+        _notify(f"board of {host_id} isolated: {why}"),
+    )
+    return Plan(Action.ISOLATE_BOARD, f"isolate the board of {host_id}", steps, why)
+
+
+def build_isolate_standby(site: Site, state: SiteState, host_id: str, why: str) -> Plan:
+    """Rule 3: stop all services on the standby; all inbound calls go to the active host."""
+    host = site.host(host_id)
+    active = state.active_host
+    steps = [Step(StepKind.STOP, host_id, service=s, timeout_s=DEFAULT_STEP_TIMEOUT_S, best_effort=True)
+             for s in reversed(host.layout(state.host(host_id).duty))]
+    steps.append(Step(StepKind.ISOLATE_BOARD, host_id, timeout_s=DEFAULT_STEP_TIMEOUT_S, best_effort=True))
+    if active:
+        steps.append(Step(StepKind.ROUTE_INBOUND, host_id, target=active, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(_set_state(duties={host_id: Duty.OUT}, board_isolated={host_id: True}))
+    if active:
+        steps.append(Step(StepKind.VERIFY, active, checks=_active_checks(site.host(active)),
+                          timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(_notify(f"standby {host_id} taken out of service: {why}"))
+    return Plan(Action.ISOLATE_STANDBY, f"take standby {host_id} out of service", tuple(steps), why)
+
+
+def build_failover(site: Site, state: SiteState, to_host: str, why: str, *, source_reachable: bool = True,
+                   action: Action = Action.FAILOVER) -> Plan:
+    """Rule 2 and operator failover: the active host out, `to_host` takes CTI/IVR.
+
+    Order: stop everything on the old host (best effort), fence (confirm CTI/IVR stopped or power the
+    host off), only then change the new host's layout, route inbound calls, record the swap, verify.
+    """
+    source_id = state.active_host
+    if source_id is None:
+        raise PlanRefused("no host is active: there is nothing to fail over from")
+    if source_id == to_host:
+        raise PlanRefused(f"{to_host} is already the active host")
+    source, target = site.host(source_id), site.host(to_host)
+    steps: list[Step] = []
+    if source_reachable:
+        steps += [Step(StepKind.STOP, source_id, service=s, timeout_s=DEFAULT_STEP_TIMEOUT_S, best_effort=True)
+                  for s in reversed(source.layout(state.host(source_id).duty))]
+    steps.append(_fence(source))
+    new_duty = target.home_active_duty
+    if state.host(to_host).board_isolated:
+        steps.append(Step(StepKind.RESTORE_BOARD, to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps += transition_steps(target, state.host(to_host).duty, new_duty)
+    steps.append(Step(StepKind.ROUTE_INBOUND, source_id, target=to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(_set_state(duties={to_host: new_duty, source_id: Duty.OUT},
+                            board_isolated=_restored(state, to_host)))
+    steps.append(Step(StepKind.VERIFY, to_host, checks=_active_checks(target), timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(_notify(f"failed over from {source_id} to {to_host}: {why}"))
+    return Plan(action, f"fail over from {source_id} to {to_host}", tuple(steps), why,
+                {"from": source_id, "to": to_host})
+
+
+def build_switchover(site: Site, state: SiteState, to_host: str, drain_timeout_s: float, why: str,
+                     action: Action = Action.SWITCHOVER) -> Plan:
+    """Planned switchover: new calls go to `to_host` first, the old host drains (up to the timeout),
+    then CTI/IVR move. The old host stays in service as the standby."""
+    source_id = state.active_host
+    if source_id is None:
+        raise PlanRefused("no host is active: use failover or failback instead")
+    if source_id == to_host:
+        raise PlanRefused(f"{to_host} is already the active host")
+    if drain_timeout_s < 0:
+        raise PlanRefused("the drain timeout must be zero or more seconds")
+    source, target = site.host(source_id), site.host(to_host)
+    steps: list[Step] = []
+    if state.host(to_host).board_isolated:
+        steps.append(Step(StepKind.RESTORE_BOARD, to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(Step(StepKind.ROUTE_INBOUND, source_id, target=to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(Step(StepKind.WAIT_DRAINED, source_id, timeout_s=drain_timeout_s))
+    steps += transition_steps(source, state.host(source_id).duty, Duty.STANDBY)
+    steps.append(_fence(source))
+    new_duty = target.home_active_duty
+    steps += transition_steps(target, state.host(to_host).duty, new_duty)
+    steps.append(_set_state(duties={to_host: new_duty, source_id: Duty.STANDBY},
+                            board_isolated=_restored(state, to_host)))
+    steps.append(_route_all(site, exclude={h for h, hs in state.hosts.items() if hs.board_isolated} - {to_host}))
+    steps.append(Step(StepKind.VERIFY, to_host, checks=_active_checks(target), timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(_notify(f"switched over from {source_id} to {to_host}: {why}"))
+    return Plan(action, f"planned switchover from {source_id} to {to_host}", tuple(steps), why,
+                {"from": source_id, "to": to_host, "drain_timeout_s": drain_timeout_s})
+
+
+def build_failback(site: Site, state: SiteState, drain_timeout_s: float, why: str) -> Plan:
+    """After repair: every host back to its home duty, boards restored, calls back on the home primary."""
+    primary = next(h for h in site.hosts if h.role.value == "primary")
+    if state.is_normal(site):
+        raise PlanRefused("the site is already in its normal state: nothing to fail back")
+    active = state.active_host
+    if active is not None and active != primary.id:
+        if state.host(primary.id).duty is Duty.OUT:
+            bring_up = transition_steps(primary, Duty.OUT, Duty.STANDBY)
+            interim = state.with_host(primary.id, duty=Duty.STANDBY)
+            plan = build_switchover(site, interim, primary.id, drain_timeout_s, why, Action.FAILBACK)
+            restore = [Step(StepKind.RESTORE_BOARD, primary.id, timeout_s=DEFAULT_STEP_TIMEOUT_S)]
+            # Switchover restores the board only if it was isolated; failback always makes sure of it.
+            body = [s for s in plan.steps if not (s.kind is StepKind.RESTORE_BOARD and s.host == primary.id)]
+            steps = restore + bring_up + body
+            return Plan(Action.FAILBACK, f"fail back to {primary.id}", tuple(steps), why, plan.meta)
+        return build_switchover(site, state, primary.id, drain_timeout_s, why, Action.FAILBACK)
+    steps = _restore_steps(site, state)
+    if not steps:
+        raise PlanRefused("the site is already in its normal state: nothing to fail back")
+    return Plan(Action.FAILBACK, "restore every host to its normal duty", tuple(steps), why)
+
+
+def _restore_steps(site: Site, state: SiteState) -> list[Step]:
+    """Bring out-of-service or isolated hosts back while the home primary stays active."""
+    steps: list[Step] = []
+    duties: dict[str, Duty] = {}
+    boards: dict[str, bool] = {}
+    for host in site.hosts:
+        hs = state.host(host.id)
+        home = Duty(host.role.value)
+        if hs.board_isolated:
+            steps.append(Step(StepKind.RESTORE_BOARD, host.id, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+            boards[host.id] = False
+        if hs.duty is not home:
+            steps += transition_steps(host, hs.duty, home)
+            duties[host.id] = home
+    if not steps:
+        return []
+    steps.append(_route_all(site))
+    steps.append(_set_state(duties=duties or None, board_isolated=boards or None))
+    for host in site.hosts:
+        if host.id in boards:
+            steps.append(Step(StepKind.VERIFY, host.id, checks=("board:up",), timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(_notify("site restored to normal"))
+    return steps
+
+
+def build_repoint_db(site: Site, state: SiteState, to_site: str, why: str) -> Plan:
+    """Rule 4: back up and repoint every host's (and app server's) database config files, restart the
+    running services that read them, record the new active database, verify."""
+    steps: list[Step] = []
+    for host in site.hosts:
+        if not host.db_files:
+            continue
+        steps.append(Step(StepKind.REPOINT_DB, host.id, target=to_site, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+        running = set(host.layout(state.host(host.id).duty))
+        readers = _ordered_unique(r for f in host.db_files for r in f.readers if r in running)
+        steps += [Step(StepKind.RESTART, host.id, service=r, timeout_s=DEFAULT_STEP_TIMEOUT_S) for r in readers]
+    for app, files in site.app_servers.items():
+        if files:
+            steps.append(Step(StepKind.REPOINT_DB, app, target=to_site, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(_set_state(active_db=to_site))
+    steps += [Step(StepKind.VERIFY, h.id, checks=(f"db:{to_site}",), timeout_s=DEFAULT_STEP_TIMEOUT_S)
+              for h in site.hosts if h.db_files]
+    steps.append(_notify(f"database switched to {to_site}: {why}"))
+    return Plan(Action.REPOINT_DB, f"repoint the database config to {to_site}", tuple(steps), why,
+                {"to": to_site})
+
+
+def build_alert(message: str) -> Plan:
+    return Plan(Action.ALERT, "alert the operators", (_notify(message),), message)
+
+
+def _ordered_unique(items: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for i in items:
+        seen.setdefault(i, None)
+    return list(seen)
+
+
+def critical_start_index(plan: Plan, host_id: str, critical: Iterable[str]) -> int | None:
+    """Index of the first start of a critical service (CTI/IVR) on `host_id`, for safety checks."""
+    names = set(critical)
+    return next((i for i, s in enumerate(plan.steps)
+                 if s.kind is StepKind.START and s.host == host_id and s.service in names), None)

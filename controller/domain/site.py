@@ -1,0 +1,184 @@
+"""The site model: hosts, boards, spans, services, database sites, as frozen values.
+
+This is the pure core's picture of the call center described by the source plan: two IPC hosts with a
+telephony board each (E1 PRI spans), the managed services and the roles that run them, and the database
+sites the hosts' config files point at. It is built once from the validated YAML (controller.config) and
+never does I/O; the decision code reads it, nothing mutates it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import NewType
+
+HostId = NewType("HostId", str)
+ServiceName = NewType("ServiceName", str)
+DbSiteId = NewType("DbSiteId", str)
+
+
+class Role(StrEnum):
+    """A host's designed (home) role: the primary runs CTI/IVR in normal operation."""
+
+    PRIMARY = "primary"
+    STANDBY = "standby"
+
+
+class Duty(StrEnum):
+    """What a host is doing now; the service layout follows from it.
+
+    * ``primary``: the home primary serving calls with CTI/IVR (normal operation).
+    * ``standby``: running only what a standby runs (KCXP/KCBP of its own).
+    * ``takeover``: a home standby that has taken over: CTI/IVR and the KCXP/KCBP replicas.
+    * ``out``: out of service after a fault rule stopped all its services.
+    """
+
+    PRIMARY = "primary"
+    STANDBY = "standby"
+    TAKEOVER = "takeover"
+    OUT = "out"
+
+    @property
+    def active(self) -> bool:
+        """True when this host runs the site's CTI/IVR."""
+        return self in (Duty.PRIMARY, Duty.TAKEOVER)
+
+
+class SpanKind(StrEnum):
+    E1_PRI = "e1-pri"
+    T1_PRI = "t1-pri"
+
+
+class Trunk(StrEnum):
+    CARRIER = "carrier"
+    PBX = "pbx"
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    number: int
+    kind: SpanKind
+    channels: int
+    trunk: Trunk
+
+
+@dataclass(frozen=True, slots=True)
+class DirectionLimits:
+    """Optional per-direction channel maximums (the old 60 inbound / 30 outbound split)."""
+
+    inbound_max: int | None = None
+    outbound_max: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    driver_service: ServiceName
+    spans: tuple[Span, ...]
+    limits: DirectionLimits = DirectionLimits()
+
+    @property
+    def channels(self) -> int:
+        return sum(s.channels for s in self.spans)
+
+    def span(self, number: int) -> Span | None:
+        return next((s for s in self.spans if s.number == number), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    """A managed service and the duties whose layout runs it."""
+
+    name: ServiceName
+    duties: frozenset[Duty]
+    critical: bool = False  # CTI and IVR: a fault here is the source plan's rule 2
+
+    def runs_in(self, duty: Duty) -> bool:
+        return duty in self.duties
+
+
+@dataclass(frozen=True, slots=True)
+class DbConfigFile:
+    """A whitelisted file on a host that names the active database, and who reads it."""
+
+    id: str
+    path: str
+    readers: tuple[ServiceName, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Host:
+    id: HostId
+    role: Role
+    board: Board
+    fax_channels: int
+    services: tuple[Service, ...]
+    db_files: tuple[DbConfigFile, ...] = ()
+
+    def service(self, name: str) -> Service | None:
+        return next((s for s in self.services if s.name == name), None)
+
+    def layout(self, duty: Duty) -> tuple[ServiceName, ...]:
+        """The services this host runs in `duty`, in start order (middleware before CTI/IVR)."""
+        running = [s for s in self.services if s.runs_in(duty)]
+        return tuple(s.name for s in sorted(running, key=lambda s: (s.critical, s.name)))
+
+    @property
+    def critical_services(self) -> tuple[ServiceName, ...]:
+        return tuple(s.name for s in self.services if s.critical)
+
+    @property
+    def home_active_duty(self) -> Duty:
+        """The duty this host takes when it becomes the active host."""
+        return Duty.PRIMARY if self.role is Role.PRIMARY else Duty.TAKEOVER
+
+
+@dataclass(frozen=True, slots=True)
+class DbSite:
+    id: DbSiteId
+    host: str
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class CapacityPolicy:
+    """How many channels a call holds and how many are kept back for agent transfers (per host)."""
+
+    channels_per_ivr_call: int = 1
+    channels_per_agent_call: int = 2
+    reserve_for_transfers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    name: str
+    hosts: tuple[Host, ...]
+    db_sites: tuple[DbSite, ...]
+    active_db: DbSiteId
+    capacity: CapacityPolicy = CapacityPolicy()
+    app_servers: Mapping[str, tuple[DbConfigFile, ...]] = field(default_factory=dict)
+
+    def host(self, host_id: str) -> Host:
+        for h in self.hosts:
+            if h.id == host_id:
+                return h
+        raise KeyError(f"unknown host {host_id!r} (known: {', '.join(self.host_ids)})")
+
+    @property
+    def host_ids(self) -> tuple[HostId, ...]:
+        return tuple(h.id for h in self.hosts)
+
+    def home(self, role: Role) -> Host:
+        return next(h for h in self.hosts if h.role is role)
+
+    def other(self, host_id: str) -> Host:
+        return next(h for h in self.hosts if h.id != host_id)
+
+    def db_site(self, site_id: str) -> DbSite:
+        for s in self.db_sites:
+            if s.id == site_id:
+                return s
+        raise KeyError(f"unknown database site {site_id!r}")
+
+    def other_db(self, site_id: str) -> DbSite:
+        return next(s for s in self.db_sites if s.id != site_id)

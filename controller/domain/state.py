@@ -1,0 +1,71 @@
+"""The site's operating state as the controller keeps it: duties, isolations, active database, mode.
+
+This is controller bookkeeping (what ccfo has decided and done), not observed health: the health
+snapshot says what the agents see; this says which host is meant to serve calls. Plans change it only
+through their `set_state` step, so a plan that fails half-way leaves it as it was at that point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from controller.domain.site import DbSiteId, Duty, Site
+
+
+class Mode(StrEnum):
+    """Like Patroni's pause: every mode observes and decides; they differ in what they may do."""
+
+    AUTOMATIC = "automatic"  # act on detection (subject to hold-down and per-rule approval)
+    SUPERVISED = "supervised"  # detect, propose the plan, wait for an operator's approval (default)
+    MANUAL = "manual"  # report; only operator-triggered plans run
+    MAINTENANCE = "maintenance"  # detect and report, never act on detection (weekend upgrade)
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    duty: Duty
+    board_isolated: bool = False
+
+    @property
+    def in_service(self) -> bool:
+        """True when this host's board carries calls for the site."""
+        return self.duty is not Duty.OUT and not self.board_isolated
+
+
+@dataclass(frozen=True, slots=True)
+class SiteState:
+    hosts: Mapping[str, HostState]
+    active_db: DbSiteId
+    mode: Mode = Mode.SUPERVISED
+    last_automatic_at: float | None = None
+    down_db_sites: frozenset[str] = field(default_factory=frozenset)
+
+    @staticmethod
+    def normal(site: Site, mode: Mode = Mode.SUPERVISED) -> SiteState:
+        """Every host in its home duty, boards in service, the configured database active."""
+        return SiteState({h.id: HostState(Duty(h.role.value)) for h in site.hosts}, site.active_db, mode)
+
+    def host(self, host_id: str) -> HostState:
+        return self.hosts[host_id]
+
+    @property
+    def active_host(self) -> str | None:
+        return next((h for h, s in self.hosts.items() if s.duty.active), None)
+
+    def with_host(self, host_id: str, **changes: object) -> SiteState:
+        hosts = dict(self.hosts)
+        hosts[host_id] = replace(hosts[host_id], **changes)  # type: ignore[arg-type]
+        return replace(self, hosts=hosts)
+
+    def serving_channels(self, site: Site) -> dict[str, int]:
+        """Channels per host that count toward capacity: a host counts when its board is in service and
+        some host runs CTI/IVR (the active CTI/IVR serves both boards, per the source plan)."""
+        if self.active_host is None:
+            return {h.id: 0 for h in site.hosts}
+        return {h.id: h.board.channels if self.hosts[h.id].in_service else 0 for h in site.hosts}
+
+    def is_normal(self, site: Site) -> bool:
+        return self == replace(SiteState.normal(site, self.mode), last_automatic_at=self.last_automatic_at,
+                               active_db=self.active_db, down_db_sites=self.down_db_sites)

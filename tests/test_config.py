@@ -1,0 +1,159 @@
+"""Config loading: the shipped example is valid; every kind of mistake names file, line and field."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from controller.config.loader import load_config
+from controller.config.yamlpos import ConfigError
+from controller.domain.site import Duty
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cfg_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "config"
+    shutil.copytree(REPO / "config", d)
+    return d
+
+
+def edit(path: Path, old: str, new: str, count: int = 1) -> int:
+    """Replace text in a file; return the 1-based line of the first replacement."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    line = text[: text.index(old)].count("\n") + 1
+    path.write_text(text.replace(old, new, count))
+    return line
+
+
+def problems(cfg_dir: Path) -> list[str]:
+    with pytest.raises(ConfigError) as exc:
+        load_config(cfg_dir, display_dir="config")
+    return [str(p) for p in exc.value.problems]
+
+
+def test_example_config_is_valid_and_matches_the_source_plan():
+    cfg = load_config(REPO / "config")
+    a, b = cfg.site.hosts
+    assert (a.id, a.role.value, a.board.channels, a.fax_channels) == ("ipc-a", "primary", 60, 4)
+    assert (b.id, b.role.value, b.board.channels, b.fax_channels) == ("ipc-b", "standby", 30, 4)
+    assert set(a.layout(Duty.PRIMARY)) == {"cti", "ivr", "kcxp", "kcbp"}
+    assert set(b.layout(Duty.STANDBY)) == {"kcxp", "kcbp"}
+    assert set(b.layout(Duty.TAKEOVER)) == {"cti", "ivr", "kcxp-replica", "kcbp-replica"}
+    assert cfg.site.active_db == "shenzhen"
+    assert [r.id for r in cfg.policy.rules][:2] == ["primary-unreachable", "primary-cti-ivr-fault"]
+
+
+def test_span_channels_out_of_range_names_file_line_and_field(cfg_dir):
+    text = (cfg_dir / "site.yaml").read_text()
+    start = text.index("  ipc-b:")
+    offset = text.index("channels: 30", start)
+    line = text[:offset].count("\n") + 1
+    (cfg_dir / "site.yaml").write_text(text[:offset] + "channels: 40" + text[offset + len("channels: 30"):])
+    assert f"config/site.yaml:{line}: hosts.ipc-b.board.spans[0].channels: must be 1..31, got 40" in problems(cfg_dir)
+
+
+def test_all_problems_are_reported_at_once(cfg_dir):
+    l1 = edit(cfg_dir / "site.yaml", "role: standby", "role: backup")
+    l2 = edit(cfg_dir / "site.yaml", "heartbeat_s: 1.0", "heartbeat_s: 0")
+    out = problems(cfg_dir)
+    assert any(p.startswith(f"config/site.yaml:{l1}: hosts.ipc-b.role: ") for p in out), out
+    assert f"config/site.yaml:{l2}: controller.heartbeat_s: must be 0.05..600, got 0" in out
+
+
+def test_unknown_field_is_an_error_not_a_silent_default(cfg_dir):
+    line = edit(cfg_dir / "site.yaml", "  heartbeat_s: 1.0", "  heartbeat_s: 1.0\n  hearbeat_s: 2")
+    assert f"config/site.yaml:{line + 1}: controller.hearbeat_s: unknown field" in problems(cfg_dir)
+
+
+def test_missing_field_points_at_its_parent(cfg_dir):
+    line = edit(cfg_dir / "site.yaml", "    address: 10.20.1.12\n", "")
+    out = problems(cfg_dir)
+    assert any(p.startswith("config/site.yaml:") and "hosts.ipc-b.address: required field is missing" in p
+               for p in out), out
+    assert line > 0
+
+
+def test_yaml_syntax_error_has_a_line(cfg_dir):
+    line = edit(cfg_dir / "rules.yaml", "  hold_down_s: 600", "  hold_down_s: [600")
+    out = problems(cfg_dir)
+    assert len(out) == 1 and out[0].startswith("config/rules.yaml:") and "YAML syntax" in out[0]
+    assert int(out[0].split(":")[1]) >= line
+
+
+def test_duplicate_span_numbers(cfg_dir):
+    line = edit(cfg_dir / "site.yaml", "- {span: 2, kind: e1-pri", "- {span: 1, kind: e1-pri")
+    assert (f"config/site.yaml:{line}: hosts.ipc-a.board.spans[1].span: duplicate span number 1 (also spans[0])"
+            in problems(cfg_dir))
+
+
+def test_unknown_service_in_a_rule(cfg_dir):
+    line = edit(cfg_dir / "rules.yaml", "services: [cti, ivr]", "services: [cti, ivrr]")
+    out = problems(cfg_dir)
+    assert any(p.startswith(f"config/rules.yaml:{line}: rules[1].match.services[1]: unknown service 'ivrr'")
+               for p in out), out
+
+
+def test_standby_without_replica_services(cfg_dir):
+    site = cfg_dir / "site.yaml"
+    text = site.read_text()
+    text = text.replace("    services: *ipc-services\n", """    services:
+      cti: {runs_as: [primary, takeover], critical: true}
+      ivr: {runs_as: [primary, takeover], critical: true}
+      kcxp: {runs_as: [primary, standby]}
+      kcbp: {runs_as: [primary, standby]}
+""")
+    site.write_text(text)
+    out = problems(cfg_dir)
+    assert any("hosts.ipc-b.services: the standby has no replica services" in p for p in out), out
+
+
+def test_critical_service_on_the_standby_is_refused(cfg_dir):
+    edit(cfg_dir / "site.yaml", "cti: {runs_as: [primary, takeover]", "cti: {runs_as: [primary, takeover, standby]")
+    out = problems(cfg_dir)
+    assert any("hosts.ipc-a.services.cti.runs_as: a critical service (CTI/IVR) must not run on the standby" in p
+               for p in out), out
+
+
+def test_rule_action_must_fit_its_role(cfg_dir):
+    line = edit(cfg_dir / "rules.yaml", "action: isolate_standby", "action: failover")
+    out = problems(cfg_dir)
+    assert any(p.startswith(f"config/rules.yaml:{line}: rules[3].action: failover does not apply to role standby")
+               for p in out), out
+
+
+def test_unknown_active_database(cfg_dir):
+    line = edit(cfg_dir / "site.yaml", "active: shenzhen", "active: beijing")
+    assert any(p.startswith(f"config/site.yaml:{line}: databases.active: unknown database site 'beijing'")
+               for p in problems(cfg_dir))
+
+
+def test_db_reader_must_be_a_service(cfg_dir):
+    edit(cfg_dir / "site.yaml", "readers: [cti]", "readers: [ctl]")
+    assert any("db_config_files[1].readers[0]: unknown service 'ctl'" in p for p in problems(cfg_dir))
+
+
+def test_missing_file(cfg_dir):
+    (cfg_dir / "rules.yaml").unlink()
+    assert problems(cfg_dir) == ["config/rules.yaml: file not found"]
+
+
+def test_top_level_not_a_mapping(cfg_dir):
+    (cfg_dir / "rules.yaml").write_text("- just\n- a list\n")
+    assert problems(cfg_dir) == ["config/rules.yaml:1: expected a mapping at the top of the file"]
+
+
+def test_pdu_fencing_needs_an_outlet_per_host(cfg_dir):
+    line = edit(cfg_dir / "site.yaml", "outlets: {ipc-a: 1, ipc-b: 2}", "outlets: {ipc-a: 1}")
+    assert f"config/site.yaml:{line}: fencing.pdu.outlets: no outlet for host ipc-b" in problems(cfg_dir)
+
+
+def test_lab_only_settings_are_warnings(cfg_dir):
+    edit(cfg_dir / "site.yaml", "url: https://10.20.1.11:9101", "url: http://10.20.1.11:9101")
+    cfg = load_config(cfg_dir, display_dir="config")
+    assert any("hosts.ipc-a.agent.url: warning: plain HTTP on a non-loopback address" in str(w)
+               for w in cfg.warnings)
