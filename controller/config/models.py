@@ -111,6 +111,15 @@ class DbFileModel(Strict):
     readers: list[Name] = Field(default_factory=list)
 
 
+class LineTestModel(Strict):
+    """The source plan's line dial test: an AMI Originate out through the board to a test number."""
+
+    channel: str = "DAHDI/g0/100"  # dialled through the board's spans
+    context: str = "ccfo-linetest"
+    exten: str = "s"
+    timeout_s: Annotated[float, Range(1, 300)] = 20.0
+
+
 class HostModel(Strict):
     role: Role
     address: str
@@ -122,6 +131,8 @@ class HostModel(Strict):
     service_backend: Literal["systemd", "command"] = "systemd"
     services: dict[Name, ServiceModel]
     db_config_files: list[DbFileModel] = Field(default_factory=list)
+    line_test: LineTestModel = LineTestModel()
+    backup_dir: str = "/var/lib/ccfo/backups"  # where repoint_db keeps its timestamped backups
 
 
 class AppServerModel(Strict):
@@ -147,6 +158,7 @@ class CapacityModel(Strict):
 
 class ControllerModel(Strict):
     listen: str = "127.0.0.1:8080"
+    url: str | None = None  # where agents push their reports (default: http://LISTEN)
     tokens_file: str | None = None
     journal: str = "var/journal.sqlite"
     mode: Mode = Mode.SUPERVISED
