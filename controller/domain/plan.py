@@ -111,7 +111,7 @@ class Plan:
     meta: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action.value, "title": self.title, "reason": self.reason,
+        return {"action": self.action.value, "title": self.title, "reason": self.reason, "meta": dict(self.meta),
                 "steps": [s.to_dict() for s in self.steps]}
 
 
@@ -120,6 +120,8 @@ class PlanRefused(ValueError):
 
 
 DEFAULT_STEP_TIMEOUT_S = 30.0
+# Stops on a failing host are best effort and the fence follows: do not wait long for a hung process.
+FAILING_HOST_STOP_TIMEOUT_S = 10.0
 
 
 def transition_steps(host: Host, current: Duty, new: Duty) -> list[Step]:
@@ -187,7 +189,7 @@ def build_isolate_standby(site: Site, state: SiteState, host_id: str, why: str) 
     """Rule 3: stop all services on the standby; all inbound calls go to the active host."""
     host = site.host(host_id)
     active = state.active_host
-    steps = [Step(StepKind.STOP, host_id, service=s, timeout_s=DEFAULT_STEP_TIMEOUT_S, best_effort=True)
+    steps = [Step(StepKind.STOP, host_id, service=s, timeout_s=FAILING_HOST_STOP_TIMEOUT_S, best_effort=True)
              for s in reversed(host.layout(state.host(host_id).duty))]
     steps.append(Step(StepKind.ISOLATE_BOARD, host_id, timeout_s=DEFAULT_STEP_TIMEOUT_S, best_effort=True))
     if active:
@@ -215,7 +217,7 @@ def build_failover(site: Site, state: SiteState, to_host: str, why: str, *, sour
     source, target = site.host(source_id), site.host(to_host)
     steps: list[Step] = []
     if source_reachable:
-        steps += [Step(StepKind.STOP, source_id, service=s, timeout_s=DEFAULT_STEP_TIMEOUT_S, best_effort=True)
+        steps += [Step(StepKind.STOP, source_id, service=s, timeout_s=FAILING_HOST_STOP_TIMEOUT_S, best_effort=True)
                   for s in reversed(source.layout(state.host(source_id).duty))]
     steps.append(_fence(source))
     new_duty = target.home_active_duty
@@ -347,3 +349,14 @@ def critical_start_index(plan: Plan, host_id: str, critical: Iterable[str]) -> i
     names = set(critical)
     return next((i for i, s in enumerate(plan.steps)
                  if s.kind is StepKind.START and s.host == host_id and s.service in names), None)
+
+
+def step_from_dict(d: Mapping[str, Any]) -> Step:
+    """Inverse of Step.to_dict (plans are stored and resumed after a controller restart)."""
+    return Step(StepKind(d["kind"]), d.get("host"), d.get("service"), d.get("target"), tuple(d.get("checks", ())),
+                d.get("timeout_s"), bool(d.get("best_effort", False)), d.get("message"), d.get("state"))
+
+
+def plan_from_dict(d: Mapping[str, Any]) -> Plan:
+    return Plan(Action(d["action"]), d["title"], tuple(step_from_dict(s) for s in d["steps"]), d.get("reason", ""),
+                d.get("meta", {}))

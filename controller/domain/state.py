@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Any
 
 from controller.domain.site import DbSiteId, Duty, Site
 
@@ -65,6 +66,32 @@ class SiteState:
         if self.active_host is None:
             return {h.id: 0 for h in site.hosts}
         return {h.id: h.board.channels if self.hosts[h.id].in_service else 0 for h in site.hosts}
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "hosts": {h: {"duty": s.duty.value, "board_isolated": s.board_isolated} for h, s in self.hosts.items()},
+            "active_db": self.active_db,
+            "mode": self.mode.value,
+            "last_automatic_at": self.last_automatic_at,
+            "down_db_sites": sorted(self.down_db_sites),
+        }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> SiteState:
+        hosts = {h: HostState(Duty(v["duty"]), bool(v["board_isolated"])) for h, v in d["hosts"].items()}
+        return SiteState(hosts, DbSiteId(d["active_db"]), Mode(d["mode"]), d.get("last_automatic_at"),
+                         frozenset(d.get("down_db_sites", ())))
+
+    def apply(self, change: Mapping[str, Any]) -> SiteState:
+        """Apply a plan's set_state step."""
+        out = self
+        for h, duty in change.get("duties", {}).items():
+            out = out.with_host(h, duty=Duty(duty))
+        for h, iso in change.get("board_isolated", {}).items():
+            out = out.with_host(h, board_isolated=bool(iso))
+        if "active_db" in change:
+            out = replace(out, active_db=DbSiteId(change["active_db"]))
+        return out
 
     def is_normal(self, site: Site) -> bool:
         return self == replace(SiteState.normal(site, self.mode), last_automatic_at=self.last_automatic_at,

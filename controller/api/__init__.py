@@ -1,0 +1,1 @@
+"""The operator API (FastAPI): routes, request models, read models."""

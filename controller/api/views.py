@@ -1,0 +1,86 @@
+"""Read models of the API: the site status as JSON (what the dashboard and `ccfo status` show)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controller.domain.capacity import max_ivr_calls
+from controller.domain.health import HostHealth
+from controller.domain.site import Site
+from controller.domain.state import Mode, SiteState
+
+
+def site_state_label(site: Site, state: SiteState, faults: int) -> str:
+    """The banner: maintenance, failed over, degraded or normal."""
+    if state.mode is Mode.MAINTENANCE:
+        return "maintenance"
+    active = state.active_host
+    if active is None:
+        return "down"
+    if site.host(active).role.value != "primary":
+        return "failed over"
+    if faults or any(not hs.in_service for hs in state.hosts.values()):
+        return "degraded"
+    return "normal"
+
+
+def host_capacity(site: Site, state: SiteState, host_id: str, health: HostHealth | None) -> dict[str, Any]:
+    host = site.host(host_id)
+    serving = state.serving_channels(site)[host_id]
+    if health is not None and serving:
+        healthy = sum(s.channels for s in health.spans if s.healthy) if health.spans else 0
+        serving = min(serving, healthy) if health.ami_connected else 0
+    x = health.ivr_calls if health else 0
+    y = health.agent_calls if health else 0
+    pol = site.capacity
+    used = x * pol.channels_per_ivr_call + y * pol.channels_per_agent_call
+    more = max(0, serving - pol.reserve_for_transfers - used) // pol.channels_per_ivr_call
+    step = max(1, pol.channels_per_agent_call - pol.channels_per_ivr_call)  # what a transfer adds
+    return {"channels": serving, "board_channels": host.board.channels, "ivr_calls": x, "agent_calls": y,
+            "fax_calls": health.fax_calls if health else 0, "fax_channels": host.fax_channels, "used": used,
+            "free": max(0, serving - used), "reserve": pol.reserve_for_transfers, "more_ivr_calls": more,
+            "more_agent_transfers": min(x, max(0, serving - used) // step),
+            "max_ivr_calls_alone": max_ivr_calls(serving, 0, pol) or 0}
+
+
+def status(engine: Any) -> dict[str, Any]:
+    site, state, snap, decision = engine.site, engine.state, engine.snap, engine.decision
+    present = engine.tracker.present()
+    active = engine.tracker.active(engine.clock(), lambda f: 0.0)
+    hosts: dict[str, Any] = {}
+    for host in site.hosts:
+        hs = state.host(host.id)
+        view = snap.hosts.get(host.id) if snap else None
+        health = view.health if view else None
+        hosts[host.id] = {
+            "role": host.role.value, "duty": hs.duty.value, "active": hs.duty.active,
+            "board_isolated": hs.board_isolated, "reachable": bool(view and view.reachable),
+            "report_age_s": view.age_s if view else None,
+            "ami_connected": health.ami_connected if health else None,
+            "driver": health.driver.value if health else "unknown",
+            "spans": [{"span": s.span, "alarm": s.alarm, "dchannel_up": s.dchannel_up, "channels": s.channels}
+                      for s in (health.spans if health else ())],
+            "services": {n: st.value for n, st in (health.services.items() if health else ())},
+            "db_site": health.db_site if health else None,
+            "capacity": host_capacity(site, state, host.id, health),
+        }
+    agents = sum(h["capacity"]["agent_calls"] for h in hosts.values())
+    more = sum(h["capacity"]["more_ivr_calls"] for h in hosts.values())
+    return {
+        "site": site.name,
+        "state": site_state_label(site, state, len(present)),
+        "mode": state.mode.value,
+        "active_host": state.active_host,
+        "active_db": state.active_db,
+        "hosts": hosts,
+        "faults": [{"fault": str(f), "kind": f.kind.value, "host": f.host, "since": since, "active": f in active}
+                   for f, since in sorted(present.items(), key=lambda kv: kv[1])],
+        "flapping": sorted(str(f) for f in engine.tracker.flapping()),
+        "decision": decision.to_dict() if decision else None,
+        "capacity": {"channels": sum(h["capacity"]["channels"] for h in hosts.values()), "agent_calls": agents,
+                     "more_ivr_calls": more,
+                     "line": f"with {agents} agent call(s), {more} more IVR call(s) fit"},
+        "running_plan": engine.running.to_dict() if engine.running else None,
+        "waiting_confirmation": [{"plan_id": p, "host": h} for p, h in engine.executor.waiting_confirmation()],
+        "cycles": engine.cycles,
+    }

@@ -1,0 +1,287 @@
+"""The control loop: snapshot -> faults -> decide -> propose or execute, one cycle at a time.
+
+A cycle never dies and returns a typed Decision with one human sentence (logged once when it changes,
+shown on the dashboard). Agent reports and SNMP notifications wake the loop early; polling is the safety
+net. One plan runs at a time: a second request is refused naming the running plan. Modes act like
+Patroni's pause: the engine always observes and decides, and acts only when the mode allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from controller.domain.faults import Fault, FaultTracker
+from controller.domain.health import HostHealth, SiteSnapshot, faults, snapshot
+from controller.domain.plan import Plan
+from controller.domain.rules import Decision, Disposition, evaluate
+from controller.domain.state import Mode, SiteState
+from controller.events import EventBus
+from controller.executor import Executor
+from controller.journal import EntryKind, Journal
+from controller.store import PlanRecord, PlanStatus, Store
+
+log = logging.getLogger("ccfo.engine")
+
+
+class Refused(Exception):
+    """An operator request that cannot be carried out now; the message says why (HTTP 409)."""
+
+
+class Engine:
+    def __init__(self, cfg: Any, store: Store, journal: Journal, executor: Executor, events: EventBus,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.cfg, self.site, self.policy = cfg, cfg.site, cfg.policy
+        self.heartbeat_s = cfg.site_model.controller.heartbeat_s
+        self.missed = cfg.site_model.controller.missed_heartbeats
+        self.poll_s = cfg.site_model.controller.poll_interval_s
+        self.store, self.journal, self.executor, self.events, self.clock = store, journal, executor, events, clock
+        self.state: SiteState = store.load_state() or SiteState.normal(self.site, cfg.site_model.controller.mode)
+        self.tracker = FaultTracker.empty(cfg.flap)
+        self.reports: dict[str, HostHealth] = {}
+        self.db_down: frozenset[str] = frozenset()
+        self.decision: Decision | None = None
+        self.snap: SiteSnapshot | None = None
+        self.running: PlanRecord | None = None
+        self._run_task: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.cycles = 0
+        self._stopping = False
+        executor.progress = self._progress
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.store.save_state, self.state)
+        for rec in self.store.plans({PlanStatus.RUNNING}):
+            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.INTERRUPTED,
+                                          error="the controller stopped while this plan ran")
+            await self._journal(EntryKind.PLAN_INTERRUPTED, plan_id=rec.id, status="interrupted",
+                                reason=f"found running at start-up at step {rec.next_step + 1}; resume or abort")
+        self._loop_task = asyncio.create_task(self._loop(), name="ccfo-engine")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in (self._loop_task, self._run_task):
+            if task:
+                task.cancel()
+        for task in (self._loop_task, self._run_task):
+            if task:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with the
+        # inner wait finishing, and the loop would never stop. The flag makes stop() certain either way.
+        while not self._stopping:
+            try:
+                async with asyncio.timeout(self.poll_s):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.cycle()
+            except Exception:  # a cycle never kills the loop
+                log.exception("cycle failed")
+
+    # --- inputs -------------------------------------------------------------------------------
+
+    def ingest(self, health: HostHealth) -> None:
+        previous = self.reports.get(health.host)
+        self.reports[health.host] = health
+        if previous is None or _differs(previous, health):
+            self.wake()
+
+    def set_db_down(self, down: frozenset[str]) -> None:
+        if down != self.db_down:
+            self.db_down = down
+            self.wake()
+
+    # --- one cycle ----------------------------------------------------------------------------
+
+    async def cycle(self) -> Decision:
+        async with self._lock:
+            now = self.clock()
+            self.cycles += 1
+            self.snap = snapshot(self.site, self.reports, now, self.heartbeat_s, self.missed, self.db_down)
+            present = faults(self.site, self.state, self.snap)
+            await self._journal_fault_changes(set(self.tracker.present()), present, now)
+            self.tracker = self.tracker.observe(present, now)
+            decision = evaluate(self.site, self.state, self.tracker, self.policy, now)
+            if self.decision is None or _sentence(decision) != _sentence(self.decision):
+                log.info("decision: %s", decision.reason)
+                if decision.disposition is not Disposition.NONE or self.decision is not None:
+                    await self._journal(EntryKind.DECISION, reason=decision.reason, status=decision.disposition.value,
+                                        data=decision.to_dict())
+            self.decision = decision
+            await self._act(decision, now)
+            await self.events.publish("status", {"cycle": self.cycles})
+            return decision
+
+    async def _journal_fault_changes(self, before: set[Fault], now_present: frozenset[Fault], now: float) -> None:
+        for f in sorted(now_present - before):
+            await self._journal(EntryKind.FAULT_SEEN, host=f.host, reason=str(f), data={"kind": f.kind.value})
+        for f in sorted(before - now_present):
+            await self._journal(EntryKind.FAULT_CLEARED, host=f.host, reason=str(f), data={"kind": f.kind.value})
+
+    async def _act(self, d: Decision, now: float) -> None:
+        if self.running is not None or d.plan is None:
+            return
+        if d.disposition is Disposition.EXECUTE:
+            rec = await asyncio.to_thread(self.store.add_plan, d.plan, status=PlanStatus.RUNNING,
+                                          source=d.rule or "rule", requested_by="controller", reason=d.reason, now=now)
+            self.state = replace(self.state, last_automatic_at=now)
+            await asyncio.to_thread(self.store.save_state, self.state)
+            await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor="controller", reason=d.reason,
+                                data=rec.to_dict())
+            self._start(rec)
+        elif d.disposition is Disposition.PROPOSE:
+            await self._propose(d, now)
+
+    async def _propose(self, d: Decision, now: float) -> None:
+        assert d.plan is not None
+        for rec in self.store.plans({PlanStatus.PROPOSED}):
+            if rec.plan.to_dict()["steps"] == d.plan.to_dict()["steps"]:
+                return  # already proposed
+            if rec.requested_by == "controller":
+                await asyncio.to_thread(self.store.update_plan, rec, now, status=PlanStatus.SUPERSEDED,
+                                        error="the situation changed; a new plan was proposed")
+        rec = await asyncio.to_thread(self.store.add_plan, d.plan, status=PlanStatus.PROPOSED,
+                                      source=d.rule or "rule", requested_by="controller", reason=d.reason, now=now)
+        await self._journal(EntryKind.PLAN_PROPOSED, plan_id=rec.id, actor="controller", reason=d.reason,
+                            data=rec.to_dict())
+        await self.events.publish("plan", rec.to_dict())
+
+    # --- running plans ------------------------------------------------------------------------
+
+    def _start(self, rec: PlanRecord) -> None:
+        self.running = rec
+        self._run_task = asyncio.create_task(self._execute(rec), name=f"ccfo-plan-{rec.id}")
+
+    async def _execute(self, rec: PlanRecord) -> None:
+        try:
+            outcome = await self.executor.run(rec, self.state, self._set_state)
+            await self.events.publish("plan", {"id": rec.id, "status": outcome.status.value, "error": outcome.error})
+        finally:
+            self.running = None
+            self.tracker = FaultTracker.empty(self.tracker.flap)  # faults are re-seen against the new roles
+            self.wake()
+
+    async def _set_state(self, state: SiteState) -> None:
+        self.state = state
+        await asyncio.to_thread(self.store.save_state, state)
+        await self.events.publish("state", state.to_dict())
+
+    async def _progress(self, rec: PlanRecord, index: int, status: str) -> None:
+        await self.events.publish("step", {"plan_id": rec.id, "index": index, "status": status,
+                                           "text": rec.plan.steps[index].describe()})
+
+    async def wait_idle(self, timeout: float) -> None:
+        task = self._run_task
+        if task is not None and not task.done():
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    # --- operator actions ---------------------------------------------------------------------
+
+    def _busy(self) -> None:
+        if self.running is not None:
+            raise Refused(f"plan {self.running.id} ({self.running.plan.title}) is running; one plan at a time")
+
+    async def submit(self, plan: Plan, who: str, reason: str) -> PlanRecord:
+        """Operator-requested plan (failover, switchover, failback): runs at once, approval is implicit."""
+        if self.state.mode is Mode.MAINTENANCE:
+            log.info("operator %s runs %s in maintenance mode", who, plan.title)
+        self._busy()
+        now = self.clock()
+        rec = await asyncio.to_thread(self.store.add_plan, plan, status=PlanStatus.RUNNING, source="operator",
+                                      requested_by=who, reason=reason, now=now)
+        await self._journal(EntryKind.OPERATOR_ACTION, plan_id=rec.id, actor=who, reason=reason,
+                            data={"action": plan.action.value, "title": plan.title})
+        await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor=who, reason=reason, data=rec.to_dict())
+        self._start(rec)
+        return rec
+
+    async def approve(self, plan_id: str, who: str, reason: str) -> PlanRecord:
+        rec = self._plan(plan_id, {PlanStatus.PROPOSED})
+        self._busy()
+        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.RUNNING,
+                                      decided_by=who, decided_reason=reason)
+        await self._journal(EntryKind.PLAN_APPROVED, plan_id=rec.id, actor=who, reason=reason)
+        await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor=who, reason=reason, data=rec.to_dict())
+        self._start(rec)
+        return rec
+
+    async def reject(self, plan_id: str, who: str, reason: str) -> PlanRecord:
+        rec = self._plan(plan_id, {PlanStatus.PROPOSED})
+        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.REJECTED,
+                                      decided_by=who, decided_reason=reason)
+        await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor=who, reason=reason)
+        return rec
+
+    async def resume(self, plan_id: str, who: str, reason: str) -> PlanRecord:
+        rec = self._plan(plan_id, {PlanStatus.INTERRUPTED, PlanStatus.FAILED})
+        self._busy()
+        await self._journal(EntryKind.PLAN_RESUMED, plan_id=rec.id, actor=who, reason=reason,
+                            data={"from_step": rec.next_step})
+        if rec.status is PlanStatus.FAILED:  # retry the failed step, with fresh agent action ids
+            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(),
+                                          next_step=max(0, rec.next_step - 1), attempt=rec.attempt + 1)
+        self._start(rec)
+        return rec
+
+    async def abort(self, plan_id: str, who: str, reason: str) -> PlanRecord:
+        rec = self._plan(plan_id, {PlanStatus.INTERRUPTED, PlanStatus.FAILED, PlanStatus.PROPOSED})
+        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.ABORTED,
+                                      decided_by=who, decided_reason=reason)
+        await self._journal(EntryKind.PLAN_ABORTED, plan_id=rec.id, actor=who, reason=reason)
+        return rec
+
+    async def set_mode(self, mode: Mode, who: str, reason: str) -> SiteState:
+        old = self.state.mode
+        self.state = replace(self.state, mode=mode)
+        await asyncio.to_thread(self.store.save_state, self.state)
+        await self._journal(EntryKind.MODE_CHANGED, actor=who, reason=reason,
+                            data={"from": old.value, "to": mode.value})
+        await self.events.publish("state", self.state.to_dict())
+        self.wake()
+        return self.state
+
+    async def confirm_off(self, plan_id: str, host: str, who: str, reason: str) -> None:
+        if not self.executor.confirm_off(plan_id, host):
+            raise Refused(f"plan {plan_id} is not waiting for a confirmation that {host} is off")
+        await self._journal(EntryKind.OPERATOR_ACTION, plan_id=plan_id, host=host, actor=who, reason=reason,
+                            data={"action": "confirm_off"})
+
+    def _plan(self, plan_id: str, allowed: set[PlanStatus]) -> PlanRecord:
+        rec = self.store.get_plan(plan_id)
+        if rec is None:
+            raise KeyError(plan_id)
+        if rec.status not in allowed:
+            raise Refused(f"plan {plan_id} is {rec.status.value}; this needs it "
+                          + " or ".join(sorted(s.value for s in allowed)))
+        return rec
+
+    async def _journal(self, kind: str, **fields: Any) -> None:
+        entry = await asyncio.to_thread(self.journal.append, kind, ts=self.clock(), **fields)
+        await self.events.publish("journal", {"id": entry.id, "kind": entry.kind, "ts": entry.ts, "host": entry.host,
+                                              "plan_id": entry.plan_id, "reason": entry.reason,
+                                              "status": entry.status})
+
+
+def _sentence(d: Decision) -> tuple[str, str, str]:
+    return (d.action.value, d.disposition.value, d.reason)
+
+
+def _differs(a: HostHealth, b: HostHealth) -> bool:
+    return replace(a, received_at=0.0) != replace(b, received_at=0.0)

@@ -1,0 +1,260 @@
+"""The executor: the only code in the controller that changes the world.
+
+It carries a stored plan out step by step through the agents' control APIs (and the PDU for fencing),
+verifies each step against a fresh agent report, and journals every step before and after (start,
+end, duration, status, output, error; end and duration in `finally`). It stops at the first failed step
+that is not best-effort, leaving the plan failed with what was and was not done. It advances the
+plan's `next_step` in the store after every step, so a controller killed mid-plan can resume exactly
+there; agent actions carry an id derived from (plan, step), so a step the agent already ran before the
+crash is not run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from controller.domain.health import DriverState, HostHealth, ServiceState
+from controller.domain.plan import Step, StepKind
+from controller.domain.state import SiteState
+from controller.journal import EntryKind, Journal
+from controller.ports import AgentActionFailed, AgentClient, AgentUnreachable, FenceFailed, Fencer, Notifier
+from controller.store import PlanRecord, PlanStatus, Store
+
+log = logging.getLogger("ccfo.executor")
+
+POLL_S = 0.05
+
+
+class StepFailed(Exception):
+    """A step did not reach its goal; the message says what was seen."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: PlanStatus
+    state: SiteState
+    error: str | None = None
+
+
+class Executor:
+    def __init__(self, agents: AgentClient, fencer: Fencer, notifier: Notifier, journal: Journal, store: Store,
+                 clock: Callable[[], float] = time.time, host_ids: tuple[str, ...] = ()) -> None:
+        self.agents, self.fencer, self.notifier = agents, fencer, notifier
+        self.journal, self.store, self.clock = journal, store, clock
+        self.host_ids = host_ids
+        self._confirmations: dict[tuple[str, str], asyncio.Event] = {}
+        self._attempt = 0
+        self.progress: Callable[[PlanRecord, int, str], Awaitable[None]] | None = None
+
+    def confirm_off(self, plan_id: str, host: str) -> bool:
+        """An operator says the host is powered off (fencing without a PDU). True if a step was waiting."""
+        event = self._confirmations.get((plan_id, host))
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    def waiting_confirmation(self) -> list[tuple[str, str]]:
+        return [k for k, e in self._confirmations.items() if not e.is_set()]
+
+    async def _journal(self, kind: str, **fields: object) -> None:
+        await asyncio.to_thread(self.journal.append, kind, ts=self.clock(), **fields)  # type: ignore[arg-type]
+
+    async def run(self, rec: PlanRecord, state: SiteState,
+                  on_state: Callable[[SiteState], Awaitable[None]]) -> Outcome:
+        """Run `rec` from its next step. Returns the final status and the site state it left."""
+        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.RUNNING)
+        self._attempt = rec.attempt
+        for index in range(rec.next_step, len(rec.plan.steps)):
+            step = rec.plan.steps[index]
+            ok, detail = await self._run_step(rec, index, step)
+            if ok and step.kind is StepKind.SET_STATE and step.state:
+                state = state.apply(step.state)
+                await on_state(state)
+            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), next_step=index + 1)
+            if self.progress:
+                await self.progress(rec, index, "finished" if ok else "failed")
+            if not ok and not step.best_effort:
+                error = f"step {index + 1} ({step.describe()}) failed: {detail}"
+                await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.FAILED,
+                                        error=error)
+                await self._journal(EntryKind.PLAN_FAILED, plan_id=rec.id, status="failed", reason=error,
+                                    data={"step": index, "done": index, "not_done": len(rec.plan.steps) - index})
+                await self._notify("plan_failed", error, {"plan_id": rec.id})
+                return Outcome(PlanStatus.FAILED, state, error)
+        await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.FINISHED)
+        await self._journal(EntryKind.PLAN_FINISHED, plan_id=rec.id, status="finished", data={"title": rec.plan.title})
+        return Outcome(PlanStatus.FINISHED, state)
+
+    async def _run_step(self, rec: PlanRecord, index: int, step: Step) -> tuple[bool, str]:
+        started = self.clock()
+        t0 = time.monotonic()
+        await self._journal(EntryKind.STEP_STARTED, plan_id=rec.id, step=index, host=step.host,
+                            data={"step": step.to_dict(), "text": step.describe()})
+        if self.progress:
+            await self.progress(rec, index, "running")
+        ok, detail = False, ""
+        try:
+            budget = (step.timeout_s or 30.0) + 5.0
+            async with asyncio.timeout(budget):
+                detail = await self._do(rec.id, index, step)
+            ok = True
+        except (StepFailed, AgentUnreachable, AgentActionFailed, FenceFailed) as exc:
+            detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StepFailed) else str(exc)
+        except TimeoutError:
+            detail = f"timed out after {step.timeout_s or 30.0:g} s"
+        except Exception as exc:  # the executor never dies on a step: the plan fails, visibly
+            log.exception("plan %s step %d crashed", rec.id, index + 1)
+            detail = f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            duration = time.monotonic() - t0
+            kind = EntryKind.STEP_FINISHED if ok else EntryKind.STEP_FAILED
+            status = "ok" if ok else ("failed (best effort, continuing)" if step.best_effort else "failed")
+            await self._journal(kind, plan_id=rec.id, step=index, host=step.host, status=status,
+                                duration_s=duration, data={"output": detail, "started": started,
+                                                           "text": step.describe()})
+            log.info("plan=%s step=%d host=%s %s: %s (%.2fs) %s", rec.id, index + 1, step.host, step.kind.value,
+                     status, duration, detail)
+        return ok, detail
+
+    async def _do(self, plan_id: str, index: int, step: Step) -> str:
+        action_id = f"{plan_id}-{index}-{self._attempt}"
+        host = step.host or ""
+        timeout = step.timeout_s or 30.0
+        match step.kind:
+            case StepKind.STOP | StepKind.START | StepKind.RESTART:
+                res = await self.agents.action(host, action_id, step.kind.value, service=step.service,
+                                               timeout_s=timeout)
+                want = ServiceState.INACTIVE if step.kind is StepKind.STOP else ServiceState.ACTIVE
+                await self._until(host, lambda h: _service_is(h, step.service or "", want), timeout,
+                                  f"{step.service} {want.value}")
+                return res.detail or f"{step.service} {want.value}"
+            case StepKind.ISOLATE_BOARD | StepKind.RESTORE_BOARD:
+                res = await self.agents.action(host, action_id, step.kind.value, timeout_s=timeout)
+                return res.detail
+            case StepKind.REPOINT_DB:
+                res = await self.agents.action(host, action_id, "repoint_db", to_site=step.target, timeout_s=timeout)
+                return res.detail
+            case StepKind.ROUTE_INBOUND:
+                return await self._route(action_id, step, timeout)
+            case StepKind.VERIFY:
+                await self._until(host, lambda h: _checks_hold(h, step.checks), timeout, ", ".join(step.checks))
+                return "verified: " + ", ".join(step.checks)
+            case StepKind.FENCE:
+                return await self._fence(plan_id, step, timeout)
+            case StepKind.WAIT_DRAINED:
+                return await self._drain(host, timeout)
+            case StepKind.SET_STATE:
+                return "recorded"
+            case StepKind.NOTIFY:
+                await self._notify("plan_notice", step.message or "", {"plan_id": plan_id})
+                return "notified"
+        raise StepFailed(f"unknown step kind {step.kind}")
+
+    async def _until(self, host: str, predicate: Callable[[HostHealth], bool], timeout: float, what: str) -> HostHealth:
+        """Poll the agent's fresh report until `predicate` holds; fail with the last state seen."""
+        deadline = time.monotonic() + timeout
+        last: object = None
+        while True:
+            try:
+                report = await self.agents.report(host)
+                if predicate(report):
+                    return report
+                last = _summary(report)
+            except AgentUnreachable as exc:
+                last = f"agent unreachable: {exc}"
+            if time.monotonic() >= deadline:
+                raise StepFailed(f"{what} not reached on {host} within {timeout:g} s; last seen: {last}")
+            await asyncio.sleep(POLL_S)
+
+    async def _route(self, action_id: str, step: Step, timeout: float) -> str:
+        targets = [h for h in (step.target or "").split(",") if h]
+        done, skipped = [], []
+        for host in self.host_ids or tuple(targets):
+            try:
+                await self.agents.action(host, f"{action_id}-{host}", "route_inbound", hosts=targets, timeout_s=timeout)
+                done.append(host)
+            except (AgentUnreachable, AgentActionFailed) as exc:
+                if host in targets:
+                    raise
+                skipped.append(f"{host} ({exc})")
+        return f"inbound calls to {', '.join(targets)}; set on {', '.join(done)}" + (
+            f"; not set on {', '.join(skipped)}" if skipped else "")
+
+    async def _fence(self, plan_id: str, step: Step, timeout: float) -> str:
+        host = step.host or ""
+        required = [c.split(":", 1)[1] for c in step.checks]
+        try:
+            report = await self.agents.report(host)
+            if all(_service_is(report, s, ServiceState.INACTIVE) for s in required):
+                return f"{', '.join(required)} confirmed stopped by the agent"
+            seen = "still running per its agent"
+        except AgentUnreachable as exc:
+            seen = f"agent unreachable ({exc})"
+        if self.fencer.available:
+            await self.fencer.power_off(host)
+            return f"{host} {seen}: powered off at the PDU (read back: off)"
+        event = self._confirmations.setdefault((plan_id, host), asyncio.Event())
+        await self._journal(EntryKind.NOTE, plan_id=plan_id, host=host, status="waiting",
+                            reason=f"{host} {seen}; waiting for an operator to confirm it is powered off")
+        await self._notify("fence_confirmation_needed", f"confirm {host} is off to continue plan {plan_id}",
+                           {"plan_id": plan_id, "host": host})
+        try:
+            async with asyncio.timeout(timeout):
+                await event.wait()
+        except TimeoutError:
+            raise StepFailed(f"{host} {seen}; no operator confirmation within {timeout:g} s") from None
+        finally:
+            self._confirmations.pop((plan_id, host), None)
+        return f"{host} {seen}: an operator confirmed it is powered off"
+
+    async def _drain(self, host: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        calls = -1
+        while True:
+            try:
+                report = await self.agents.report(host)
+                calls = report.ivr_calls + report.agent_calls
+                if calls == 0:
+                    return f"{host} drained"
+            except AgentUnreachable:
+                return f"{host} unreachable: nothing left to drain there"
+            if time.monotonic() >= deadline:
+                return f"drain timeout: {calls} call(s) still up on {host} after {timeout:g} s"
+            await asyncio.sleep(POLL_S * 4)
+
+    async def _notify(self, event: str, message: str, data: dict[str, object]) -> None:
+        try:
+            await self.notifier.notify(event, message, data)
+        except Exception:  # observers never break the executor
+            log.exception("notifier failed for %s", event)
+
+
+def _service_is(report: HostHealth, name: str, want: ServiceState) -> bool:
+    state = report.services.get(name, ServiceState.UNKNOWN)
+    if want is ServiceState.INACTIVE:
+        return state in (ServiceState.INACTIVE, ServiceState.FAILED)
+    return state is want
+
+
+def _checks_hold(report: HostHealth, checks: tuple[str, ...]) -> bool:
+    for check in checks:
+        kind, _, arg = check.partition(":")
+        if kind == "active" and not _service_is(report, arg, ServiceState.ACTIVE):
+            return False
+        if kind == "inactive" and not _service_is(report, arg, ServiceState.INACTIVE):
+            return False
+        if kind == "board" and report.driver is not (DriverState.DOWN if arg == "down" else DriverState.UP):
+            return False
+        if kind == "db" and report.db_site != arg:
+            return False
+    return True
+
+
+def _summary(report: HostHealth) -> str:
+    services = ", ".join(f"{k}={v.value}" for k, v in sorted(report.services.items()))
+    return f"driver={report.driver.value} services: {services} db={report.db_site}"

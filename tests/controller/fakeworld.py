@@ -1,0 +1,103 @@
+"""An in-memory stand-in for the agents and the PDU, for the executor's and engine's unit tests.
+
+It is a test double for what is remote (agents over HTTP, a PDU over SNMP); the integration tests run
+the same executor against real agents on the lab. It records every action id it ran, so tests can show
+that a resumed plan does not run an agent action twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from controller.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
+from controller.domain.site import Site
+from controller.domain.state import SiteState
+from controller.ports import ActionResult, AgentActionFailed, AgentUnreachable, FenceFailed
+
+
+@dataclass
+class FakeHost:
+    services: dict[str, ServiceState]
+    driver: DriverState = DriverState.UP
+    reachable: bool = True
+    powered: bool = True
+    calls: int = 0
+    db_site: str = "shenzhen"
+    spans: int = 1
+    fail_actions: set[str] = field(default_factory=set)  # "start:cti" makes that action fail
+    ignore_stop: set[str] = field(default_factory=set)  # a hung service: stop "succeeds" but it keeps running
+
+
+class FakeWorld:
+    def __init__(self, site: Site, state: SiteState, pdu: bool = True) -> None:
+        self.hosts: dict[str, FakeHost] = {}
+        for h in site.hosts:
+            running = set(h.layout(state.host(h.id).duty))
+            self.hosts[h.id] = FakeHost({s.name: ServiceState.ACTIVE if s.name in running else ServiceState.INACTIVE
+                                         for s in h.services}, spans=len(h.board.spans))
+        self.ran: list[str] = []
+        self.routes: list[tuple[str, tuple[str, ...]]] = []
+        self._results: dict[str, ActionResult] = {}
+        self.pdu = pdu
+        self.power_offs: list[str] = []
+        self.notices: list[tuple[str, str]] = []
+
+    # AgentClient
+    async def report(self, host: str) -> HostHealth:
+        h = self.hosts[host]
+        if not h.reachable or not h.powered:
+            raise AgentUnreachable(f"{host}: connection refused")
+        spans = tuple(SpanHealth(i + 1, "ok", True, 30) for i in range(h.spans))
+        return HostHealth(host, 0.0, True, h.driver, spans, dict(h.services), ivr_calls=h.calls, db_site=h.db_site)
+
+    async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
+                     to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
+                     timeout_s: float = 30.0) -> ActionResult:
+        h = self.hosts[host]
+        if not h.reachable or not h.powered:
+            raise AgentUnreachable(f"{host}: connection refused")
+        if action_id in self._results:
+            return self._results[action_id]
+        self.ran.append(action_id)
+        key = f"{action}:{service}" if service else action
+        if key in h.fail_actions:
+            raise AgentActionFailed(f"{key} failed on {host}")
+        if action == "stop" and service not in h.ignore_stop:
+            h.services[service or ""] = ServiceState.INACTIVE
+        elif action in ("start", "restart"):
+            h.services[service or ""] = ServiceState.ACTIVE
+        elif action == "isolate_board":
+            h.driver = DriverState.DOWN
+        elif action == "restore_board":
+            h.driver = DriverState.UP
+        elif action == "repoint_db":
+            h.db_site = to_site or ""
+        elif action == "route_inbound":
+            self.routes.append((host, tuple(hosts or ())))
+        result = ActionResult(True, f"{key} ok", {})
+        self._results[action_id] = result
+        return result
+
+    # Fencer
+    @property
+    def available(self) -> bool:
+        return self.pdu
+
+    async def power_off(self, host: str) -> None:
+        if not self.pdu:
+            raise FenceFailed("no PDU")
+        self.hosts[host].powered = False
+        for s in self.hosts[host].services:
+            self.hosts[host].services[s] = ServiceState.INACTIVE
+        self.power_offs.append(host)
+
+    async def power_on(self, host: str) -> None:
+        self.hosts[host].powered = True
+
+    # Notifier
+    async def notify(self, event: str, message: str, data: object) -> None:
+        self.notices.append((event, message))
+
+    def critical_running(self) -> list[str]:
+        return [h for h, fh in self.hosts.items() if fh.powered and (
+            fh.services.get("cti") is ServiceState.ACTIVE or fh.services.get("ivr") is ServiceState.ACTIVE)]
