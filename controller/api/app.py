@@ -2,9 +2,10 @@
 
 Every route authenticates with a bearer token; roles gate what it may do (viewer reads, operator acts,
 admin changes the mode); every change records who and why. Agents push reports with agent tokens.
+No `from __future__ import annotations` here: FastAPI resolves the dependency annotations, which name
+functions local to create_app, when the routes are declared.
 """
 
-from __future__ import annotations
 
 import asyncio
 import json

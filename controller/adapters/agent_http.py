@@ -1,0 +1,96 @@
+"""The controller's side of the agent protocol: the report JSON -> HostHealth, and the HTTP client.
+
+Thin: it owns httpx and the JSON shape of `agents/report.py`, and speaks our types and errors
+(AgentUnreachable, AgentActionFailed). A report that does not parse raises ValueError at the API edge
+(422), never inside the engine.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from controller.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
+from controller.ports import ActionResult, AgentActionFailed, AgentUnreachable
+
+_SERVICE = {s.value: s for s in ServiceState}
+
+
+def parse_report(host: str, body: Mapping[str, Any], received_at: float) -> HostHealth:
+    """An agent report (agents/report.py) as the core's HostHealth; raises ValueError/KeyError/TypeError."""
+    if body.get("host") != host:
+        raise ValueError(f"report is for {body.get('host')!r}, not {host!r}")
+    ami = bool(body["ami"]["connected"])
+    driver = DriverState(str(body["board"]["driver"])) if body["board"]["driver"] in ("up", "down") \
+        else DriverState.UNKNOWN
+    spans = tuple(
+        SpanHealth(int(s["span"]), str(s["alarm"]),
+                   True if s["dchannel"] == "up" else False if s["dchannel"] == "down" else None, int(s["channels"]))
+        for s in (body.get("spans") or ())
+    )
+    services = {str(n): _SERVICE.get(str(v["state"]), ServiceState.UNKNOWN) for n, v in body["services"].items()}
+    calls = body.get("calls") or {}
+    db = body.get("db") or {}
+    return HostHealth(host, received_at, ami, driver, spans, services, int(calls.get("ivr", 0)),
+                      int(calls.get("agent", 0)), int(calls.get("fax", 0)), db.get("site"))
+
+
+class AgentHttpClient:
+    """Talks to every host agent (and app-server agents) over HTTP(S) with the agent bearer token."""
+
+    def __init__(self, urls: Mapping[str, str], token: str, *, timeout_s: float = 5.0,
+                 ca_file: str | None = None, clock: Any = None) -> None:
+        import time
+        self._urls = dict(urls)
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self._client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s,
+                                         verify=verify)
+        self._clock = clock or time.time
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def _url(self, host: str, path: str) -> str:
+        try:
+            return self._urls[host].rstrip("/") + path
+        except KeyError:
+            raise AgentUnreachable(f"no agent URL configured for {host}") from None
+
+    async def report_json(self, host: str) -> dict[str, Any]:
+        try:
+            r = await self._client.get(self._url(host, "/v1/report"))
+        except httpx.HTTPError as exc:
+            raise AgentUnreachable(f"{host}: {type(exc).__name__}: {exc}") from exc
+        if r.status_code != 200:
+            raise AgentUnreachable(f"{host}: report answered HTTP {r.status_code}")
+        return r.json()  # type: ignore[no-any-return]
+
+    async def report(self, host: str) -> HostHealth:
+        body = await self.report_json(host)
+        try:
+            return parse_report(host, body, self._clock())
+        except (KeyError, ValueError, TypeError) as exc:
+            raise AgentUnreachable(f"{host}: malformed report: {exc}") from exc
+
+    async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
+                     to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
+                     timeout_s: float = 30.0) -> ActionResult:
+        body: dict[str, Any] = {"action_id": action_id, "action": action}
+        for key, value in (("service", service), ("to_site", to_site), ("hosts", hosts), ("reason", reason)):
+            if value is not None:
+                body[key] = value
+        try:
+            r = await self._client.post(self._url(host, "/v1/actions"), json=body, timeout=timeout_s + 5.0)
+        except httpx.HTTPError as exc:
+            raise AgentUnreachable(f"{host}: {type(exc).__name__}: {exc}") from exc
+        if r.status_code >= 500 or r.status_code in (401, 403):
+            raise AgentUnreachable(f"{host}: action answered HTTP {r.status_code}: {r.text[:200]}")
+        data = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        if r.status_code != 200:
+            raise AgentActionFailed(f"{host}: {action} refused (HTTP {r.status_code}): {data.get('detail', r.text)}")
+        if not data.get("ok"):
+            raise AgentActionFailed(f"{host}: {action} failed: {data.get('detail')}")
+        return ActionResult(True, str(data.get("detail", "")), data.get("data") or {})

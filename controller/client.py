@@ -1,0 +1,182 @@
+"""The CLI commands that talk to a running controller's API (status, failover, approve, mode, ...).
+
+Connection options come from flags or the environment: CCFO_URL (default http://127.0.0.1:8080),
+CCFO_TOKEN or CCFO_TOKEN_FILE. Exit codes: 0 ok; 1 refused or failed (HTTP 409, a plan that failed,
+unreachable controller); 2 usage, auth or validation error (HTTP 401/403/422).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from controller.auth import TokenFileError, add_token, read_secret
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _token(args: argparse.Namespace) -> str:
+    if getattr(args, "token_file", None):
+        return read_secret(__import__("pathlib").Path(args.token_file))
+    if os.environ.get("CCFO_TOKEN"):
+        return os.environ["CCFO_TOKEN"]
+    if os.environ.get("CCFO_TOKEN_FILE"):
+        return read_secret(__import__("pathlib").Path(os.environ["CCFO_TOKEN_FILE"]))
+    raise TokenFileError("no token: pass --token-file, or set CCFO_TOKEN or CCFO_TOKEN_FILE")
+
+
+def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
+         params: dict[str, Any] | None = None) -> Any:
+    url = (args.url or os.environ.get("CCFO_URL") or "http://127.0.0.1:8080").rstrip("/")
+    try:
+        r = httpx.request(method, url + path, json=body, params=params, timeout=30,
+                          headers={"Authorization": f"Bearer {_token(args)}"})
+    except httpx.HTTPError as exc:
+        raise ApiError(1, f"cannot reach the controller at {url}: {exc}") from exc
+    if r.status_code >= 400:
+        try:
+            detail = r.json().get("detail")
+        except ValueError:
+            detail = r.text
+        if isinstance(detail, list):  # pydantic validation errors
+            detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail)
+        code = 2 if r.status_code in (401, 403, 404, 413, 422) else 1
+        raise ApiError(code, f"HTTP {r.status_code}: {detail}")
+    return r.json() if r.content else None
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    print(json.dumps(data, indent=2) if args.json else text)
+
+
+def _status_text(s: dict[str, Any]) -> str:
+    lines = [f"site {s['site']}: {s['state'].upper()}  mode {s['mode']}  active host {s['active_host']}  "
+             f"database {s['active_db']}"]
+    for name, h in s["hosts"].items():
+        spans = " ".join(f"span{p['span']}={p['alarm']}{'' if p['dchannel_up'] else '/D-down'}" for p in h["spans"])
+        svcs = " ".join(f"{k}={v}" for k, v in sorted(h["services"].items()))
+        c = h["capacity"]
+        lines.append(f"  {name} ({h['role']}, {h['duty']}{', board isolated' if h['board_isolated'] else ''}) "
+                     f"{'reachable' if h['reachable'] else 'UNREACHABLE'} driver={h['driver']} {spans}")
+        lines.append(f"     services: {svcs or '-'}")
+        lines.append(f"     capacity: C={c['channels']} X={c['ivr_calls']} Y={c['agent_calls']} free={c['free']} "
+                     f"fax={c['fax_calls']}/{c['fax_channels']}")
+    lines.append(f"  capacity: {s['capacity']['line']}")
+    for f in s["faults"]:
+        lines.append(f"  fault: {f['fault']}{' (active)' if f['active'] else ' (debouncing)'}")
+    if s.get("decision"):
+        lines.append(f"  decision: {s['decision']['reason']}")
+    if s.get("running_plan"):
+        p = s["running_plan"]
+        lines.append(f"  running plan {p['id']}: {p['title']} (step {p['next_step'] + 1}/{len(p['steps'])})")
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    s = call(args, "GET", "/api/v1/status")
+    _out(args, s, _status_text(s))
+    return 0
+
+
+def follow(args: argparse.Namespace, plan: dict[str, Any]) -> int:
+    """Show a plan's steps as they finish; exit 0 when it finishes, 1 when it fails."""
+    shown = plan.get("next_step", 0)
+    if not args.json:
+        print(f"plan {plan['id']}: {plan['title']}")
+    deadline = time.monotonic() + args.wait_timeout
+    while True:
+        plan = call(args, "GET", f"/api/v1/plans/{plan['id']}")
+        while shown < plan["next_step"] and not args.json:
+            print(f"  {shown + 1:>2}. {_step_text(plan['steps'][shown])}")
+            shown += 1
+        if plan["status"] in ("finished", "failed", "aborted", "rejected"):
+            if args.json:
+                print(json.dumps(plan, indent=2))
+            else:
+                print(f"plan {plan['id']} {plan['status']}" + (f": {plan['error']}" if plan.get("error") else ""))
+            return 0 if plan["status"] == "finished" else 1
+        if time.monotonic() > deadline:
+            print(f"still {plan['status']} after {args.wait_timeout:g} s; follow with: ccfo plans", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+
+
+def _step_text(step: dict[str, Any]) -> str:
+    parts = [step["kind"]] + [f"{k}={step[k]}" for k in ("host", "service", "target") if step.get(k)]
+    return " ".join(parts)
+
+
+def _submit(args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
+    plan = call(args, "POST", path, body)
+    return follow(args, plan) if not args.no_wait else (_out(args, plan, f"plan {plan['id']} started") or 0)
+
+
+def cmd_failover(args: argparse.Namespace) -> int:
+    return _submit(args, "/api/v1/failover", {"to": args.to, "reason": args.reason})
+
+
+def cmd_switchover(args: argparse.Namespace) -> int:
+    return _submit(args, "/api/v1/switchover", {"to": args.to, "reason": args.reason,
+                                                 "drain_timeout_s": args.drain_timeout})
+
+
+def cmd_failback(args: argparse.Namespace) -> int:
+    return _submit(args, "/api/v1/failback", {"reason": args.reason, "drain_timeout_s": args.drain_timeout})
+
+
+def cmd_plans(args: argparse.Namespace) -> int:
+    data = call(args, "GET", "/api/v1/plans", params={"status": args.status} if args.status else None)
+    lines = [f"{p['id']}  {p['status']:<11} {p['title']}  ({p['source']}, by {p['requested_by']})"
+             for p in data["plans"]]
+    _out(args, data, "\n".join(lines) or "no plans")
+    return 0
+
+
+def cmd_plan_op(args: argparse.Namespace) -> int:
+    plan = call(args, "POST", f"/api/v1/plans/{args.id}/{args.op}", {"reason": args.reason})
+    if args.op in ("approve", "resume") and not args.no_wait:
+        return follow(args, plan)
+    _out(args, plan, f"plan {plan['id']} {plan['status']}")
+    return 0
+
+
+def cmd_mode(args: argparse.Namespace) -> int:
+    data = call(args, "PUT", "/api/v1/mode", {"mode": args.mode, "reason": args.reason})
+    _out(args, data, f"mode {data['mode']}")
+    return 0
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    params = {k: v for k, v in (("kind", args.kind), ("host", args.host), ("plan_id", args.plan),
+                                ("limit", args.limit)) if v}
+    data = call(args, "GET", "/api/v1/journal", params=params)
+    lines = []
+    for e in reversed(data["entries"]):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
+        extra = " ".join(f"{k}={e[k]}" for k in ("host", "plan_id", "step", "actor", "status") if e.get(k) is not None)
+        dur = f" {e['duration_s']:.2f}s" if e.get("duration_s") is not None else ""
+        lines.append(f"{e['id']:>6} {when} {e['kind']:<16} {extra}{dur} {e.get('reason') or ''}".rstrip())
+    _out(args, data, "\n".join(lines) or "journal empty")
+    return 0
+
+
+def cmd_confirm_off(args: argparse.Namespace) -> int:
+    data = call(args, "POST", f"/api/v1/plans/{args.id}/confirm-off", {"host": args.host, "reason": args.reason})
+    _out(args, data, f"confirmed {args.host} is off")
+    return 0
+
+
+def cmd_token_add(args: argparse.Namespace) -> int:
+    token = add_token(__import__("pathlib").Path(args.tokens_file), args.name, args.role, args.host, args.expires)
+    print(token)
+    return 0

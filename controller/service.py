@@ -1,0 +1,184 @@
+"""`ccfo controller`: assemble the controller from its config and run it until SIGTERM/SIGINT.
+
+Owns the process's tasks: the engine loop, the safety-net poller (fetches a report from any agent whose
+pushes have stopped), the database-site probe, and the uvicorn server. Refuses to start with a clear
+message (exit 2) when a secret file is missing or readable by others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from controller.adapters.agent_http import AgentHttpClient, parse_report
+from controller.adapters.pdu import NoFencing, SnmpPdu
+from controller.api.app import create_app
+from controller.auth import TokenFileError, TokenStore, read_secret
+from controller.config.loader import LoadedConfig, load_config
+from controller.config.yamlpos import ConfigError
+from controller.engine import Engine
+from controller.events import EventBus
+from controller.executor import Executor
+from controller.journal import Journal
+from controller.store import Store
+
+log = logging.getLogger("ccfo.controller")
+
+
+class LogNotifier:
+    """Operators' notifications: the log and the event stream (SNMP forwarding hooks in here too)."""
+
+    def __init__(self, events: EventBus) -> None:
+        self.events = events
+        self.forwarders: list[Any] = []
+
+    async def notify(self, event: str, message: str, data: Any) -> None:
+        log.warning("NOTIFY %s: %s", event, message)
+        await self.events.publish("notify", {"event": event, "message": message, "data": data})
+        for fwd in self.forwarders:
+            try:
+                await fwd(event, message, data)
+            except Exception:
+                log.exception("notification forwarder failed")
+
+
+def agent_tokens(cfg: LoadedConfig) -> dict[str, str]:
+    out = {}
+    for name, host in cfg.site_model.hosts.items():
+        if host.agent.token_file:
+            out[name] = read_secret(cfg.resolve(host.agent.token_file))
+        elif host.agent.token_env and os.environ.get(host.agent.token_env):
+            out[name] = os.environ[host.agent.token_env]
+        else:
+            raise TokenFileError(f"hosts.{name}.agent: no token_file or token_env: the controller cannot call it")
+    return out
+
+
+class MultiTokenClient:
+    """One AgentHttpClient per host (each agent may have its own token)."""
+
+    def __init__(self, cfg: LoadedConfig, tokens: dict[str, str]) -> None:
+        self.clients = {h: AgentHttpClient({h: m.agent.url}, tokens[h]) for h, m in cfg.site_model.hosts.items()}
+
+    async def report(self, host: str):  # type: ignore[no-untyped-def]
+        return await self.clients[host].report(host)
+
+    async def action(self, host: str, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        return await self.clients[host].action(host, *args, **kwargs)
+
+    async def aclose(self) -> None:
+        for c in self.clients.values():
+            await c.aclose()
+
+
+async def probe_db(cfg: LoadedConfig, engine: Engine, interval: float, failures_needed: int = 2) -> None:
+    """TCP-connect each database site; a site is down after `failures_needed` failed probes in a row."""
+    misses: dict[str, int] = {s.id: 0 for s in cfg.site.db_sites}
+    while True:
+        for site in cfg.site.db_sites:
+            try:
+                async with asyncio.timeout(min(2.0, interval)):
+                    _, writer = await asyncio.open_connection(site.host, site.port)
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+                misses[site.id] = 0
+            except (OSError, TimeoutError):
+                misses[site.id] += 1
+        engine.set_db_down(frozenset(s for s, n in misses.items() if n >= failures_needed))
+        await asyncio.sleep(interval)
+
+
+async def poll_agents(engine: Engine, agents: MultiTokenClient, heartbeat_s: float) -> None:
+    """Safety net: fetch a report from agents whose pushes are late (a push path can fail alone)."""
+    while True:
+        now = time.time()
+        for host in engine.site.host_ids:
+            last = engine.reports.get(host)
+            if last is None or now - last.received_at > 1.5 * heartbeat_s:
+                with contextlib.suppress(Exception):
+                    engine.ingest(await agents.report(host))
+        await asyncio.sleep(heartbeat_s)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
+    ctl = cfg.site_model.controller
+    if not ctl.tokens_file:
+        raise TokenFileError("controller.tokens_file is not set: the API would have no users")
+    tokens = TokenStore.load(cfg.resolve(ctl.tokens_file))
+    agents = MultiTokenClient(cfg, agent_tokens(cfg))
+    journal_path = cfg.resolve(ctl.journal)
+    journal_path.parent.mkdir(parents=True, exist_ok=True)
+    journal, store = Journal(journal_path), Store(journal_path.with_name("state.sqlite"))
+    events = EventBus()
+    notifier = LogNotifier(events)
+    fencing = cfg.site_model.fencing
+    fencer: Any = NoFencing()
+    if fencing.method == "pdu" and fencing.pdu is not None:
+        community = read_secret(cfg.resolve(fencing.pdu.community_file)) if fencing.pdu.community_file else "private"
+        fencer = SnmpPdu(fencing.pdu.host, fencing.pdu.port, community, fencing.pdu.outlets)
+    executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids)
+    engine = Engine(cfg, store, journal, executor, events)
+    app = create_app(engine, tokens, parse_report)
+    host, port = _listen(ctl.listen)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    await engine.start()
+    tasks = [asyncio.create_task(probe_db(cfg, engine, ctl.poll_interval_s), name="db-probe"),
+             asyncio.create_task(poll_agents(engine, agents, ctl.heartbeat_s), name="agent-poll")]
+    serving = asyncio.create_task(server.serve(), name="api")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    if serving.done():
+        raise OSError(f"cannot serve the API on {ctl.listen}")
+    log.info("controller for site %s serving on http://%s:%d (mode %s)", cfg.site.name, host, port,
+             engine.state.mode.value)
+    if ready_file:
+        Path(ready_file).write_text(json.dumps({"pid": os.getpid(), "api": f"http://{host}:{port}"}))
+    await stop.wait()
+    server.should_exit = True
+    await serving
+    for t in tasks:
+        t.cancel()
+    await engine.stop()
+    await agents.aclose()
+    journal.close()
+    store.close()
+    return 0
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
+    try:
+        cfg = load_config(args.config)
+        return asyncio.run(serve(cfg, args.ready_file))
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 2
+    except TokenFileError as exc:
+        print(f"ccfo controller: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"ccfo controller: {exc}", file=sys.stderr)
+        return 1
