@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests and the lab use (installed only when missing and when run as root).
-DEB_PKGS ?= sip-tester snmp snmptrapd snmpd smitools
+DEB_PKGS ?= sip-tester snmp snmptrapd snmpd smitools chromium
 
 .PHONY: demo test deps venv lint bench clean
 
@@ -22,7 +22,7 @@ deps:
 	@bash scripts/install-debian-deps.sh $(DEB_PKGS)
 
 demo: venv deps
-	$(VENV)/bin/ccfo demo --config config
+	$(VENV)/bin/ccfo demo --config config --dir .lab
 
 test: venv deps
 	$(VENV)/bin/ruff check .

@@ -11,11 +11,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from controller import offline
+from controller import client, offline
+from controller.auth import TokenFileError
 from controller.config.yamlpos import ConfigError
 from controller.domain.capacity import Scenario
 from controller.domain.faults import FAULT_FORMS
 from controller.domain.state import Mode
+from lab.cli import LabCliError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -68,10 +70,40 @@ def _add_offline(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.set_defaults(func=offline.cmd_plan)
 
 
+def _add_agent(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """`ccfo agent`: the host agent; its code (agents.runtime) is imported only when the command runs."""
+    p = sub.add_parser("agent", help="run the host agent (services, config files, AMI, control API, reports)")
+    _config_arg(p)
+    p.add_argument("--host", required=True, help="this host's name in site.yaml")
+    p.add_argument("--lab", action="store_true",
+                   help="lab mode: without a configured token, use (or generate) --token-file")
+    p.add_argument("--listen", metavar="HOST:PORT", help="API bind address (default: agent.listen, else agent.url)")
+    p.add_argument("--state-dir", help="action results and lab files (default: CONFIG/var/agent-HOST)")
+    p.add_argument("--token-file", help="lab mode: the token file (default: STATE_DIR/agent-token)")
+    p.add_argument("--ready-file", help="write {pid, api, report_url} here (JSON) once serving")
+    p.add_argument("--lab-ami-control", metavar="URL", help="lab: the stand-in board driver also drives this "
+                                                            "lab AMI control API")
+    p.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    p.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    p.add_argument("--log-level", default="INFO")
+
+    def run(args: argparse.Namespace) -> int:
+        # The agent is its own program sharing the `ccfo` entry point (declared in .importlinter).
+        from agents.runtime import cmd_agent
+        return int(cmd_agent(args))
+
+    p.set_defaults(func=run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccfo", description="call-center telephony failover controller")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_offline(sub)
+    from controller import cli_online
+    cli_online.add_parsers(sub)
+    from lab import cli as lab_cli
+    lab_cli.add_parsers(sub)
+    _add_agent(sub)
     from controller import demo
     demo.add_parser(sub)
     return parser
@@ -89,6 +121,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return offline.EXIT_USAGE
+    except client.ApiError as exc:
+        print(f"ccfo {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except LabCliError as exc:
+        print(f"ccfo lab: {exc}", file=sys.stderr)
+        return 1
+    except TokenFileError as exc:
+        print(f"ccfo {args.command}: {exc}", file=sys.stderr)
         return offline.EXIT_USAGE
     except KeyboardInterrupt:
         return 130

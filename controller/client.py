@@ -112,6 +112,8 @@ def follow(args: argparse.Namespace, plan: dict[str, Any]) -> int:
 
 
 def _step_text(step: dict[str, Any]) -> str:
+    if step.get("text"):
+        return str(step["text"])
     parts = [step["kind"]] + [f"{k}={step[k]}" for k in ("host", "service", "target") if step.get(k)]
     return " ".join(parts)
 
@@ -165,7 +167,9 @@ def cmd_journal(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
         extra = " ".join(f"{k}={e[k]}" for k in ("host", "plan_id", "step", "actor", "status") if e.get(k) is not None)
         dur = f" {e['duration_s']:.2f}s" if e.get("duration_s") is not None else ""
-        lines.append(f"{e['id']:>6} {when} {e['kind']:<16} {extra}{dur} {e.get('reason') or ''}".rstrip())
+        data = e.get("data") or {}
+        text = e.get("reason") or " ".join(str(x) for x in (data.get("text"), data.get("output")) if x)
+        lines.append(f"{e['id']:>6} {when} {e['kind']:<16} {extra}{dur} {text}".rstrip())
     _out(args, data, "\n".join(lines) or "journal empty")
     return 0
 

@@ -1,28 +1,109 @@
-"""`ccfo demo`: the main job shown end to end on the example site.
+"""`ccfo demo`: the main job, end to end on the lab site.
 
-Until the live lab lands this walks the offline commands an operator would use on the night: validate
-the config, show capacity in each scenario, and show the plans the documented rules produce.
+Starts the lab (two simulated IPC hosts with their Asterisk, services and agents, the database sites,
+the PDU and the controller), crashes the primary's CTI, shows the plan the controller proposes, approves
+it as the lab operator (printed, as an operator would type it), follows the failover step by step, and
+leaves the lab and its dashboard running. `--offline` walks the offline commands instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
 
 from controller import offline
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("demo", help="walk through the example site (offline)")
+    p = sub.add_parser("demo", help="start the lab, crash the primary's CTI, approve and watch the failover")
     p.add_argument("--config", default="config")
+    p.add_argument("--dir", default=".lab", help="lab directory")
+    p.add_argument("--offline", action="store_true", help="walk the offline commands only (no lab)")
     p.set_defaults(func=run)
 
 
 def _section(title: str) -> None:
-    print(f"\n=== {title} ===")
+    print(f"\n=== {title} ===", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
+    return run_offline(args) if args.offline else run_lab(args)
+
+
+def _ccfo(argv: list[str]) -> int:
     from controller.cli import main as ccfo
+    print("$ ccfo " + " ".join(argv), flush=True)
+    return ccfo(argv)
+
+
+class Demo:
+    def __init__(self, lab_dir: Path) -> None:
+        state = json.loads((lab_dir / "lab.json").read_text())
+        secrets = lab_dir / "config" / "secrets"
+        self.api = state["api"].removesuffix("/api/v1")
+        self.dashboard = state["dashboard"]
+        self.viewer = {"Authorization": "Bearer " + (secrets / "viewer.token").read_text().strip()}
+        self.operator = {"Authorization": "Bearer " + (secrets / "operator.token").read_text().strip()}
+        self.operator_file = secrets / "operator.token"
+
+    def get(self, path: str, **params: Any) -> Any:
+        return httpx.get(self.api + path, headers=self.viewer, params=params, timeout=10).json()
+
+    def wait(self, what: str, predicate: Any, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.2)
+        raise TimeoutError(f"demo: {what} did not happen within {timeout:g} s")
+
+
+def run_lab(args: argparse.Namespace) -> int:
+    lab_dir = Path(args.dir)
+    if (lab_dir / "lab.json").exists():
+        _section("A lab is already running here: stopping it first")
+        _ccfo(["lab", "down", "--dir", args.dir])
+    _section("Start the lab site: two IPC hosts, their Asterisk (lab AMI), services, agents, DBs, PDU, controller")
+    code = _ccfo(["lab", "up", "--dir", args.dir])
+    if code:
+        return code
+    demo = Demo(lab_dir)
+    conn = ["--url", demo.api, "--token-file", str(demo.operator_file)]
+    demo.wait("both agents reporting", lambda: all(h["reachable"] for h in demo.get("/api/v1/status")["hosts"]
+                                                   .values()), 30)
+    _section("The site in normal operation")
+    _ccfo(["status", *conn])
+    _section("Fault: the primary's CTI process crashes (SIGKILL)")
+    _ccfo(["lab", "inject", "--dir", args.dir, "ipc-a", "service", "cti", "crash"])
+    started = time.monotonic()
+    plans = demo.wait("a proposed plan", lambda: demo.get("/api/v1/plans", status="proposed")["plans"], 60)
+    plan = plans[0]
+    print(f"\nThe controller detected the fault and proposed a plan after {time.monotonic() - started:.1f} s "
+          f"(supervised mode: the source plan fails over 'by hand'):")
+    _ccfo(["plans", *conn, "--status", "proposed"])
+    for i, step in enumerate(plan["steps"], 1):
+        print(f"  {i:>2}. {step.get('text') or step['kind']}")
+    _section("The operator approves (as the lab operator), and the controller runs the plan")
+    code = _ccfo(["approve", plan["id"], "--reason", "demo: primary CTI crashed, approved by the night shift",
+                  *conn])
+    _section("After the failover")
+    demo.wait("the site to settle", lambda: demo.get("/api/v1/status")["state"] == "failed over", 20)
+    _ccfo(["status", *conn])
+    _section("The journal of this failover")
+    _ccfo(["journal", *conn, "--plan", plan["id"], "--limit", "60"])
+    print(f"\nDashboard: {demo.dashboard}  (log in with the token in {demo.operator_file})")
+    print(f"The lab keeps running. Try: .venv/bin/ccfo failback --reason 'repaired' {' '.join(conn)}")
+    print(f"Stop it with: .venv/bin/ccfo lab down --dir {args.dir}")
+    return code
+
+
+def run_offline(args: argparse.Namespace) -> int:
     steps: list[tuple[str, list[str]]] = [
         ("Validate the site config", ["check-config"]),
         ("Capacity: 10 agent calls up, normal operation", ["capacity", "--agent-calls", "10"]),
@@ -39,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
     worst = 0
     for title, argv in steps:
         _section(title)
-        print("$ ccfo " + " ".join(argv))
         extra = ["--config", args.config] if argv[:2] != ["capacity", "blocking"] else []
-        code = ccfo([*argv[:1], *extra, *argv[1:]])
+        code = _ccfo([*argv[:1], *extra, *argv[1:]])
         worst = max(worst, code if code != offline.EXIT_REFUSED else 0)
     return worst

@@ -18,7 +18,7 @@ from typing import Any
 
 from controller.domain.faults import Fault, FaultTracker
 from controller.domain.health import HostHealth, SiteSnapshot, faults, snapshot
-from controller.domain.plan import Plan
+from controller.domain.plan import Action, Plan
 from controller.domain.rules import Decision, Disposition, evaluate
 from controller.domain.state import Mode, SiteState
 from controller.events import EventBus
@@ -53,12 +53,14 @@ class Engine:
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.cycles = 0
+        self.started_at = clock()
         self._stopping = False
         executor.progress = self._progress
 
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.started_at = self.clock()
         await asyncio.to_thread(self.store.save_state, self.state)
         for rec in self.store.plans({PlanStatus.RUNNING}):
             rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.INTERRUPTED,
@@ -85,7 +87,7 @@ class Engine:
         # inner wait finishing, and the loop would never stop. The flag makes stop() certain either way.
         while not self._stopping:
             try:
-                async with asyncio.timeout(self.poll_s):
+                async with asyncio.timeout(min(self.poll_s, self.heartbeat_s)):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -115,9 +117,18 @@ class Engine:
             now = self.clock()
             self.cycles += 1
             self.snap = snapshot(self.site, self.reports, now, self.heartbeat_s, self.missed, self.db_down)
+            starting = self._starting(now)
+            if starting:
+                self.decision = Decision(None, Action.NONE, Disposition.NONE, starting)
+                return self.decision
             present = faults(self.site, self.state, self.snap)
             await self._journal_fault_changes(set(self.tracker.present()), present, now)
             self.tracker = self.tracker.observe(present, now)
+            waiting = self._not_deciding(now)
+            if waiting:  # observe and journal faults, but do not decide
+                self.decision = Decision(None, Action.NONE, Disposition.NONE, waiting)
+                await self.events.publish("status", {"cycle": self.cycles})
+                return self.decision
             decision = evaluate(self.site, self.state, self.tracker, self.policy, now)
             if self.decision is None or _sentence(decision) != _sentence(self.decision):
                 log.info("decision: %s", decision.reason)
@@ -128,6 +139,19 @@ class Engine:
             await self._act(decision, now)
             await self.events.publish("status", {"cycle": self.cycles})
             return decision
+
+    def _not_deciding(self, now: float) -> str | None:
+        """Why this cycle must not decide: a plan is changing the world (its own stops look like faults),
+        or the controller has just started and not every agent has reported yet."""
+        if self.running is not None:
+            return f"plan {self.running.id} running: {self.running.plan.title}"
+        return None
+
+    def _starting(self, now: float) -> str | None:
+        silent = [h for h in self.site.host_ids if h not in self.reports]
+        if silent and now - self.started_at < self.missed * self.heartbeat_s:
+            return f"starting: waiting for the first report from {', '.join(silent)}"
+        return None
 
     async def _journal_fault_changes(self, before: set[Fault], now_present: frozenset[Fault], now: float) -> None:
         for f in sorted(now_present - before):

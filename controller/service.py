@@ -1,8 +1,9 @@
 """`ccfo controller`: assemble the controller from its config and run it until SIGTERM/SIGINT.
 
 Owns the process's tasks: the engine loop, the safety-net poller (fetches a report from any agent whose
-pushes have stopped), the database-site probe, and the uvicorn server. Refuses to start with a clear
-message (exit 2) when a secret file is missing or readable by others.
+pushes have stopped), the database-site probe, the uvicorn server, and the SNMP side when configured
+(`controller.adapters.snmp_glue`: trap receiver, SNMP poll of the agents, notifications to the NMS).
+Refuses to start with a clear message (exit 2) when a secret file is missing or readable by others.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import uvicorn
 
 from controller.adapters.agent_http import AgentHttpClient, parse_report
 from controller.adapters.pdu import NoFencing, SnmpPdu
+from controller.adapters.snmp_glue import ControllerSnmp
 from controller.api.app import create_app
 from controller.auth import TokenFileError, TokenStore, read_secret
 from controller.config.loader import LoadedConfig, load_config
@@ -135,6 +137,8 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
         fencer = SnmpPdu(fencing.pdu.host, fencing.pdu.port, community, fencing.pdu.outlets)
     executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids)
     engine = Engine(cfg, store, journal, executor, events)
+    snmp = ControllerSnmp(cfg, engine, agents, notifier)
+    await snmp.start()
     app = create_app(engine, tokens, parse_report)
     host, port = _listen(ctl.listen)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
@@ -159,6 +163,7 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     await serving
     for t in tasks:
         t.cancel()
+    await snmp.stop()
     await engine.stop()
     await agents.aclose()
     journal.close()

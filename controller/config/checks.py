@@ -44,6 +44,7 @@ def check_site(m: SiteFileModel, loc: Located, root: Path) -> list[Problem]:
         if urls[host.agent.url] > 1:
             problems.append(loc.problem(("hosts", name, "agent", "url"), f"shared with another host: {host.agent.url}"))
     problems += _check_fencing(m, loc)
+    problems += _check_snmp(m, loc)
     return problems
 
 
@@ -80,6 +81,10 @@ def _check_host(name: str, host, m: SiteFileModel, loc: Located) -> list[Problem
     ):
         problems.append(loc.problem((*base, "services"),
                                     "the standby has no replica services (none runs as takeover besides CTI/IVR)"))
+    drv = host.board.driver
+    if host.service_backend == "command" and any((drv.start, drv.stop, drv.status)) and not (
+            drv.start and drv.stop and drv.status):
+        problems.append(loc.problem((*base, "board", "driver"), "the command backend needs start, stop and status"))
     if host.board.driver_service in host.services:
         problems.append(loc.problem((*base, "board", "driver_service"),
                                     "the board driver is handled by isolate/restore, not as a managed service"))
@@ -122,6 +127,56 @@ def _check_fencing(m: SiteFileModel, loc: Located) -> list[Problem]:
                 if host not in m.hosts:
                     problems.append(loc.problem(("fencing", "pdu", "outlets", host), f"unknown host {host!r}"))
     return problems
+
+
+def _check_snmp(m: SiteFileModel, loc: Located) -> list[Problem]:
+    """SNMP keys come in pairs; a notification target is v2c or v3 and a v3 one has keys to send with."""
+    problems: list[Problem] = []
+    listen = m.controller.snmp_trap_listen
+    users: dict[str, set[tuple[str | None, str | None]]] = {}
+    for name, host in m.hosts.items():
+        snmp, base = host.snmp, ("hosts", name, "snmp")
+        if (snmp.auth_key_file is None) != (snmp.priv_key_file is None):
+            field = "auth_key_file" if snmp.auth_key_file is None else "priv_key_file"
+            problems.append(loc.problem((*base, field), "SNMPv3 needs both auth_key_file and priv_key_file"))
+        for i, target in enumerate(snmp.notify_targets):
+            problems += _check_target(target, (*base, "notify_targets", i), loc, snmp)
+        if snmp.auth_key_file and snmp.priv_key_file:
+            users.setdefault(snmp.user, set()).add((snmp.auth_key_file, snmp.priv_key_file))
+        elif listen and not snmp.community_file:
+            problems.append(loc.problem(base, "no SNMP keys or community: this host sends no notifications to "
+                                        f"controller.snmp_trap_listen ({listen}) and is not polled", "warning"))
+    for user, keys in users.items():
+        if listen and len(keys) > 1:
+            problems.append(loc.problem(("controller", "snmp_trap_listen"),
+                                        f"hosts share the SNMP user {user!r} with different key files: the "
+                                        "controller's receiver holds one key pair per user name", "warning"))
+    for i, target in enumerate(m.controller.snmp_nms_targets):
+        problems += _check_target(target, ("controller", "snmp_nms_targets", i), loc, None)
+    return problems
+
+
+def _check_target(t, path, loc: Located, host_snmp) -> list[Problem]:  # type: ignore[no-untyped-def]
+    if (t.community_file is None) == (t.user is None):
+        return [loc.problem(path, "give exactly one of community_file (SNMPv2c) or user (SNMPv3)")]
+    own = (t.auth_key_file, t.priv_key_file)
+    if t.user is None:
+        if any(own):
+            return [loc.problem((*path, "auth_key_file" if t.auth_key_file else "priv_key_file"),
+                                "keys without a user: a v2c target uses only its community_file")]
+        return []
+    if any(own) and not all(own):
+        return [loc.problem((*path, "auth_key_file" if t.auth_key_file is None else "priv_key_file"),
+                            "SNMPv3 needs both auth_key_file and priv_key_file")]
+    host_keys = (host_snmp.auth_key_file, host_snmp.priv_key_file) if host_snmp is not None else (None, None)
+    if not any(own) and not all(host_keys):
+        where = "here or in the host's snmp section" if host_snmp is not None else "here"
+        return [loc.problem((*path, "user"), f"SNMPv3 target user {t.user!r} has no keys: set auth_key_file and "
+                            f"priv_key_file {where}")]
+    if host_snmp is not None and t.user == host_snmp.user and any(own) and own != host_keys:
+        return [loc.problem((*path, "user"), f"{t.user!r} is this host's read user: a target with that name "
+                            "must use the host's keys (leave auth_key_file/priv_key_file out or pick another user)")]
+    return []
 
 
 _ACTIONS_FOR = {

@@ -57,8 +57,18 @@ class LimitsModel(Strict):
     outbound_max: Annotated[int, Range(0, 10000)] | None = None
 
 
+class DriverModel(Strict):
+    """How the board driver is started and stopped (isolate/restore), like a managed service."""
+
+    unit: str | None = None  # systemd backend (default DRIVER_SERVICE.service)
+    start: list[str] | None = None  # command backend: argv lists
+    stop: list[str] | None = None
+    status: list[str] | None = None
+
+
 class BoardModel(Strict):
     driver_service: Name = "dahdi"
+    driver: DriverModel = DriverModel()
     channel_pattern: Regex = "^DAHDI/"
     spans: list[SpanModel] = Field(min_length=1)
     limits: LimitsModel = LimitsModel()
@@ -82,13 +92,49 @@ class AmiModel(Strict):
     reconcile_interval_s: Annotated[float, Range(0.1, 3600)] = 10.0
 
 
+def _host_port(v: str) -> str:
+    host, sep, port = v.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"must be HOST:PORT with a port 1..65535, got {v!r}")
+    return v
+
+
+HostPort = Annotated[str, AfterValidator(_host_port)]
+SnmpUser = Annotated[str, Field(min_length=1, max_length=32)]
+
+
+class NotifyTargetModel(Strict):
+    """Where SNMP notifications go: a v2c community (community_file) or an SNMPv3 user (user), not both.
+
+    A v3 target's keys are its own auth_key_file/priv_key_file; on a host's target they default to the
+    host's snmp keys. Secrets are files relative to the config directory, never inline values.
+    """
+
+    host: str
+    port: Port = 162
+    kind: Literal["trap", "inform"] = "trap"
+    community_file: str | None = None
+    user: SnmpUser | None = None
+    auth_key_file: str | None = None
+    priv_key_file: str | None = None
+
+
 class SnmpModel(Strict):
-    address: str | None = None
+    address: str | None = None  # the responder binds it (default: all addresses); the controller polls it
     port: Port = 161
-    user: str = "ccfo"
+    user: SnmpUser = "ccfo"
     auth_key_file: str | None = None
     priv_key_file: str | None = None
     community_file: str | None = None  # optional read-only v2c
+    notify_targets: list[NotifyTargetModel] = Field(default_factory=list)  # besides the controller's receiver
+
+
+class AgiModel(Strict):
+    """The FastAGI admission server the dialplan asks before a transfer (agents/fastagi)."""
+
+    enabled: bool = True
+    listen: HostPort = "127.0.0.1:4573"
+    fail_open: bool = True  # on an internal error: admit (True) or refuse (False)
 
 
 class ServiceModel(Strict):
@@ -114,7 +160,7 @@ class DbFileModel(Strict):
 class LineTestModel(Strict):
     """The source plan's line dial test: an AMI Originate out through the board to a test number."""
 
-    channel: str = "DAHDI/g0/100"  # dialled through the board's spans
+    # Originate Local/EXTEN@CONTEXT: the dialplan there dials the test number out through the board.
     context: str = "ccfo-linetest"
     exten: str = "s"
     timeout_s: Annotated[float, Range(1, 300)] = 20.0
@@ -126,6 +172,7 @@ class HostModel(Strict):
     agent: AgentEndpointModel
     ami: AmiModel = AmiModel()
     snmp: SnmpModel = SnmpModel()
+    agi: AgiModel = AgiModel()
     board: BoardModel
     fax_channels: Annotated[int, Range(0, 64)] = 4
     service_backend: Literal["systemd", "command"] = "systemd"
@@ -165,6 +212,9 @@ class ControllerModel(Strict):
     heartbeat_s: Annotated[float, Range(0.05, 600)] = 1.0
     missed_heartbeats: Annotated[int, Range(1, 100)] = 3
     poll_interval_s: Annotated[float, Range(0.05, 3600)] = 5.0
+    snmp_trap_listen: HostPort | None = None  # receive the agents' notifications here (they all send to it)
+    snmp_nms_targets: list[NotifyTargetModel] = Field(default_factory=list)  # the controller's own events
+    snmp_poll_interval_s: Annotated[float, Range(0, 3600)] = 10.0  # safety-net SNMP poll; 0: none
 
 
 class PduModel(Strict):

@@ -112,7 +112,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"action": self.action.value, "title": self.title, "reason": self.reason, "meta": dict(self.meta),
-                "steps": [s.to_dict() for s in self.steps]}
+                "steps": [s.to_dict() | {"text": s.describe()} for s in self.steps]}
 
 
 class PlanRefused(ValueError):

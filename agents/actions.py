@@ -1,0 +1,288 @@
+"""The agent's actions (start, stop, restart, isolate_board, restore_board, repoint_db, route_inbound,
+line_test): request validation, execution, and idempotency by the client-chosen action_id.
+
+A repeated action_id returns the stored result of the first execution and runs nothing; a request with
+the same id that is still running waits for it; the same id with a different action or arguments is
+refused (409 at the API). An action runs to the end even if its HTTP caller goes away, so the caller's
+retry finds the result. A request that cannot apply to this host (unknown service, site, host) is
+refused before anything runs and is not stored. "done" means verified: a stop is done when the service
+reports inactive, a start when it reports active. Every action is logged with its caller's token name,
+never with a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, is_dataclass
+from enum import Enum, StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agents.files import ConfigFiles, RepointError
+from agents.idempotency import ResultStore
+from agents.ports import AmiPort
+from agents.services import ServiceError, ServiceManager
+
+log = logging.getLogger("ccfo.agent.actions")
+
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")]
+
+
+class ActionKind(StrEnum):
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    ISOLATE_BOARD = "isolate_board"
+    RESTORE_BOARD = "restore_board"
+    REPOINT_DB = "repoint_db"
+    ROUTE_INBOUND = "route_inbound"
+    LINE_TEST = "line_test"
+
+
+_NEEDS = {ActionKind.START: "service", ActionKind.STOP: "service", ActionKind.RESTART: "service",
+          ActionKind.REPOINT_DB: "to_site", ActionKind.ROUTE_INBOUND: "hosts"}
+
+
+class ActionRequest(BaseModel):
+    """POST /v1/actions body. `action_id` is the idempotency key, chosen by the caller."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action_id: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[!-~]+$")]
+    action: ActionKind
+    service: Name | None = None
+    to_site: Name | None = None
+    hosts: Annotated[list[Name], Field(min_length=1, max_length=16)] | None = None
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _fields_match_action(self) -> ActionRequest:
+        needed = _NEEDS.get(self.action)
+        for field in ("service", "to_site", "hosts"):
+            given = getattr(self, field) is not None
+            if field == needed and not given:
+                raise ValueError(f"{self.action.value} needs {field}")
+            if field != needed and given:
+                raise ValueError(f"{field} does not apply to {self.action.value}")
+        return self
+
+    def fingerprint(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude={"action_id", "reason"}), sort_keys=True)
+
+
+class ActionStatus(StrEnum):
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ActionResult(BaseModel):
+    """The outcome of one action. `replayed`: this is the stored result of an earlier request."""
+
+    action_id: str
+    action: ActionKind
+    status: ActionStatus
+    ok: bool
+    detail: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    caller: str
+    reason: str | None = None
+    started: float
+    ended: float
+    duration_s: float
+    replayed: bool = False
+
+
+class ActionRefused(ValueError):
+    """The request cannot apply to this host (unknown service, database site, host); nothing ran."""
+
+
+class ActionFailed(Exception):
+    """An action that ran and did not succeed (AMI not connected, AMI error, line test failed)."""
+
+
+class ActionConflict(ValueError):
+    """The action_id was already used for a different request."""
+
+
+def plain(value: Any) -> Any:
+    """JSON-friendly copy of what an adapter returned (dataclasses, enums, tuples)."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return plain(asdict(value))
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+Handler = Callable[[ActionRequest], Awaitable[tuple[str, dict[str, Any]]]]
+
+
+class ActionExecutor:
+    """Runs actions for one host. Owns the tasks it starts; `aclose()` cancels those still running."""
+
+    def __init__(self, host: str, services: ServiceManager, files: ConfigFiles, ami: AmiPort | None, *,
+                 hosts: Sequence[str], routing_method: str = "astdb", astdb_family: str = "ccfo",
+                 astdb_key: str = "inbound_hosts", line_test: Mapping[str, Any] | None = None,
+                 store: ResultStore | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.host = host
+        self.services = services
+        self.files = files
+        self.ami = ami
+        self.hosts = tuple(hosts)
+        self.routing = (routing_method, astdb_family, astdb_key)
+        self.line_test_args = dict(line_test or {"number": "s", "context": "ccfo-linetest", "timeout_s": 20.0})
+        self.store = store if store is not None else ResultStore()
+        self._clock = clock
+        self._inflight: dict[str, tuple[str, asyncio.Task[ActionResult]]] = {}
+        self._routing_lock = asyncio.Lock()
+        self._handlers: dict[ActionKind, Handler] = {
+            ActionKind.START: self._start, ActionKind.STOP: self._stop, ActionKind.RESTART: self._restart,
+            ActionKind.ISOLATE_BOARD: self._isolate, ActionKind.RESTORE_BOARD: self._restore,
+            ActionKind.REPOINT_DB: self._repoint, ActionKind.ROUTE_INBOUND: self._route,
+            ActionKind.LINE_TEST: self._line_test,
+        }
+
+    # --- entry point ---------------------------------------------------------------------------------
+    def check(self, req: ActionRequest) -> None:
+        """Refuse what cannot apply to this host, before anything runs."""
+        if req.service is not None and not self.services.has(req.service):
+            raise ActionRefused(f"unknown service {req.service!r} on {self.host} "
+                                f"(services: {', '.join(self.services.names())})")
+        if req.to_site is not None and req.to_site not in self.files.sites:
+            raise ActionRefused(f"unknown database site {req.to_site!r} (sites: {', '.join(self.files.sites)})")
+        unknown = [h for h in req.hosts or () if h not in self.hosts]
+        if unknown:
+            raise ActionRefused(f"unknown host(s) {', '.join(unknown)} (hosts: {', '.join(self.hosts)})")
+
+    async def run(self, req: ActionRequest, caller: str) -> ActionResult:
+        self.check(req)
+        fingerprint = req.fingerprint()
+        stored = self.store.get(req.action_id)
+        if stored is not None:
+            self._same(req, fingerprint, stored.fingerprint)
+            log.info("action %s %s by %s: repeated id, returning the stored result", req.action_id,
+                     req.action.value, caller)
+            return ActionResult.model_validate(stored.result).model_copy(update={"replayed": True})
+        running = self._inflight.get(req.action_id)
+        if running is not None:
+            self._same(req, fingerprint, running[0])
+            log.info("action %s %s by %s: already running, waiting for it", req.action_id, req.action.value, caller)
+            result = await asyncio.shield(running[1])
+            return result.model_copy(update={"replayed": True})
+        task = asyncio.create_task(self._execute(req, caller, fingerprint), name=f"action-{req.action_id}")
+        self._inflight[req.action_id] = (fingerprint, task)
+        task.add_done_callback(lambda _t, aid=req.action_id: self._inflight.pop(aid, None))
+        return await asyncio.shield(task)
+
+    @staticmethod
+    def _same(req: ActionRequest, fingerprint: str, first: str) -> None:
+        if fingerprint != first:
+            raise ActionConflict(f"action_id {req.action_id!r} was already used for a different request: {first}")
+
+    async def aclose(self, grace_s: float = 0.0) -> None:
+        """Let running actions finish for up to `grace_s`, then cancel the rest."""
+        tasks = [t for _, t in self._inflight.values()]
+        if tasks and grace_s > 0:
+            log.info("waiting up to %g s for %d running action(s)", grace_s, len(tasks))
+            await asyncio.wait(tasks, timeout=grace_s)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _execute(self, req: ActionRequest, caller: str, fingerprint: str) -> ActionResult:
+        what = req.action.value + (f" {req.service}" if req.service else "") + (
+            f" to {req.to_site}" if req.to_site else "") + (f" to {','.join(req.hosts)}" if req.hosts else "")
+        log.info("action %s %s by %s%s: start", req.action_id, what, caller,
+                 f" (reason: {req.reason})" if req.reason else "")
+        started = self._clock()
+        t0 = time.monotonic()
+        try:
+            detail, data = await self._handlers[req.action](req)
+            status = ActionStatus.DONE
+        except (ServiceError, RepointError, ActionFailed) as exc:
+            detail, data, status = str(exc), {}, ActionStatus.FAILED
+        except Exception as exc:  # an adapter bug must become a failed action, not a dead agent
+            log.exception("action %s %s by %s: unexpected error", req.action_id, what, caller)
+            detail, data, status = f"internal error: {type(exc).__name__}: {exc}", {}, ActionStatus.FAILED
+        duration = time.monotonic() - t0
+        result = ActionResult(action_id=req.action_id, action=req.action, status=status,
+                              ok=status is ActionStatus.DONE, detail=detail, data=plain(data), caller=caller,
+                              reason=req.reason, started=started, ended=started + duration, duration_s=duration)
+        self.store.put(req.action_id, fingerprint, result.model_dump(mode="json"))
+        await asyncio.to_thread(self.store.save)
+        log.log(logging.INFO if result.ok else logging.WARNING, "action %s %s by %s: %s in %.2f s: %s",
+                req.action_id, what, caller, status.value, duration, detail)
+        return result
+
+    # --- the actions ---------------------------------------------------------------------------------
+    async def _start(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        st = await self.services.start(req.service or "")
+        return f"{st.name} is {st.state.value}", {"service": st.name, **st.to_dict()}
+
+    async def _stop(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        st = await self.services.stop(req.service or "")
+        return f"{st.name} is {st.state.value}", {"service": st.name, **st.to_dict()}
+
+    async def _restart(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        st = await self.services.restart(req.service or "")
+        return f"{st.name} restarted, {st.state.value}", {"service": st.name, **st.to_dict()}
+
+    async def _isolate(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        st = await self.services.isolate_board()
+        return f"board isolated: driver {st.name} is {st.state.value}", {"driver_service": st.name, **st.to_dict()}
+
+    async def _restore(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        st = await self.services.restore_board()
+        return f"board restored: driver {st.name} is {st.state.value}", {"driver_service": st.name, **st.to_dict()}
+
+    async def _repoint(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        site = req.to_site or ""
+        results = await asyncio.to_thread(self.files.repoint_all, site)
+        changed = [r.id for r in results if r.changed]
+        detail = (f"repointed {', '.join(changed)} to {site}" if changed
+                  else f"already pointing at {site}: nothing changed") if results else "no database config files"
+        return detail, {"to_site": site, "files": [r.to_dict() for r in results], "changed": changed}
+
+    def _ami(self, what: str) -> AmiPort:
+        if self.ami is None:
+            raise ActionFailed(f"{what}: this agent has no AMI link")
+        if not self.ami.snapshot().connected:
+            raise ActionFailed(f"{what}: AMI not connected")
+        return self.ami
+
+    async def _route(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        method, family, key = self.routing
+        value = ",".join(req.hosts or ())
+        if method != "astdb":
+            return f"routing method is {method}: nothing written", {"method": method, "written": False}
+        async with self._routing_lock:
+            ami = self._ami("route_inbound")
+            try:
+                await ami.db_put(family, key, value)
+            except Exception as exc:
+                raise ActionFailed(f"route_inbound: AstDB {family}/{key} not written: {exc}") from exc
+        return f"inbound calls routed to {value} (AstDB {family}/{key})", {
+            "method": method, "family": family, "key": key, "value": value, "written": True}
+
+    async def _line_test(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        target = f"{self.line_test_args['number']}@{self.line_test_args['context']}"
+        ami = self._ami("line_test")
+        try:
+            outcome = await ami.line_test(**self.line_test_args)
+        except Exception as exc:
+            raise ActionFailed(f"line test {target}: {exc}") from exc
+        data = plain(outcome)
+        data = data if isinstance(data, dict) else {"result": data}
+        if data.get("ok") is False:
+            raise ActionFailed(f"line test {target} failed: {data.get('reason') or data.get('detail') or data}")
+        return f"line test {target} passed" + (f": {data['reason']}" if data.get("reason") else ""), data

@@ -1,0 +1,75 @@
+"""The agent's control API (FastAPI): the host report and the actions, behind a bearer token.
+
+    GET  /v1/health   unauthenticated liveness: {"status": "ok"}, nothing else
+    GET  /v1/report   the host report (agents/report.py)
+    POST /v1/actions  run an action (agents/actions.py): 200 with the result (status done or failed),
+                      400 refused (unknown service/site/host), 409 action_id reused for another request,
+                      422 malformed body
+A missing or wrong token gets 401 with `WWW-Authenticate: Bearer`. No interactive docs or schema are
+served (the agent is not an operator surface). No route returns or logs the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
+from agents.auth import Token, authenticate
+
+log = logging.getLogger("ccfo.agent.api")
+MAX_BODY = 64 * 1024
+
+
+def caller(request: Request) -> str:
+    """The calling token's name; 401 unless the request carries one of the app's tokens."""
+    name = authenticate(request.headers.get("authorization"), request.app.state.tokens)
+    if name is None:
+        log.warning("rejected %s %s from %s: missing or wrong token", request.method, request.url.path,
+                    request.client.host if request.client else "?")
+        raise HTTPException(401, "missing or wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+    return name
+
+
+Caller = Annotated[str, Depends(caller)]
+
+
+def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitable[dict[str, Any]]],
+               executor: ActionExecutor) -> FastAPI:
+    if not tokens:
+        raise ValueError("the agent API needs at least one token")
+    app = FastAPI(title=f"ccfo agent {host}", version="1", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def bound_body(request: Request, call_next):  # type: ignore[no-untyped-def]
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
+            return JSONResponse({"detail": "request body too large"}, status_code=413)
+        return await call_next(request)
+
+    app.state.tokens = tuple(tokens)
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/report")
+    async def get_report(who: Caller) -> dict[str, Any]:
+        return await report()
+
+    @app.post("/v1/actions")
+    async def post_action(body: ActionRequest, who: Caller) -> ActionResult:
+        try:
+            return await executor.run(body, who)
+        except ActionRefused as exc:
+            log.warning("action %s %s by %s refused: %s", body.action_id, body.action.value, who, exc)
+            raise HTTPException(400, str(exc)) from exc
+        except ActionConflict as exc:
+            log.warning("action %s by %s: %s", body.action_id, who, exc)
+            raise HTTPException(409, str(exc)) from exc
+
+    return app

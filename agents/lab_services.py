@@ -1,0 +1,171 @@
+"""A managed-service stand-in for the lab and the tests: a real daemon process with a pid file.
+
+    python -m agents.lab_services start|stop|status NAME --dir DIR [--control URL]
+    python -S -P path/to/agents/lab_services.py ...   (the same, without site start-up: much faster)
+
+`start` spawns a detached daemon (`run`) that writes DIR/NAME.pid and idles until SIGTERM; it returns
+once the pid file names a live process. `stop` sends SIGTERM (SIGKILL after a grace period) and waits
+for the end. `status` answers like an LSB init script: 0 running, 3 stopped (no pid file), 1 dead but the
+pid file exists (a crash: kill the daemon with SIGKILL and this is what the agent sees). A zombie counts
+as dead. With `--control URL` (a lab AMI server's control API), start/stop also start/stop that
+server's simulated DAHDI driver, so a stand-in board driver moves the lab's spans too.
+A status check is one short interpreter start (tens of ms), so the imports are minimal (no argparse,
+no pathlib) and the rest is imported where needed. Lab-only: production services are systemd units or
+real commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+
+EXIT_RUNNING, EXIT_DEAD, EXIT_STOPPED, EXIT_USAGE = 0, 1, 3, 2
+START_WAIT_S = 5.0
+STOP_GRACE_S = 5.0
+USAGE = "usage: lab_services start|stop|status|run NAME --dir DIR [--control URL]"
+
+
+def _pidfile(directory: str, name: str) -> str:
+    return os.path.join(directory, f"{name}.pid")
+
+
+def _read_pid(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def alive(pid: int) -> bool:
+    """True when `pid` is a live process (not a zombie awaiting its parent)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def _run(directory: str, name: str) -> int:
+    path = _pidfile(directory, name)
+
+    def bye(signum: int, frame: object) -> None:
+        if _read_pid(path) == os.getpid():
+            _unlink(path)
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, bye)
+    signal.signal(signal.SIGINT, bye)
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        f.write(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+    while True:
+        signal.pause()
+
+
+def _start(directory: str, name: str) -> int:
+    import subprocess  # only `start` needs it
+    path = _pidfile(directory, name)
+    pid = _read_pid(path)
+    if pid is not None and alive(pid):
+        return 0
+    _unlink(path)
+    os.makedirs(directory, exist_ok=True)
+    child = subprocess.Popen(command("run", name, directory), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + START_WAIT_S
+    while time.monotonic() < deadline:
+        if _read_pid(path) == child.pid:
+            return 0
+        if child.poll() is not None:
+            print(f"{name}: daemon exited {child.returncode} during start", file=sys.stderr)
+            return 1
+        time.sleep(0.005)
+    print(f"{name}: no pid file after {START_WAIT_S:g} s", file=sys.stderr)
+    return 1
+
+
+def _stop(directory: str, name: str) -> int:
+    path = _pidfile(directory, name)
+    pid = _read_pid(path)
+    if pid is not None and alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if alive(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    _unlink(path)
+    return 0
+
+
+def _status(directory: str, name: str) -> int:
+    pid = _read_pid(_pidfile(directory, name))
+    if pid is None:
+        return EXIT_STOPPED
+    return EXIT_RUNNING if alive(pid) else EXIT_DEAD
+
+
+def _lab_driver(control: str | None, verb: str) -> int:
+    if not control:
+        return 0
+    import urllib.request  # ~50 ms that a status check should not pay
+    request = urllib.request.Request(f"{control.rstrip('/')}/driver/{verb}", data=b"{}", method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            answer.read()
+    except OSError as exc:
+        print(f"lab AMI control {control}: driver {verb} failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def command(verb: str, name: str, directory: object) -> list[str]:
+    """The argv that runs `verb` for `name` (what a command-backend config lists)."""
+    return [sys.executable, "-S", "-P", os.path.abspath(__file__), verb, name, "--dir", str(directory)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    options: dict[str, str] = {}
+    for flag in ("--dir", "--control"):
+        if flag in args:
+            at = args.index(flag)
+            if at + 1 >= len(args):
+                print(USAGE, file=sys.stderr)
+                return EXIT_USAGE
+            options[flag] = args.pop(at + 1)
+            args.pop(at)
+    verbs = {"start": _start, "stop": _stop, "status": _status, "run": _run}
+    if len(args) != 2 or args[0] not in verbs or "--dir" not in options:
+        print(USAGE, file=sys.stderr)
+        return EXIT_USAGE
+    verb, name = args
+    control = options.get("--control")
+    if verb == "stop":
+        return _lab_driver(control, "stop") or _stop(options["--dir"], name)
+    code = verbs[verb](options["--dir"], name)
+    return code or (_lab_driver(control, "start") if verb == "start" else 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""`ccfo agent`: the host agent process. Wires the config to the AMI monitor, the service manager, the
+config files, the actions, the control API and the reporter, runs them, and shuts them down in order.
+
+    ccfo agent --config DIR --host NAME [--lab] [--listen HOST:PORT] [--state-dir DIR] [--ready-file F]
+
+Start-up refuses (exit 1) without an agent token, unless `--lab`: then the token comes from
+`--token-file` (default STATE_DIR/agent-token), generated there (0600) when missing. The API binds
+`--listen`, else agent.listen, else the host:port of agent.url (in the lab: loopback addresses).
+Services are polled every half heartbeat, so a crash reaches the controller within one heartbeat.
+When configured, the SNMP responder (hosts.NAME.snmp: CCFO-MIB, notifications on every change) and the
+FastAGI admission server (hosts.NAME.agi) run beside the API (`agents.snmp_agi`); a server that cannot
+bind is a start-up error, missing SNMP keys only mean no SNMP.
+SIGTERM/SIGINT stop the reporter, the poller, SNMP, FastAGI and the API server (in-flight requests
+finish), cancel any action still running after a grace period, then close AMI. Managed services keep running: they are
+in their own sessions and the agent never stops them on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from agents.actions import ActionExecutor
+from agents.api import create_app
+from agents.auth import Token, TokenError, lab_token, load_token
+from agents.files import from_host_config
+from agents.idempotency import ResultStore
+from agents.ports import AmiPort
+from agents.report import ReportBuilder
+from agents.reporter import Reporter, report_url
+from agents.server import ApiServer, ServerError, split_host_port
+from agents.services import ServiceManager, ServiceSpec, make_backend, spec_from_model
+from agents.snmp_agi import SnmpAgi, SnmpAgiError
+
+if TYPE_CHECKING:
+    from controller.config.loader import LoadedConfig
+    from controller.config.models import AgentEndpointModel
+
+log = logging.getLogger("ccfo.agent")
+ACTION_GRACE_S = 10.0
+
+
+class StartupError(Exception):
+    """The agent cannot start (no token, no such host, cannot bind); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    host: str
+    lab: bool = False
+    listen: str | None = None
+    state_dir: Path | None = None
+    token_file: Path | None = None  # lab mode only
+    ready_file: Path | None = None
+    lab_ami_control: str | None = None  # lab: the stand-in board driver also moves the lab AMI's driver
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+
+def _read_secret(loaded: LoadedConfig, file: str | None, env: str | None) -> str | None:
+    if file:
+        with contextlib.suppress(OSError):
+            return loaded.resolve(file).read_text().strip() or None
+        return None
+    return os.environ.get(env, "").strip() or None if env else None
+
+
+def bind_address(opts: Options, agent: AgentEndpointModel) -> tuple[str, int]:
+    if opts.listen or agent.listen:
+        return split_host_port(opts.listen or agent.listen or "")
+    parts = urlsplit(agent.url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class AgentRuntime:
+    """One agent for one host of a LoadedConfig. `start()`, then `stop()` (or `serve_until(event)`)."""
+
+    def __init__(self, loaded: LoadedConfig, opts: Options, *, ami: AmiPort | None = None) -> None:
+        site = loaded.site_model
+        if opts.host not in site.hosts:
+            raise StartupError(f"unknown host {opts.host!r} (hosts: {', '.join(site.hosts)})")
+        self.loaded, self.opts = loaded, opts
+        self.model = site.hosts[opts.host]
+        self.state_dir = opts.state_dir or loaded.resolve("var") / f"agent-{opts.host}"
+        self.token = self._token()
+        self.heartbeat_s = site.controller.heartbeat_s
+        self.services = self._services()
+        self.files = from_host_config(loaded, opts.host)
+        self.ami: Any = ami if ami is not None else self._ami()
+        self.executor = ActionExecutor(
+            opts.host, self.services, self.files, self.ami, hosts=list(site.hosts),
+            routing_method=site.routing.method, astdb_family=site.routing.astdb_family,
+            astdb_key=site.routing.astdb_key,
+            line_test={"number": self.model.line_test.exten, "context": self.model.line_test.context,
+                       "timeout_s": self.model.line_test.timeout_s},
+            store=ResultStore(path=self.state_dir / "actions.json"))
+        self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, self.ami)
+        self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,
+                                                               opts.host), self.token, heartbeat_s=self.heartbeat_s)
+        self.services.add_listener(self.reporter.poke)
+        self.snmp_agi = SnmpAgi(loaded, opts.host, self.services, lambda: self.ami)
+        self.services.add_listener(self.snmp_agi.changed)
+        host, port = bind_address(opts, self.model.agent)
+        self.server = ApiServer(create_app(opts.host, [self.token], self.report.build, self.executor), host, port,
+                                ssl_certfile=opts.tls_cert, ssl_keyfile=opts.tls_key)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _token(self) -> Token:
+        try:
+            return load_token(self.model.agent, self.loaded.resolve)
+        except TokenError as exc:
+            if not self.opts.lab:
+                raise StartupError(f"{exc}; refusing to start without a token (use --lab for the lab)") from exc
+            return lab_token(self.opts.token_file or self.state_dir / "agent-token")
+
+    def _services(self) -> ServiceManager:
+        model = self.model
+        specs = {name: spec_from_model(name, svc) for name, svc in model.services.items()}
+        driver = spec_from_model(model.board.driver_service, model.board.driver)
+        if model.service_backend == "command" and self.opts.lab and driver.start is None:
+            from agents import lab_services  # lab: a stand-in daemon plays the board driver
+            extra = ["--control", self.opts.lab_ami_control] if self.opts.lab_ami_control else []
+            run = self.state_dir / "run"
+            driver = ServiceSpec(driver.name, **{verb: (*lab_services.command(verb, driver.name, run), *extra)
+                                                 for verb in ("start", "stop", "status")})
+        backend = make_backend(model.service_backend, cwd=str(self.loaded.directory))
+        return ServiceManager(backend, specs, driver)
+
+    def _ami(self) -> Any:
+        ami = self.model.ami
+        secret = _read_secret(self.loaded, ami.secret_file, ami.secret_env)
+        if secret is None:
+            log.error("no AMI secret (ami.secret_file / ami.secret_env): running without AMI")
+            return NoAmi("no AMI secret configured (ami.secret_file / ami.secret_env)")
+        from agents.ami import AmiMonitor
+        board = self.model.board
+        return AmiMonitor(ami.host, ami.port, ami.username, secret, board_channel_regex=board.channel_pattern,
+                          span_channels={s.span: s.channels for s in board.spans},
+                          reconcile_interval_s=ami.reconcile_interval_s, ping_interval_s=ami.ping_interval_s,
+                          ping_timeout_s=ami.ping_timeout_s, on_change=self._ami_changed)
+
+    def _ami_changed(self, _snap: object = None) -> None:
+        self.reporter.poke()
+        self.snmp_agi.changed()
+
+    async def start(self) -> None:
+        if self.model.agent.url.startswith("https") and not self.opts.tls_cert:
+            log.warning("agent.url is https but no --tls-cert was given: serving plain HTTP")
+        await self.ami.start()
+        await self.services.check_all()
+        try:
+            await self.snmp_agi.start()
+        except SnmpAgiError as exc:
+            await self.ami.stop()
+            raise StartupError(str(exc)) from exc
+        try:
+            address = await self.server.start()
+        except ServerError as exc:
+            await self.snmp_agi.stop()
+            await self.ami.stop()
+            raise StartupError(str(exc)) from exc
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self.services.poll_forever(self.heartbeat_s / 2), name="service-poll"),
+                       loop.create_task(self.reporter.run(), name="reporter")]
+        extra = "".join(f", {k.upper()} {v}" for k, v in self.snmp_agi.addresses().items())
+        log.info("agent %s (%s) up: API %s%s, reporting to %s every %g s", self.opts.host, self.model.role.value,
+                 self.server.url, extra, self.reporter.url, self.heartbeat_s)
+        if self.opts.ready_file:
+            self._write_ready(address)
+
+    def _write_ready(self, address: tuple[str, int]) -> None:
+        path = self.opts.ready_file
+        assert path is not None
+        ready = {"host": self.opts.host, "pid": os.getpid(), "api": self.server.url, "address": list(address),
+                 "report_url": self.reporter.url, **self.snmp_agi.addresses()}
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(ready) + "\n")
+        tmp.replace(path)
+
+    async def stop(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.server.stop()
+        await self.snmp_agi.stop()
+        await self.executor.aclose(grace_s=ACTION_GRACE_S)
+        await self.ami.stop()
+        log.info("agent %s stopped", self.opts.host)
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop()
+
+
+class NoAmi:
+    """The AMI side when none can be set up: always disconnected, with the reason as its error."""
+
+    def __init__(self, reason: str) -> None:
+        from types import SimpleNamespace
+        calls = SimpleNamespace(ivr=0, agent=0, fax=0)
+        self._snap = SimpleNamespace(connected=False, last_ok=None, error=reason, driver="unknown", spans=(),
+                                     calls=calls, channels_available=0, channels_free=0)
+
+    def snapshot(self) -> Any:
+        return self._snap
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def db_put(self, family: str, key: str, value: str) -> None:
+        raise ConnectionError(self._snap.error)
+
+    async def line_test(self, number: str, context: str, timeout_s: float) -> Any:
+        raise ConnectionError(self._snap.error)
+
+
+async def _main(loaded: LoadedConfig, opts: Options) -> None:
+    runtime = AgentRuntime(loaded, opts)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.serve_until(stop)
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    """The `ccfo agent` handler (the parser is in controller.cli; this module is imported lazily)."""
+    from controller.config.loader import load_config
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    loaded = load_config(args.config)
+    opts = Options(args.host, args.lab, args.listen, Path(args.state_dir) if args.state_dir else None,
+                   Path(args.token_file) if args.token_file else None,
+                   Path(args.ready_file) if args.ready_file else None, args.lab_ami_control,
+                   args.tls_cert, args.tls_key)
+    try:
+        asyncio.run(_main(loaded, opts))
+    except StartupError as exc:
+        print(f"ccfo agent: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,158 @@
+"""`ccfo lab up|down|status|inject|calls`: start the simulated site in the background and poke it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class LabCliError(Exception):
+    pass
+
+
+def _state(args: argparse.Namespace) -> dict[str, Any]:
+    path = Path(args.dir) / "lab.json"
+    if not path.exists():
+        raise LabCliError(f"no lab running in {args.dir} (start one with: ccfo lab up --dir {args.dir})")
+    return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+
+def _admin(args: argparse.Namespace) -> dict[str, str]:
+    token = (Path(args.dir) / "config" / "secrets" / "admin.token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _post(args: argparse.Namespace, path: str, body: dict[str, Any]) -> Any:
+    st = _state(args)
+    try:
+        r = httpx.post(st["control"] + path, json=body, headers=_admin(args), timeout=30)
+    except httpx.HTTPError as exc:
+        raise LabCliError(f"lab control API not answering: {exc}") from exc
+    if r.status_code != 200:
+        raise LabCliError(r.json().get("detail", r.text) if r.headers.get("content-type", "").startswith(
+            "application/json") else r.text)
+    return r.json()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    root = Path(args.dir)
+    root.mkdir(parents=True, exist_ok=True)
+    if (root / "lab.json").exists():
+        st = json.loads((root / "lab.json").read_text())
+        try:
+            os.kill(int(st["pid"]), 0)
+            raise LabCliError(f"a lab is already running in {args.dir} (pid {st['pid']}); ccfo lab down first")
+        except ProcessLookupError:
+            (root / "lab.json").unlink()
+    (root / "lab.error").unlink(missing_ok=True)
+    log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - the child keeps it
+    proc = subprocess.Popen([sys.executable, "-m", "lab.supervisor", "--dir", str(root), "--net", args.net,
+                             "--controller-listen", args.controller_listen, "--control-port", str(args.control_port)],
+                            cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+    log.close()
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        if (root / "lab.json").exists():
+            st = json.loads((root / "lab.json").read_text())
+            _print_summary(st)
+            return 0
+        if proc.poll() is not None:
+            err = (root / "lab.error").read_text() if (root / "lab.error").exists() else "see supervisor.log"
+            raise LabCliError(f"the lab did not start: {err} ({root / 'supervisor.log'})")
+        time.sleep(0.1)
+    proc.terminate()
+    raise LabCliError(f"the lab did not start within {args.timeout:g} s; see {root / 'supervisor.log'}")
+
+
+def _print_summary(st: dict[str, Any]) -> None:
+    print(f"lab up (supervisor pid {st['pid']})")
+    print(f"  dashboard   {st['dashboard']}")
+    print(f"  API         {st['api']}")
+    print(f"  tokens      {', '.join(f'{r}: {p}' for r, p in st['tokens'].items())}")
+    for host, h in st["hosts"].items():
+        print(f"  {host:<11} {h['address']}  agent {h['agent']}  AMI {h['ami']}  AMI control {h['ami_control']}")
+    print(f"  databases   {', '.join(f'{n} {a}' for n, a in st['databases'].items())}")
+    print(f"  PDU         {st['pdu']} (SNMP v2c)")
+    print(f"  config      {st['config']}   logs in {Path(st['config']).parent / 'logs'}")
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    st = _state(args)
+    pid = int(st["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        (Path(args.dir) / "lab.json").unlink(missing_ok=True)
+        print("lab was not running")
+        return 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print("lab down")
+            return 0
+        time.sleep(0.1)
+    raise LabCliError(f"the lab supervisor (pid {pid}) did not stop within 60 s")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    _print_summary(_state(args))
+    return 0
+
+
+def cmd_inject(args: argparse.Namespace) -> int:
+    print(_post(args, "/inject", {"target": args.target, "what": args.what, "args": args.args})["done"])
+    return 0
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    out = _post(args, "/calls", {"host": args.host, "ivr": args.ivr, "agent": args.agent})
+    print(f"{out['host']}: {out['ivr']} IVR call(s), {out['agent']} agent call(s)")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("lab", help="the simulated site: up, down, status, inject faults, set up calls")
+    lsub = p.add_subparsers(dest="lab_cmd", required=True)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--dir", default=".lab")
+
+    q = lsub.add_parser("up", help="start the lab site in the background")
+    common(q)
+    q.add_argument("--net", default="127.0.1", help="loopback network for the hosts (NET.1, NET.2, ...)")
+    q.add_argument("--controller-listen", default="127.0.0.1:8080")
+    q.add_argument("--control-port", type=int, default=8090)
+    q.add_argument("--timeout", type=float, default=120.0)
+    q.set_defaults(func=cmd_up)
+    q = lsub.add_parser("down", help="stop every process of the lab")
+    common(q)
+    q.set_defaults(func=cmd_down)
+    q = lsub.add_parser("status", help="where everything is")
+    common(q)
+    q.set_defaults(func=cmd_status)
+    q = lsub.add_parser("inject", help="HOST span N red|yellow|blue|clear, HOST board down|up, "
+                                       "HOST service NAME crash, HOST unreachable|reachable, db SITE down|up")
+    common(q)
+    q.add_argument("target", help="a host, or db")
+    q.add_argument("what")
+    q.add_argument("args", nargs="*")
+    q.set_defaults(func=cmd_inject)
+    q = lsub.add_parser("calls", help="set the calls up on a host: --ivr N --agent M")
+    common(q)
+    q.add_argument("host")
+    q.add_argument("--ivr", type=int, default=0)
+    q.add_argument("--agent", type=int, default=0)
+    q.set_defaults(func=cmd_calls)

@@ -1,0 +1,158 @@
+"""Derive the lab's config tree from the example site (config/site.yaml, rules.yaml).
+
+Same hosts, boards, services and rules; only what must differ on one machine changes: loopback
+addresses (127.0.1.1 for ipc-a, 127.0.1.2 for ipc-b by default), the `command` service backend with the
+lab's stand-in daemons, config files under the lab directory, database sites as lab TCP endpoints,
+fencing through the lab PDU, and freshly generated secrets (0600) for the agents, AMI, SNMP, PDU and
+operators. Each host's SNMP responder (SNMPv3 user `ccfo`, one generated key pair for the site) listens
+on its own address, port 1161, and its FastAGI admission server on port 4573; the controller receives
+the agents' notifications on its own address, port 1162. The result is validated with the same loader
+as production.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.auth import add_token
+
+LAB_SERVICES = Path(__file__).resolve().parent.parent / "agents" / "lab_services.py"
+
+
+@dataclass
+class LabLayout:
+    """Where everything of one lab lives: addresses, ports, directories."""
+
+    root: Path
+    net: str = "127.0.1"  # hosts at NET.1, NET.2, ...; databases at NET.101, NET.102; PDU at NET.250
+    controller_listen: str = "127.0.0.1:8080"
+    agent_port: int = 9101
+    ami_port: int = 5038
+    control_port: int = 5039  # the lab AMI server's HTTP control
+    snmp_port: int = 1161
+    snmp_trap_port: int = 1162  # the controller's receiver, on controller_listen's address
+    agi_port: int = 4573
+    db_port: int = 1521
+    pdu_port: int = 1161
+    lab_control_port: int = 8090
+    debounce_s: float | None = None  # tests shorten every rule's debounce
+    mode: str | None = None  # start in this mode instead of the site's
+    hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config"
+
+    def host_dir(self, host: str) -> Path:
+        return self.root / "hosts" / host
+
+    def run_dir(self, host: str) -> Path:
+        return self.host_dir(host) / "run"
+
+    @property
+    def pdu_host(self) -> str:
+        return f"{self.net}.250"
+
+    @property
+    def lab_control(self) -> str:
+        host = "127.0.0.1" if self.net == "127.0.1" else f"{self.net}.251"
+        return f"{host}:{self.lab_control_port}"
+
+
+def _secret(path: Path, value: str | None = None) -> str:
+    value = value or secrets.token_urlsafe(24)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
+    return value
+
+
+def _svc_cmd(verb: str, name: str, run: Path, control: str | None = None) -> list[str]:
+    argv = [sys.executable, "-S", str(LAB_SERVICES), verb, name, "--dir", str(run)]
+    return argv + (["--control", control] if control else [])
+
+
+def build(source: Path, layout: LabLayout) -> dict[str, Any]:
+    """Write the lab config tree and secrets under layout.root; return the site dict written."""
+    site = yaml.safe_load((source / "site.yaml").read_text())
+    rules = yaml.safe_load((source / "rules.yaml").read_text())
+    cfg = layout.config
+    if cfg.exists():
+        shutil.rmtree(cfg)
+    (cfg / "secrets").mkdir(parents=True)
+    ami_secret = _secret(cfg / "secrets" / "ami-secret")
+    _secret(cfg / "secrets" / "snmp-auth-key")
+    _secret(cfg / "secrets" / "snmp-priv-key")
+    _secret(cfg / "secrets" / "pdu-community", "lab-pdu-" + secrets.token_hex(4))
+    tokens = cfg / "secrets" / "tokens.yaml"
+    for i, (name, host) in enumerate(site["hosts"].items(), start=1):
+        addr = f"{layout.net}.{i}"
+        layout.hosts[name] = addr
+        token = _secret(cfg / "secrets" / f"agent-token-{name}")
+        _register_agent_token(tokens, name, token)
+        _lab_host(host, name, addr, layout, ami_secret)
+    for role in ("viewer", "operator", "admin"):
+        _secret(cfg / "secrets" / f"{role}.token", add_token(tokens, f"lab-{role}", role))
+    for i, db in enumerate(site["databases"]["sites"].values(), start=101):
+        db.update(host=f"{layout.net}.{i}", port=layout.db_port)
+    site["controller"].update(listen=layout.controller_listen, url=f"http://{layout.controller_listen}",
+                              tokens_file="secrets/tokens.yaml", journal=str(layout.root / "var" / "journal.sqlite"),
+                              snmp_trap_listen=f"{layout.controller_listen.rpartition(':')[0]}:{layout.snmp_trap_port}")
+    site["fencing"] = {"method": "pdu", "pdu": {"host": layout.pdu_host, "port": layout.pdu_port,
+                                                "community_file": "secrets/pdu-community",
+                                                "outlets": {h: i for i, h in enumerate(site["hosts"], start=1)}}}
+    if layout.mode:
+        site["controller"]["mode"] = layout.mode
+    (cfg / "site.yaml").write_text("# Generated by `ccfo lab up` from the example site. Do not edit.\n"
+                                   + yaml.safe_dump(site, sort_keys=False))
+    if layout.debounce_s is not None:
+        for rule in rules["rules"]:
+            rule["debounce_s"] = layout.debounce_s
+    (cfg / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    return site
+
+
+def _register_agent_token(tokens: Path, host: str, token: str) -> None:
+    import hashlib
+    data = yaml.safe_load(tokens.read_text()) if tokens.exists() else {"tokens": []}
+    data["tokens"].append({"name": f"agent-{host}", "role": "agent", "host": host,
+                           "sha256": hashlib.sha256(token.encode()).hexdigest()})
+    fd = os.open(tokens, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(data, fh, sort_keys=False)
+
+
+def _lab_host(host: dict[str, Any], name: str, addr: str, layout: LabLayout, ami_secret: str) -> None:
+    hdir, run = layout.host_dir(name), layout.run_dir(name)
+    (hdir / "etc").mkdir(parents=True, exist_ok=True)
+    run.mkdir(parents=True, exist_ok=True)
+    control = f"http://{addr}:{layout.control_port}"
+    host.update(address=addr, service_backend="command", backup_dir=str(hdir / "backups"))
+    host["agent"] = {"url": f"http://{addr}:{layout.agent_port}", "token_file": f"secrets/agent-token-{name}"}
+    host["ami"] = {**host.get("ami", {}), "host": addr, "port": layout.ami_port, "secret_file": "secrets/ami-secret",
+                   "ping_interval_s": 1.0, "ping_timeout_s": 1.0, "reconcile_interval_s": 2.0}
+    host["snmp"] = {"address": addr, "port": layout.snmp_port, "user": "ccfo",
+                    "auth_key_file": "secrets/snmp-auth-key", "priv_key_file": "secrets/snmp-priv-key"}
+    host["agi"] = {"listen": f"{addr}:{layout.agi_port}", "fail_open": True, "enabled": True}
+    host["services"] = {svc: {**spec, "unit": None, "start": _svc_cmd("start", svc, run),
+                              "stop": _svc_cmd("stop", svc, run), "status": _svc_cmd("status", svc, run)}
+                        for svc, spec in host["services"].items()}
+    for spec in host["services"].values():
+        spec.pop("unit")
+    driver = host["board"]["driver_service"]
+    host["board"]["driver"] = {verb: _svc_cmd(verb, driver, run, control) for verb in ("start", "stop", "status")}
+    files = []
+    for f in host.get("db_config_files", []):
+        f = dict(f)
+        f["path"] = str(hdir / "etc" / Path(f["path"]).name)
+        files.append(f)
+    host["db_config_files"] = files

@@ -1,0 +1,287 @@
+"""The lab site: a whole simulated call center on one machine, and its fault-injection surface.
+
+Per host, on its own loopback address: a lab AMI server (the simulated Asterisk with its DAHDI board),
+the managed services as real stand-in daemons (cti, ivr, kcxp, kcbp, replicas, the board driver), and
+the real agent; then the database sites (TCP endpoints), the lab PDU (SNMP, one outlet per host) and
+the real controller. `LabSite` owns these processes; `ccfo lab up` runs it in a background supervisor
+and `ccfo lab inject` talks to its control API. Tests use it in-process on their own 127.x.y network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lab.labconfig import LabLayout, _svc_cmd, build
+from lab.pdu import LabDatabase, start_pdu
+
+log = logging.getLogger("lab.site")
+REPO = Path(__file__).resolve().parent.parent
+
+
+class LabError(Exception):
+    pass
+
+
+class Proc:
+    """A child process with its log file; stopped with SIGTERM, then SIGKILL."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.name, self.argv, self.log_path, self.env = name, argv, log_path, env
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
+        try:
+            self.proc = await asyncio.create_subprocess_exec(*self.argv, stdout=out, stderr=out, cwd=REPO,
+                                                             env={**os.environ, **(self.env or {})},
+                                                             start_new_session=True)
+        finally:
+            out.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive and self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.proc.pid, sig)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        if not self.alive or self.proc is None:
+            return
+        self.signal(signal.SIGCONT)
+        self.signal(signal.SIGTERM)
+        try:
+            async with asyncio.timeout(grace):
+                await self.proc.wait()
+        except TimeoutError:
+            self.signal(signal.SIGKILL)
+            await self.proc.wait()
+
+
+async def _wait_file(path: Path, proc: Proc, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists():
+            with contextlib.suppress(ValueError):
+                return json.loads(path.read_text())  # type: ignore[no-any-return]
+        if not proc.alive:
+            raise LabError(f"{proc.name} exited during start-up; see {proc.log_path}")
+        await asyncio.sleep(0.05)
+    raise LabError(f"{proc.name} not ready within {timeout:g} s; see {proc.log_path}")
+
+
+class LabSite:
+    def __init__(self, layout: LabLayout, source: Path = REPO / "config") -> None:
+        self.layout, self.source = layout, source
+        self.site: dict[str, Any] = {}
+        self.procs: dict[str, Proc] = {}
+        self.dbs: dict[str, LabDatabase] = {}
+        self.pdu: Any = None
+        self._pdu_transport: Any = None
+        self.powered: dict[str, bool] = {}
+        self.http = httpx.AsyncClient(timeout=5.0)
+
+    # --- bring-up -------------------------------------------------------------------------------
+
+    async def up(self, timeout: float = 60.0) -> None:
+        root = self.layout.root
+        root.mkdir(parents=True, exist_ok=True)
+        for sub in ("hosts", "var", "logs"):
+            if (root / sub).exists() and sub != "logs":
+                import shutil
+                shutil.rmtree(root / sub)
+        self.site = build(self.source, self.layout)
+        self._write_db_files()
+        for name, db in self.site["databases"]["sites"].items():
+            self.dbs[name] = LabDatabase(name, db["host"], db["port"])
+            await self.dbs[name].start()
+        community = (self.layout.config / "secrets" / "pdu-community").read_text().strip()
+        outlets = self.site["fencing"]["pdu"]["outlets"]
+        self._pdu_transport, self.pdu = await start_pdu(self.layout.pdu_host, self.layout.pdu_port,
+                                                        {n: h for h, n in outlets.items()}, community, self.power)
+        for host in self.site["hosts"]:
+            await self._boot_host(host, start_services=True, timeout=timeout)
+        await self._start_controller(timeout)
+
+    def _write_db_files(self) -> None:
+        active = self.site["databases"]["active"]
+        db = self.site["databases"]["sites"][active]
+        for host in self.site["hosts"].values():
+            for f in host["db_config_files"]:
+                value = f.get("value", "{host}").format(host=db["host"], port=db["port"], site=active)
+                path = Path(f["path"])
+                if f["format"] == "ini":
+                    text = f"# lab copy of {path.name}\n[{f['section']}]\n{f['key']} = {value}\nport = {db['port']}\n"
+                elif f["format"] == "keyvalue":
+                    text = f"# lab copy of {path.name}\n{f['key']}={value}\ndb.pool=8\n"
+                else:
+                    text = f"url = jdbc://{value}/fund\n"
+                path.write_text(text)
+
+    async def _boot_host(self, host: str, *, start_services: bool, timeout: float) -> None:
+        lay, spec = self.layout, self.site["hosts"][host]
+        addr = spec["address"]
+        spans = ",".join(f"{s['span']}:{s['channels']}" for s in spec["board"]["spans"])
+        ready = lay.host_dir(host) / "ami.ready"
+        ready.unlink(missing_ok=True)
+        ami = Proc(f"{host}-ami", [sys.executable, "-m", "lab.ami", "--host", addr, "--port", str(lay.ami_port),
+                                   "--control-host", addr, "--control-port", str(lay.control_port),
+                                   "--spans", spans, "--fax", str(spec.get("fax_channels", 4)),
+                                   "--secret-file", str(lay.config / "secrets" / "ami-secret"),
+                                   "--login-fail-delay", "0.2", "--ready-file", str(ready)],
+                   lay.root / "logs" / f"{host}-ami.log")
+        await ami.start()
+        self.procs[ami.name] = ami
+        await _wait_file(ready, ami, timeout)
+        self.powered[host] = True
+        if start_services:
+            await self._lab_service(host, "start", spec["board"]["driver_service"], control=True)
+            duty = spec["role"]
+            for svc, s in spec["services"].items():
+                if duty in s.get("runs_as", []):
+                    await self._lab_service(host, "start", svc)
+        agent_ready = lay.host_dir(host) / "agent.ready"
+        agent_ready.unlink(missing_ok=True)
+        agent = Proc(f"{host}-agent", [sys.executable, "-m", "controller", "agent", "--config", str(lay.config),
+                                       "--host", host, "--lab", "--state-dir", str(lay.host_dir(host) / "agent"),
+                                       "--ready-file", str(agent_ready), "--lab-ami-control",
+                                       f"http://{addr}:{lay.control_port}"],
+                     lay.root / "logs" / f"{host}-agent.log")
+        await agent.start()
+        self.procs[agent.name] = agent
+        await _wait_file(agent_ready, agent, timeout)
+
+    async def _lab_service(self, host: str, verb: str, name: str, control: bool = False) -> int:
+        addr = self.site["hosts"][host]["address"]
+        argv = _svc_cmd(verb, name, self.layout.run_dir(host),
+                        f"http://{addr}:{self.layout.control_port}" if control else None)
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        return await proc.wait()
+
+    async def _start_controller(self, timeout: float) -> None:
+        ready = self.layout.root / "controller.ready"
+        ready.unlink(missing_ok=True)
+        ctl = Proc("controller", [sys.executable, "-m", "controller", "controller", "--config", str(self.layout.config),
+                                  "--ready-file", str(ready)], self.layout.root / "logs" / "controller.log")
+        await ctl.start()
+        self.procs["controller"] = ctl
+        await _wait_file(ready, ctl, timeout)
+
+    # --- operations ---------------------------------------------------------------------------
+
+    def token(self, role: str) -> str:
+        return (self.layout.config / "secrets" / f"{role}.token").read_text().strip()
+
+    @property
+    def api(self) -> str:
+        return f"http://{self.layout.controller_listen}"
+
+    async def power(self, host: str, on: bool) -> None:
+        """The PDU switched this host's outlet: kill everything on it, or boot it (services stay down)."""
+        if not on:
+            self.powered[host] = False
+            for name in (f"{host}-agent", f"{host}-ami"):
+                if name in self.procs:
+                    self.procs[name].signal(signal.SIGKILL)
+            await self._kill_services(host)
+        elif not self.powered.get(host):
+            await self._boot_host(host, start_services=False, timeout=30)
+
+    async def _kill_services(self, host: str) -> None:
+        for pidfile in self.layout.run_dir(host).glob("*.pid"):
+            with contextlib.suppress(ValueError, ProcessLookupError, OSError):
+                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+    async def ami_control(self, host: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        addr = self.site["hosts"][host]["address"]
+        r = await self.http.post(f"http://{addr}:{self.layout.control_port}{path}", json=body or {})
+        if r.status_code != 200:
+            raise LabError(f"lab AMI control {host}{path}: HTTP {r.status_code} {r.text}")
+        return r.json()
+
+    async def inject(self, target: str, what: str, *args: str) -> str:
+        """The `ccfo lab inject` vocabulary; returns a sentence saying what was done."""
+        if target == "db":
+            site, state = what, (args[0] if args else "")
+            if site not in self.dbs or state not in ("down", "up"):
+                raise LabError("usage: db SITE down|up")
+            await (self.dbs[site].stop() if state == "down" else self.dbs[site].start())
+            return f"database site {site} {state}"
+        if target not in self.site.get("hosts", {}):
+            raise LabError(f"unknown host {target!r}")
+        host = target
+        if what == "span" and len(args) == 2 and args[1] in ("red", "yellow", "blue", "clear"):
+            await self.ami_control(host, f"/spans/{int(args[0])}/alarm", {"alarm": args[1]})
+            return f"{host} span {args[0]} {args[1]}"
+        if what == "dchannel" and len(args) == 2 and args[1] in ("up", "down"):
+            await self.ami_control(host, f"/spans/{int(args[0])}/dchannel", {"up": args[1] == "up"})
+            return f"{host} span {args[0]} D-channel {args[1]}"
+        if what == "board" and args and args[0] in ("down", "up"):
+            driver = self.site["hosts"][host]["board"]["driver_service"]
+            await self._lab_service(host, "stop" if args[0] == "down" else "start", driver, control=True)
+            return f"{host} board driver {args[0]}"
+        if what == "service" and len(args) == 2 and args[1] in ("crash", "start", "stop"):
+            return await self._service_fault(host, args[0], args[1])
+        if what in ("unreachable", "reachable"):
+            sig = signal.SIGSTOP if what == "unreachable" else signal.SIGCONT
+            for name in (f"{host}-agent", f"{host}-ami"):
+                self.procs[name].signal(sig)
+            return f"{host} {what}"
+        raise LabError("usage: HOST span N red|yellow|blue|clear | HOST dchannel N up|down | HOST board down|up | "
+                       "HOST service NAME crash | HOST unreachable|reachable | db SITE down|up")
+
+    async def _service_fault(self, host: str, name: str, how: str) -> str:
+        if name not in self.site["hosts"][host]["services"]:
+            raise LabError(f"{host} has no service {name!r}")
+        if how != "crash":
+            await self._lab_service(host, how, name)
+            return f"{host} {name} {how}"
+        pidfile = self.layout.run_dir(host) / f"{name}.pid"
+        try:
+            os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+        except (OSError, ValueError) as exc:
+            raise LabError(f"{host} {name} is not running ({exc})") from exc
+        return f"{host} {name} crashed (SIGKILL)"
+
+    async def calls(self, host: str, ivr: int, agent: int) -> dict[str, Any]:
+        await self.ami_control(host, "/calls/set", {"ivr": ivr, "agent": agent})
+        return {"host": host, "ivr": ivr, "agent": agent}
+
+    async def down(self) -> None:
+        for name in ["controller", *[n for n in self.procs if n.endswith("-agent")],
+                     *[n for n in self.procs if n.endswith("-ami")]]:
+            if name in self.procs:
+                await self.procs[name].stop()
+        for host in self.site.get("hosts", {}):
+            await self._kill_services(host)
+        for db in self.dbs.values():
+            await db.stop()
+        if self._pdu_transport is not None:
+            self._pdu_transport.close()
+        await self.http.aclose()
+
+    def summary(self) -> dict[str, Any]:
+        hosts = {h: {"address": s["address"], "agent": s["agent"]["url"],
+                     "ami": f"{s['ami']['host']}:{s['ami']['port']}",
+                     "ami_control": f"http://{s['address']}:{self.layout.control_port}",
+                     "logs": str(self.layout.root / "logs")} for h, s in self.site["hosts"].items()}
+        return {"dashboard": self.api + "/", "api": self.api + "/api/v1", "config": str(self.layout.config),
+                "hosts": hosts, "databases": {n: f"{d.host}:{d.port}" for n, d in self.dbs.items()},
+                "pdu": f"{self.layout.pdu_host}:{self.layout.pdu_port}",
+                "tokens": {r: str(self.layout.config / "secrets" / f"{r}.token")
+                           for r in ("viewer", "operator", "admin")}}
