@@ -77,8 +77,11 @@ class Reporter:
                                      transport=self._transport) as client:
             while True:
                 wait = max(0.0, self._last_push + self.heartbeat_s - self._clock())
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races
+                # with the wake-up, and the agent would never stop (seen in the engine loop).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                 self._wake.clear()
                 try:
                     report = await self.build()

@@ -46,7 +46,7 @@ class Proc:
         try:
             self.proc = await asyncio.create_subprocess_exec(*self.argv, stdout=out, stderr=out, cwd=REPO,
                                                              env={**os.environ, **(self.env or {})},
-                                                             start_new_session=True)
+                                                             start_new_session=True, preexec_fn=_die_with_parent)
         finally:
             out.close()
 
@@ -70,6 +70,14 @@ class Proc:
         except TimeoutError:
             self.signal(signal.SIGKILL)
             await self.proc.wait()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the lab's process dies, so a killed test run or
+    supervisor never leaves agents, AMI servers or a controller behind (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 async def _wait_file(path: Path, proc: Proc, timeout: float) -> dict[str, Any]:

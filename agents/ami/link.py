@@ -99,14 +99,14 @@ class AmiLink:
             try:
                 manager = await self._connect_once()
             except Exception as exc:
-                if not isinstance(exc, AmiError):  # a library surprise must not end the supervisor
+                err = exc if isinstance(exc, AmiError) else AmiError(f"unexpected error while connecting: {exc!r}")
+                if err is not exc:  # a library surprise must not end the supervisor
                     log.exception("AMI %s:%d: unexpected error while connecting", cfg.host, cfg.port)
-                    exc = AmiError(f"unexpected error while connecting: {exc!r}")
                 # keep why the link went down in view while reconnect attempts fail for other reasons
-                self.error = f"{self._loss}; reconnecting: {exc.message}" if self._loss else exc.message
-                log.warning("AMI %s:%d: %s; retrying in %.2fs", cfg.host, cfg.port, exc.message, delay)
+                self.error = f"{self._loss}; reconnecting: {err.message}" if self._loss else err.message
+                log.warning("AMI %s:%d: %s; retrying in %.2fs", cfg.host, cfg.port, err.message, delay)
                 if self._manager is not None:
-                    self._handle_lost(self._manager, exc)
+                    self._handle_lost(self._manager, err)
                 await asyncio.sleep(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, cfg.backoff_max_s)
                 continue

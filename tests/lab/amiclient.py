@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 BANNER = b"Asterisk Call Manager/9.0.0\r\n"
 
@@ -46,9 +47,12 @@ def render(fields: list[tuple[str, str]] | dict[str, str]) -> bytes:
 
 
 class RawAmi:
+    OPEN: ClassVar[set[RawAmi]] = set()  # closed after each test by tests/lab/conftest.py
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.received = b""  # every byte read, for framing checks
+        RawAmi.OPEN.add(self)
 
     @classmethod
     async def connect(cls, port: int, host: str = "127.0.0.1", banner: bool = True) -> RawAmi:
@@ -99,6 +103,7 @@ class RawAmi:
         return rest
 
     async def close(self) -> None:
+        RawAmi.OPEN.discard(self)
         self.writer.close()
         with contextlib.suppress(ConnectionError, TimeoutError):
             await asyncio.wait_for(self.writer.wait_closed(), 2)

@@ -9,6 +9,8 @@ import pytest_asyncio
 
 from lab.ami import LabAmiServer
 
+from .amiclient import RawAmi
+
 FAST = {"login_fail_delay_s": 0.05, "time_scale": 0.01, "restart_delay_s": 0.05}
 
 
@@ -31,3 +33,11 @@ async def make_lab() -> AsyncIterator[Callable[..., Awaitable[LabAmiServer]]]:
 @pytest_asyncio.fixture
 async def lab(make_lab: Callable[..., Awaitable[LabAmiServer]]) -> LabAmiServer:
     return await make_lab()
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def close_raw_clients() -> AsyncIterator[None]:
+    """Close every raw AMI client a test opened (they hold sockets even after the server's EOF)."""
+    yield
+    for client in list(RawAmi.OPEN):
+        await client.close()
