@@ -160,7 +160,11 @@ class Engine:
             await self._journal(EntryKind.FAULT_CLEARED, host=f.host, reason=str(f), data={"kind": f.kind.value})
 
     async def _act(self, d: Decision, now: float) -> None:
-        if self.running is not None or d.plan is None:
+        if self.running is not None:
+            return
+        if d.plan is None:
+            if d.disposition is Disposition.NONE:
+                await self._withdraw(d, now)
             return
         if d.disposition is Disposition.EXECUTE:
             rec = await asyncio.to_thread(self.store.add_plan, d.plan, status=PlanStatus.RUNNING,
@@ -172,6 +176,18 @@ class Engine:
             self._start(rec)
         elif d.disposition is Disposition.PROPOSE:
             await self._propose(d, now)
+
+    async def _withdraw(self, d: Decision, now: float) -> None:
+        """The situation that made the controller propose a plan has cleared: an approval must not run a
+        failover nobody needs any more. Operators' own proposals stay theirs to reject."""
+        for rec in self.store.plans({PlanStatus.PROPOSED}):
+            if rec.requested_by != "controller":
+                continue
+            why = f"the situation cleared: {d.reason}"
+            await asyncio.to_thread(self.store.update_plan, rec, now, status=PlanStatus.SUPERSEDED, error=why)
+            await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor="controller", reason=why,
+                                status=PlanStatus.SUPERSEDED.value)
+            await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value, "error": why})
 
     async def _propose(self, d: Decision, now: float) -> None:
         assert d.plan is not None

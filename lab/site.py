@@ -211,9 +211,21 @@ class LabSite:
             await self._boot_host(host, start_services=False, timeout=30)
 
     async def _kill_services(self, host: str) -> None:
-        for pidfile in self.layout.run_dir(host).glob("*.pid"):
-            with contextlib.suppress(ValueError, ProcessLookupError, OSError):
-                os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+        """Kill the host's stand-ins. An agent stopped mid-`start` may leave a `lab_services start` (or
+        `run`) process behind that spawns a stand-in after a single pass over the pid files, so: kill every
+        process naming the run directory, then every pid file's process, until no such process is left."""
+        run = self.layout.run_dir(host)
+        for _ in range(40):
+            helpers = _pids_naming(str(run))
+            for pid in helpers:
+                with contextlib.suppress(ProcessLookupError, OSError):
+                    os.kill(pid, signal.SIGKILL)
+            for pidfile in run.glob("*.pid"):
+                with contextlib.suppress(ValueError, ProcessLookupError, OSError):
+                    os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+            if not helpers:
+                return
+            await asyncio.sleep(0.05)
 
     async def ami_control(self, host: str, path: str, body: dict[str, Any] | None = None) -> Any:
         addr = self.site["hosts"][host]["address"]
@@ -293,3 +305,18 @@ class LabSite:
                 "pdu": f"{self.layout.pdu_host}:{self.layout.pdu_port}",
                 "tokens": {r: str(self.layout.config / "secrets" / f"{r}.token")
                            for r in ("viewer", "operator", "admin")}}
+
+
+def _pids_naming(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (zombies have an empty one and are skipped)."""
+    me, out = os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmdline:
+            out.append(int(entry.name))
+    return out

@@ -98,6 +98,21 @@ async def test_supervised_cti_crash_is_proposed_then_approved_and_executed(lab):
 
 
 @pytest.mark.asyncio
+async def test_a_proposal_is_withdrawn_when_its_fault_clears(lab):
+    lab.crash("ipc-a", "cti")
+    proposed = await async_wait_until(lambda: lab.plans(PlanStatus.PROPOSED), timeout=5)
+    lab.world.hosts["ipc-a"].services["cti"] = ServiceState.ACTIVE  # the CTI came back by itself
+    gone = await async_wait_until(lambda: lab.plans(PlanStatus.SUPERSEDED), timeout=5)
+    assert [p.id for p in gone] == [proposed[0].id] and "cleared" in (gone[0].error or "")
+    assert lab.plans(PlanStatus.PROPOSED) == []
+    with pytest.raises(Refused):
+        await lab.engine.approve(proposed[0].id, "alice", "too late")
+    assert lab.world.critical_running() == ["ipc-a"], "an approval of a withdrawn plan changes nothing"
+    entry = lab.journal.query(kinds="plan_rejected")[-1]
+    assert entry.plan_id == proposed[0].id and entry.actor == "controller" and entry.status == "superseded"
+
+
+@pytest.mark.asyncio
 async def test_automatic_mode_executes_without_approval(tmp_path):
     h = Harness(tmp_path, Mode.AUTOMATIC)
     await h.start()

@@ -177,6 +177,24 @@ async def test_primary_unreachable_is_fenced_at_the_pdu_before_the_standby_start
         await lab.down()
 
 
+async def test_automatic_mode_fails_over_a_cti_crash_without_approval(tmp_path):
+    lab, api, watch = await start_lab(tmp_path, mode="automatic")
+    try:
+        await lab.inject("ipc-a", "service", "cti", "crash")
+        plan = await async_wait_until(lambda: _any_plan(api), timeout=30)
+        assert plan["source"] == "primary-cti-ivr-fault" and plan["requested_by"] == "controller"
+        assert plan["decided_by"] is None, "nobody approved it: the mode did"
+        await finished(api, plan["id"])
+        assert critical_hosts(lab) == ["ipc-b"]
+        s = await async_wait_until(lambda: _state(api, "failed over"), timeout=10)
+        assert s["active_host"] == "ipc-b" and s["capacity"]["channels"] == 30
+        assert await api.plans("proposed") == [], "automatic mode proposes nothing"
+    finally:
+        await watch.stop()
+        await api.aclose()
+        await lab.down()
+
+
 async def _any_plan(api: Api) -> dict | None:
     for status in ("running", "finished", "failed"):
         plans = await api.plans(status)
