@@ -9,6 +9,11 @@ for the end. `status` answers like an LSB init script: 0 running, 3 stopped (no 
 pid file exists (a crash: kill the daemon with SIGKILL and this is what the agent sees). A zombie counts
 as dead. With `--control URL` (a lab AMI server's control API), start/stop also start/stop that
 server's simulated DAHDI driver, so a stand-in board driver moves the lab's spans too.
+When DIR/NAME.sip exists (the lab writes one for `ivr`: `sip=ADDR:PORT`, `agent=ADDR:PORT`,
+`dialout=ADDR:PORT`, one per line), the daemon is the service's SIP endpoint: after writing its pid file
+it execs a SIPp UAS (drills/sipp/lab_ivr.xml) bound to ADDR:PORT, so calls reach the IVR only while the
+service runs, and a crash (SIGKILL of the pid) takes the endpoint down with it. `start` then returns only
+once the SIP port is bound. Without a `sipp` binary, or with the port taken, it idles as usual.
 A status check is one short interpreter start (tens of ms), so the imports are minimal (no argparse,
 no pathlib) and the rest is imported where needed. Lab-only: production services are systemd units or
 real commands.
@@ -61,8 +66,60 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
 
 
+def _sip_options(directory: str, name: str) -> dict[str, str] | None:
+    """DIR/NAME.sip as a dict (`key=value` lines), or None when the service has no SIP endpoint."""
+    try:
+        with open(os.path.join(directory, f"{name}.sip")) as f:
+            lines = f.read().split()
+    except OSError:
+        return None
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
+def _sipp_argv(sip: dict[str, str]) -> list[str] | None:
+    """The SIPp UAS command line of a SIP endpoint (drills/sipp/lab_ivr.xml), or None without sipp."""
+    import shutil
+    sipp = shutil.which("sipp")
+    if sipp is None or "sip" not in sip:
+        return None
+    scenarios = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "drills", "sipp")
+    addr, _, port = sip["sip"].rpartition(":")
+    argv = [sipp, "-sf", os.path.join(scenarios, "lab_ivr.xml"), "-i", addr, "-p", port, "-bind_local",
+            "-ci", addr, "-mi", addr, "-nostdin", "-key", "sipp_bin", sipp,
+            "-key", "dialout_sf", os.path.join(scenarios, "uac_agent.xml")]
+    for key in ("agent", "dialout"):
+        argv += ["-key", key, sip.get(key, f"{addr}:{port}")]
+    return argv
+
+
+def _udp_bound(endpoint: str) -> bool:
+    """Is a UDP socket bound to ADDR:PORT on this machine (Linux /proc/net/udp)?"""
+    addr, _, port = endpoint.rpartition(":")
+    try:
+        ip = int.from_bytes(bytes(int(x) for x in addr.split(".")), "little")
+        want = f"{ip:08X}:{int(port):04X}"
+        with open("/proc/net/udp") as f:
+            return any(line.split()[1] == want for line in f.readlines()[1:])
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _can_bind(endpoint: str) -> bool:
+    """Is ADDR:PORT free for the SIP endpoint? (Something else on it: the service idles without SIP.)"""
+    import socket
+    addr, _, port = endpoint.rpartition(":")
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind((addr, int(port)))
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def _run(directory: str, name: str) -> int:
     path = _pidfile(directory, name)
+    sip = _sip_options(directory, name)
+    sipp = _sipp_argv(sip) if sip and _can_bind(sip.get("sip", "")) else None
 
     def bye(signum: int, frame: object) -> None:
         if _read_pid(path) == os.getpid():
@@ -75,6 +132,8 @@ def _run(directory: str, name: str) -> int:
     with open(tmp, "w") as f:
         f.write(f"{os.getpid()}\n")
     os.replace(tmp, path)
+    if sipp:
+        os.execv(sipp[0], sipp)  # same pid: the pid file now names the SIP endpoint
     while True:
         signal.pause()
 
@@ -87,17 +146,19 @@ def _start(directory: str, name: str) -> int:
         return 0
     _unlink(path)
     os.makedirs(directory, exist_ok=True)
+    sip = _sip_options(directory, name)
+    endpoint = sip.get("sip") if sip and _sipp_argv(sip) and _can_bind(sip.get("sip", "")) else None
     child = subprocess.Popen(command("run", name, directory), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
     deadline = time.monotonic() + START_WAIT_S
     while time.monotonic() < deadline:
-        if _read_pid(path) == child.pid:
+        if _read_pid(path) == child.pid and (endpoint is None or _udp_bound(endpoint)):
             return 0
         if child.poll() is not None:
             print(f"{name}: daemon exited {child.returncode} during start", file=sys.stderr)
             return 1
         time.sleep(0.005)
-    print(f"{name}: no pid file after {START_WAIT_S:g} s", file=sys.stderr)
+    print(f"{name}: no pid file{' or SIP endpoint' if endpoint else ''} after {START_WAIT_S:g} s", file=sys.stderr)
     return 1
 
 

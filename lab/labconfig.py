@@ -43,6 +43,7 @@ class LabLayout:
     db_port: int = 1521
     pdu_port: int = 1161
     lab_control_port: int = 8090
+    sip_port: int = 5060  # each host's IVR SIP endpoint; drill callers at NET.240, agent phone .241, dial-out .242
     debounce_s: float | None = None  # tests shorten every rule's debounce
     mode: str | None = None  # start in this mode instead of the site's
     hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
@@ -118,6 +119,11 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
         for rule in rules["rules"]:
             rule["debounce_s"] = layout.debounce_s
     (cfg / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    for extra in ("checklists", "drills"):  # runbooks and site drills, as the operator wrote them
+        if (source / extra).is_dir():
+            shutil.copytree(source / extra, cfg / extra)
+    if (source / "drills.yaml").is_file():
+        shutil.copy2(source / "drills.yaml", cfg / "drills.yaml")
     return site
 
 
@@ -135,6 +141,10 @@ def _lab_host(host: dict[str, Any], name: str, addr: str, layout: LabLayout, ami
     hdir, run = layout.host_dir(name), layout.run_dir(name)
     (hdir / "etc").mkdir(parents=True, exist_ok=True)
     run.mkdir(parents=True, exist_ok=True)
+    if "ivr" in host.get("services", {}):  # the ivr stand-in is the host's SIP endpoint (agents/lab_services.py)
+        far = f"{layout.net}.24{{}}:{layout.sip_port}"
+        (run / "ivr.sip").write_text(f"sip={addr}:{layout.sip_port}\nagent={far.format(1)}\ndialout={far.format(2)}\n"
+                                     f"caller={layout.net}.240\n")
     control = f"http://{addr}:{layout.control_port}"
     host.update(address=addr, service_backend="command", backup_dir=str(hdir / "backups"))
     host["agent"] = {"url": f"http://{addr}:{layout.agent_port}", "token_file": f"secrets/agent-token-{name}"}

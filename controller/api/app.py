@@ -20,6 +20,8 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
+from controller.api.checklists import checklist_router
+from controller.api.drills import router as drills_router
 from controller.api.models import (
     ConfirmOffRequest,
     DecisionRequest,
@@ -74,6 +76,8 @@ def create_app(engine: Engine, tokens: TokenStore, parse_report: Callable[[str, 
     Viewer = Annotated[Principal, Depends(need(Role.VIEWER))]
     Operator = Annotated[Principal, Depends(need(Role.OPERATOR))]
     Admin = Annotated[Principal, Depends(need(Role.ADMIN))]
+    app.include_router(checklist_router(engine, need))
+    app.include_router(drills_router(engine, need))
 
     def refused(exc: Exception) -> HTTPException:
         return HTTPException(409, str(exc))

@@ -1,0 +1,101 @@
+"""Drills against the live lab through `ccfo drill run`, on one lab for the module: the primary CTI crash
+drill passes, and its report's figures are SIPp's own; then a drill with an expectation too short for the
+fault fails, says which, and still leaves the lab healthy."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator
+from pathlib import Path
+from xml.etree import ElementTree as ET
+
+import pytest
+import pytest_asyncio
+import yaml
+
+from drills.model import LIBRARY
+from tests.drills.labkit import DrillLab, run_drill, sipp_pids, start, stop_lab
+from tests.integration.labkit import critical_hosts
+from tests.support import async_wait_until
+
+pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(420)]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def drill_lab(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DrillLab]:
+    dl = await start(tmp_path_factory.mktemp("drills"))
+    yield dl
+    await stop_lab(dl)
+
+
+def sipp_csv(path: str) -> dict[str, str]:
+    """The last row of a SIPp -trace_stat file, read here independently of drills.sipp."""
+    rows = list(csv.reader(Path(path).read_text().splitlines(), delimiter=";"))
+    return dict(zip(rows[0], rows[-1], strict=False))
+
+
+def ms(value: str) -> float:
+    h, m, s, us = [*value.split(":"), "0"][:4]
+    return ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + int(us) / 1000
+
+
+async def test_primary_cti_crash_drill_passes_with_sipp_figures(drill_lab: DrillLab, tmp_path: Path) -> None:
+    rc, doc = await run_drill(drill_lab, "primary-cti-crash", tmp_path / "reports")
+    assert rc == 0 and doc["status"] == "passed", (doc["reason"], doc["expectations"])
+    fig = doc["figures"]
+    assert 0 < fig["time_to_detect_s"] <= fig["time_to_decide_s"] < fig["time_to_recover_s"]
+    # calls failed during the outage = the steady load's own SIPp statistics (its files, read independently)
+    segments = doc["load"]["drill"]["segments"]
+    rows = [sipp_csv(s["stat_file"]) for s in segments]
+    assert fig["calls_attempted"] == sum(int(r["TotalCallCreated"]) for r in rows) > 0
+    assert fig["calls_failed"] == sum(int(r["FailedCall(C)"]) for r in rows) >= 1, "the failover interrupts calls"
+    assert {s["host"] for s in segments} == {"ipc-a", "ipc-b"}, "the load followed the active host"
+    # time to recover = when the first answered call started + SIPp's own INVITE->200 time for that call
+    answered = [a["offset_s"] + ms(sipp_csv(a["stat_file"])["ResponseTime1(C)"]) / 1000
+                for a in doc["recovery"]["attempts"] if a["passed"]]
+    assert answered and all(sipp_csv(a["stat_file"])["SuccessfulCall(C)"] == "1"
+                            for a in doc["recovery"]["attempts"] if a["passed"])
+    assert fig["time_to_recover_s"] == pytest.approx(min(answered), abs=0.01)
+    assert all(sipp_csv(a["stat_file"])["FailedCall(C)"] == "1" for a in doc["recovery"]["attempts"]
+               if not a["passed"] and "stat_file" in a)
+    # every verification call passed, the way back ran, the journal has the run, the lab is healthy again
+    assert {c["kind"] for c in doc["checks"] if c["phase"] == "drill"} == {"inbound", "agent_answer", "outbound",
+                                                                           "line_test"}
+    assert all(c["passed"] for c in doc["checks"])
+    assert [s["name"] for s in doc["steps"] if s["status"] != "ok"] == []
+    assert any(p["role"] == "way back" and p["status"] == "finished" for p in doc["plans"])
+    fault_plan = next(p for p in doc["plans"] if p["role"] == "fault")
+    assert fault_plan["steps"] and all(s["duration_s"] is not None for s in fault_plan["steps"])
+    entries = await drill_lab.api.journal(kind="drill_started,drill_finished")
+    finished = next(e for e in entries if e["kind"] == "drill_finished")
+    assert finished["status"] == "passed" and finished["data"]["figures"] == fig
+    suite = ET.parse(doc["files"]["junit"]).getroot()
+    assert suite.get("failures") == "0" and int(suite.get("tests")) >= 10
+    assert "time to recover" in Path(doc["files"]["markdown"]).read_text()
+    assert await drill_lab.healthy()
+    assert critical_hosts(drill_lab.lab) == ["ipc-a"]
+    assert not [p for p in sipp_pids(drill_lab.net) if "lab_ivr.xml" not in p[1]], "drill SIPp processes left"
+
+
+async def test_too_short_expectation_fails_names_it_and_still_goes_back(drill_lab: DrillLab,
+                                                                         tmp_path: Path) -> None:
+    scenario = yaml.safe_load((LIBRARY / "primary-cti-crash.yaml").read_text())
+    scenario.update(name="cti-crash-too-fast")
+    scenario["expect"]["plan"]["within_s"] = 1.0  # a failover takes longer than a second
+    scenario["steady_state"]["calls"] = scenario["expect"]["calls"] = ["inbound"]
+    path = tmp_path / "cti-crash-too-fast.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    await async_wait_until(drill_lab.healthy, timeout=60)
+    rc, doc = await run_drill(drill_lab, str(path), tmp_path / "reports")
+    assert rc == 1 and doc["status"] == "failed"
+    unmet = [e for e in doc["expectations"] if e["status"] == "unmet"]
+    assert [e["key"] for e in unmet] == ["plan"] and "not finished within 1 s" in unmet[0]["detail"]
+    assert "the plan has finished" in doc["reason"]
+    assert {e["key"]: e["status"] for e in doc["expectations"]}["state"] == "not reached"
+    way_back = next(s for s in doc["steps"] if s["name"] == "way back")
+    assert way_back["status"] == "ok" and "failback plan" in way_back["detail"]
+    assert next(s for s in doc["steps"] if s["name"] == "steady state after")["status"] == "ok"
+    suite = ET.parse(doc["files"]["junit"]).getroot()
+    assert suite.get("failures") == "1"
+    assert "unmet" in Path(doc["files"]["markdown"]).read_text()
+    assert await async_wait_until(drill_lab.healthy, timeout=30)
