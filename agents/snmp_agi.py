@@ -14,6 +14,7 @@ only when SNMP is configured. Secrets are never logged.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -230,4 +231,7 @@ class SnmpAgi:
 
 
 def _why(exc: BaseException) -> str:
-    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    """"Address already in use", not asyncio's "error while attempting to bind on address (...): ..."."""
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc)

@@ -124,6 +124,8 @@ class ControllerSnmp:
             if self.poll_interval_s > 0 and self.endpoints:
                 self.poller = SnmpPoller(self.enterprise)
                 self._tasks.append(asyncio.create_task(self._poll_loop(), name="snmp-poll"))
+                log.info("snmp: polling %s every %g s (safety net; disagreements are logged, not acted on)",
+                         ", ".join(f"{h} at {e.label}" for h, e in self.endpoints.items()), self.poll_interval_s)
             if targets:
                 self.nms = ControllerNotifier(targets, enterprise=self.enterprise)
                 await self.nms.start()
@@ -206,10 +208,12 @@ class ControllerSnmp:
     # --- safety-net poll -------------------------------------------------------------------------
 
     async def _poll_loop(self) -> None:
+        # Sleep first: the poller's engine (created at the first poll) holds the loop for a moment, which
+        # must not fall into the start-up; the agents' first reports are not there yet anyway.
         while True:
+            await asyncio.sleep(self.poll_interval_s)
             for host, endpoint in self.endpoints.items():
                 await self.poll_once(host, endpoint)
-            await asyncio.sleep(self.poll_interval_s)
 
     async def poll_once(self, host: str, endpoint: AgentEndpoint) -> list[str] | None:
         """Poll one agent and compare; returns the disagreements, None when the poll failed."""
