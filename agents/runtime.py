@@ -4,7 +4,9 @@ config files, the actions, the control API and the reporter, runs them, and shut
     ccfo agent --config DIR --host NAME [--lab] [--listen HOST:PORT] [--state-dir DIR] [--ready-file F]
 
 Start-up refuses (exit 1) without an agent token, unless `--lab`: then the token comes from
-`--token-file` (default STATE_DIR/agent-token), generated there (0600) when missing. The API binds
+`--token-file` (default STATE_DIR/agent-token), generated there (0600) when missing; and with a secret
+file others can read (controller.secretfiles) or an unusable TLS certificate or key (agent.tls_cert_file
+and tls_key_file, or --tls-cert/--tls-key). The API binds
 `--listen`, else agent.listen, else the host:port of agent.url (in the lab: loopback addresses).
 Services are polled every half heartbeat, so a crash reaches the controller within one heartbeat.
 When configured, the SNMP responder (hosts.NAME.snmp: CCFO-MIB, notifications on every change) and the
@@ -13,6 +15,8 @@ bind is a start-up error, missing SNMP keys only mean no SNMP.
 SIGTERM/SIGINT stop the reporter, the poller, SNMP, FastAGI and the API server (in-flight requests
 finish), cancel any action still running after a grace period, then close AMI. Managed services keep running: they are
 in their own sessions and the agent never stops them on exit.
+Under systemd (Type=notify) READY=1 follows the API's start, and WATCHDOG=1 comes every WatchdogSec/2 while
+the agent's tasks live (controller.sdnotify).
 """
 
 from __future__ import annotations
@@ -41,6 +45,9 @@ from agents.reporter import Reporter, report_url
 from agents.server import ApiServer, ServerError, split_host_port
 from agents.services import ServiceManager, ServiceSpec, make_backend, spec_from_model
 from agents.snmp_agi import SnmpAgi, SnmpAgiError
+from controller import secretfiles, tls
+from controller.auth import TokenFileError
+from controller.sdnotify import Notifier
 
 if TYPE_CHECKING:
     from controller.config.loader import LoadedConfig
@@ -91,6 +98,13 @@ class AgentRuntime:
             raise StartupError(f"unknown host {opts.host!r} (hosts: {', '.join(site.hosts)})")
         self.loaded, self.opts = loaded, opts
         self.model = site.hosts[opts.host]
+        try:  # every secret file private and the TLS files usable, before anything reads them
+            secretfiles.check(loaded, secretfiles.agent_files(site, opts.host), [opts.tls_key])
+            self.tls = tls.agent_server(loaded, opts.host, opts.tls_cert, opts.tls_key)
+            push_transport = tls.controller_transport(loaded)  # trusts controller.ca_file, if set
+        except TokenFileError as exc:
+            raise StartupError(f"{exc}; refusing to start") from exc
+        self.sd = Notifier.from_env()  # systemd's Type=notify and WatchdogSec
         self.state_dir = opts.state_dir or loaded.resolve("var") / f"agent-{opts.host}"
         self.token = self._token()
         self.heartbeat_s = site.controller.heartbeat_s
@@ -106,13 +120,14 @@ class AgentRuntime:
             store=ResultStore(path=self.state_dir / "actions.json"))
         self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, self.ami)
         self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,
-                                                               opts.host), self.token, heartbeat_s=self.heartbeat_s)
+                                                               opts.host), self.token, heartbeat_s=self.heartbeat_s,
+                                 transport=push_transport)
         self.services.add_listener(self.reporter.poke)
         self.snmp_agi = SnmpAgi(loaded, opts.host, self.services, lambda: self.ami)
         self.services.add_listener(self.snmp_agi.changed)
         host, port = bind_address(opts, self.model.agent)
         self.server = ApiServer(create_app(opts.host, [self.token], self.report.build, self.executor), host, port,
-                                ssl_certfile=opts.tls_cert, ssl_keyfile=opts.tls_key)
+                                **self.tls)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _token(self) -> Token:
@@ -154,15 +169,14 @@ class AgentRuntime:
         self.snmp_agi.changed()
 
     async def start(self) -> None:
-        if self.model.agent.url.startswith("https") and not self.opts.tls_cert:
-            log.warning("agent.url is https but no --tls-cert was given: serving plain HTTP")
-        await self.ami.start()
+        if self.model.agent.url.startswith("https") and not self.tls:
+            log.warning("agent.url is https but no certificate (agent.tls_cert_file, --tls-cert): serving plain HTTP")
         await self.services.check_all()
-        try:
+        try:  # before AMI: creating the SNMP engine holds the loop for a moment, which AMI pings would feel
             await self.snmp_agi.start()
         except SnmpAgiError as exc:
-            await self.ami.stop()
             raise StartupError(str(exc)) from exc
+        await self.ami.start()
         try:
             address = await self.server.start()
         except ServerError as exc:
@@ -177,6 +191,9 @@ class AgentRuntime:
                  self.server.url, extra, self.reporter.url, self.heartbeat_s)
         if self.opts.ready_file:
             self._write_ready(address)
+        self.sd.ready(f"serving {self.server.url}, reporting to {self.reporter.url}")
+        self._tasks.append(loop.create_task(self.sd.watchdog_loop(lambda: not any(t.done() for t in self._tasks)),
+                                            name="watchdog"))
 
     def _write_ready(self, address: tuple[str, int]) -> None:
         path = self.opts.ready_file
@@ -188,6 +205,7 @@ class AgentRuntime:
         tmp.replace(path)
 
     async def stop(self) -> None:
+        self.sd.stopping()
         tasks, self._tasks = self._tasks, []
         for task in tasks:
             task.cancel()

@@ -101,11 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_offline(sub)
     from controller import cli_online
     cli_online.add_parsers(sub)
+    from controller.checklists import cli as checklist_cli
+    checklist_cli.add_parsers(sub)
     from lab import cli as lab_cli
     lab_cli.add_parsers(sub)
+    from drills import cli as drills_cli
+    drills_cli.add_parsers(sub)
     _add_agent(sub)
     from controller import demo
     demo.add_parser(sub)
+    from controller import init as init_cmd
+    init_cmd.add_parser(sub)
     return parser
 
 

@@ -3,7 +3,10 @@
 Owns the process's tasks: the engine loop, the safety-net poller (fetches a report from any agent whose
 pushes have stopped), the database-site probe, the uvicorn server, and the SNMP side when configured
 (`controller.adapters.snmp_glue`: trap receiver, SNMP poll of the agents, notifications to the NMS).
-Refuses to start with a clear message (exit 2) when a secret file is missing or readable by others.
+Refuses to start with a clear message (exit 2) when a secret file is missing or readable by others, or a
+TLS certificate, key or CA file cannot be used (controller.secretfiles, controller.tls). Under systemd
+(Type=notify) READY=1 follows the engine's start and the API's, and WATCHDOG=1 comes every WatchdogSec/2
+while the API server and the pollers live (controller.sdnotify).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 import uvicorn
 
+from controller import secretfiles, tls
 from controller.adapters.agent_http import AgentHttpClient, parse_report
 from controller.adapters.pdu import NoFencing, SnmpPdu
 from controller.adapters.snmp_glue import ControllerSnmp
@@ -33,6 +37,7 @@ from controller.engine import Engine
 from controller.events import EventBus
 from controller.executor import Executor
 from controller.journal import Journal
+from controller.sdnotify import Notifier
 from controller.store import Store
 
 log = logging.getLogger("ccfo.controller")
@@ -71,7 +76,8 @@ class MultiTokenClient:
     """One AgentHttpClient per host (each agent may have its own token)."""
 
     def __init__(self, cfg: LoadedConfig, tokens: dict[str, str]) -> None:
-        self.clients = {h: AgentHttpClient({h: m.agent.url}, tokens[h]) for h, m in cfg.site_model.hosts.items()}
+        self.clients = {h: AgentHttpClient({h: m.agent.url}, tokens[h], ca_file=tls.agent_ca_file(cfg, h))
+                        for h, m in cfg.site_model.hosts.items()}
 
     async def report(self, host: str):  # type: ignore[no-untyped-def]
         return await self.clients[host].report(host)
@@ -123,6 +129,9 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     ctl = cfg.site_model.controller
     if not ctl.tokens_file:
         raise TokenFileError("controller.tokens_file is not set: the API would have no users")
+    secretfiles.check(cfg, secretfiles.controller_files(cfg.site_model))  # none readable by others
+    server_tls = tls.controller_server(cfg)  # {} for plain HTTP
+    scheme = "https" if server_tls else "http"
     tokens = TokenStore.load(cfg.resolve(ctl.tokens_file))
     agents = MultiTokenClient(cfg, agent_tokens(cfg))
     journal_path = cfg.resolve(ctl.journal)
@@ -141,7 +150,8 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     await snmp.start()
     app = create_app(engine, tokens, parse_report)
     host, port = _listen(ctl.listen)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                           **server_tls))
     await engine.start()
     tasks = [asyncio.create_task(probe_db(cfg, engine, ctl.poll_interval_s), name="db-probe"),
              asyncio.create_task(poll_agents(engine, agents, ctl.heartbeat_s), name="agent-poll")]
@@ -154,11 +164,16 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
         await asyncio.sleep(0.01)
     if serving.done():
         raise OSError(f"cannot serve the API on {ctl.listen}")
-    log.info("controller for site %s serving on http://%s:%d (mode %s)", cfg.site.name, host, port,
+    log.info("controller for site %s serving on %s://%s:%d (mode %s)", cfg.site.name, scheme, host, port,
              engine.state.mode.value)
     if ready_file:
-        Path(ready_file).write_text(json.dumps({"pid": os.getpid(), "api": f"http://{host}:{port}"}))
+        Path(ready_file).write_text(json.dumps({"pid": os.getpid(), "api": f"{scheme}://{host}:{port}"}))
+    sd = Notifier.from_env()  # systemd Type=notify: ready now (engine started, API serving); WatchdogSec pings
+    sd.ready(f"serving {scheme}://{host}:{port}, mode {engine.state.mode.value}")
+    tasks.append(asyncio.create_task(sd.watchdog_loop(lambda: not serving.done() and not any(t.done() for t in tasks)),
+                                     name="watchdog"))
     await stop.wait()
+    sd.stopping()
     server.should_exit = True
     await serving
     for t in tasks:

@@ -137,7 +137,7 @@ def _check_snmp(m: SiteFileModel, loc: Located) -> list[Problem]:
     for name, host in m.hosts.items():
         snmp, base = host.snmp, ("hosts", name, "snmp")
         if (snmp.auth_key_file is None) != (snmp.priv_key_file is None):
-            field = "auth_key_file" if snmp.auth_key_file is None else "priv_key_file"
+            field = "auth_key_file" if snmp.auth_key_file else "priv_key_file"  # the one set has a line
             problems.append(loc.problem((*base, field), "SNMPv3 needs both auth_key_file and priv_key_file"))
         for i, target in enumerate(snmp.notify_targets):
             problems += _check_target(target, (*base, "notify_targets", i), loc, snmp)
@@ -166,7 +166,7 @@ def _check_target(t, path, loc: Located, host_snmp) -> list[Problem]:  # type: i
                                 "keys without a user: a v2c target uses only its community_file")]
         return []
     if any(own) and not all(own):
-        return [loc.problem((*path, "auth_key_file" if t.auth_key_file is None else "priv_key_file"),
+        return [loc.problem((*path, "auth_key_file" if t.auth_key_file else "priv_key_file"),
                             "SNMPv3 needs both auth_key_file and priv_key_file")]
     host_keys = (host_snmp.auth_key_file, host_snmp.priv_key_file) if host_snmp is not None else (None, None)
     if not any(own) and not all(host_keys):
@@ -225,7 +225,7 @@ def production_warnings(m: SiteFileModel, loc: Located) -> list[Problem]:
     if m.fencing.method == "operator":
         out.append(loc.problem(("fencing", "method"),
                                "no automatic fencing: an unreachable primary waits for an operator", "warning"))
-    return out
+    return out + _production_transport(m, loc)
 
 
 def _loopback(host: str) -> bool:
@@ -235,3 +235,33 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _production_transport(m: SiteFileModel, loc: Located) -> list[Problem]:
+    """TLS on both APIs, agents able to reach the controller, v3 notifications, a PDU community of its own."""
+    out: list[Problem] = []
+    ctl = m.controller
+    if not ctl.tls_cert_file and not _loopback(ctl.listen.rpartition(":")[0].strip("[]")):
+        out.append(loc.problem(("controller", "listen"), "plain HTTP on a non-loopback address (set tls_cert_file "
+                               "and tls_key_file)", "warning"))
+    push = urlsplit(ctl.url or f"http://{ctl.listen}")  # agents map a wildcard address to this machine
+    remote = [f"{n} {h.address}" for n, h in m.hosts.items() if not _loopback(h.address)]
+    if remote and (push.hostname in (None, "", "0.0.0.0", "::") or _loopback(push.hostname or "")):
+        shown = (ctl.url or f"http://{ctl.listen}").replace("//0.0.0.0", "//127.0.0.1")
+        out.append(loc.problem(("controller", "url" if ctl.url else "listen"),
+                               f"agents on other machines ({', '.join(remote)}) cannot reach the controller at "
+                               f"{shown}: set controller.url", "warning"))
+    targets = [(("controller", "snmp_nms_targets", i), t) for i, t in enumerate(ctl.snmp_nms_targets)]
+    for name, host in m.hosts.items():
+        if host.agent.url.startswith("https:") and not host.agent.tls_cert_file:
+            out.append(loc.problem(("hosts", name, "agent", "url"), "https, but the agent has no tls_cert_file: it "
+                                   "serves plain HTTP unless started with --tls-cert", "warning"))
+        targets += [(("hosts", name, "snmp", "notify_targets", i), t) for i, t in enumerate(host.snmp.notify_targets)]
+    for path, target in targets:
+        if target.community_file:
+            out.append(loc.problem((*path, "community_file"), "SNMP v2c notifications (lab only; production uses "
+                                   "v3 authPriv)", "warning"))
+    if m.fencing.method == "pdu" and m.fencing.pdu is not None and not m.fencing.pdu.community_file:
+        out.append(loc.problem(("fencing", "pdu"), "no community_file: fencing uses the SNMP community 'private'",
+                               "warning"))
+    return out

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from controller import secretfiles
 from controller.config.checks import check_rules, check_site, production_warnings
 from controller.config.models import RulesFileModel, SiteFileModel
 from controller.config.yamlpos import ConfigError, Located, Problem, load_yaml
@@ -105,6 +106,7 @@ def load_config(directory: str | Path, display_dir: str | None = None) -> Loaded
     site_model: SiteFileModel = models[SITE_FILE]
     rules_model: RulesFileModel = models[RULES_FILE]
     warnings = tuple(problems) + tuple(production_warnings(site_model, located[SITE_FILE]))
+    warnings += tuple(secretfiles.warnings(site_model, located[SITE_FILE], root))  # others can read a secret
     return LoadedConfig(root, site_model, rules_model, to_site(site_model), to_policy(rules_model),
                         FlapPolicy(rules_model.policy.flap.window_s, rules_model.policy.flap.max_transitions),
                         warnings)

@@ -79,6 +79,9 @@ class AgentEndpointModel(Strict):
     token_file: str | None = None
     token_env: str | None = None
     listen: str | None = None  # host:port the agent binds; default from url
+    tls_cert_file: str | None = None  # the agent serves HTTPS with this certificate (PEM) and key
+    tls_key_file: str | None = None
+    ca_file: str | None = None  # the controller verifies the agent's certificate with this CA (PEM)
 
 
 class AmiModel(Strict):
@@ -215,6 +218,9 @@ class ControllerModel(Strict):
     snmp_trap_listen: HostPort | None = None  # receive the agents' notifications here (they all send to it)
     snmp_nms_targets: list[NotifyTargetModel] = Field(default_factory=list)  # the controller's own events
     snmp_poll_interval_s: Annotated[float, Range(0, 3600)] = 10.0  # safety-net SNMP poll; 0: none
+    tls_cert_file: str | None = None  # the API serves HTTPS with this certificate (PEM) and key
+    tls_key_file: str | None = None
+    ca_file: str | None = None  # agents verify the controller's certificate with this CA (PEM)
 
 
 class PduModel(Strict):

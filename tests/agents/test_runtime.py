@@ -98,6 +98,8 @@ def write_config(root: Path, controller_url: str, ami_port: int, *, token: bool 
     (cfg / "secrets" / "ami-secret").write_text(AMI_SECRET + "\n")
     if token:
         (cfg / "secrets" / "agent-token").write_text(TOKEN + "\n")
+    for secret in (cfg / "secrets").iterdir():
+        secret.chmod(0o600)  # the agent refuses secrets that others can read
     shutil.copy(REPO / "config" / "rules.yaml", cfg / "rules.yaml")
 
     def host(role: str, address: str) -> dict[str, Any]:
