@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests and the lab use (installed only when missing and when run as root).
-DEB_PKGS ?= sip-tester snmp snmptrapd snmpd smitools chromium
+DEB_PKGS ?= sip-tester snmp snmptrapd snmpd smitools chromium systemd
 
-.PHONY: demo test deps venv lint bench clean
+.PHONY: demo test test-slow deps venv lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: venv deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The long runs (the whole drill library on the live lab, the full fault campaign); CI runs them too.
+test-slow: venv deps
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .

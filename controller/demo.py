@@ -1,15 +1,19 @@
 """`ccfo demo`: the main job, end to end on the lab site.
 
 Starts the lab (two simulated IPC hosts with their Asterisk, services and agents, the database sites,
-the PDU and the controller), crashes the primary's CTI, shows the plan the controller proposes, approves
-it as the lab operator (printed, as an operator would type it), follows the failover step by step, and
-leaves the lab and its dashboard running. `--offline` walks the offline commands instead.
+the PDU and the controller), then runs a disaster drill on it (`primary-cti-crash` by default): SIPp
+verification calls in the steady state, the primary's CTI killed, the controller's proposal approved as
+the operator on duty, the failover followed step by step, calls verified on the standby, and the way
+back (failback). It prints the drill's report and journal and leaves the lab and its dashboard running.
+`--offline` walks the offline commands instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,10 +24,11 @@ from controller import offline
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("demo", help="start the lab, crash the primary's CTI, approve and watch the failover")
+    p = sub.add_parser("demo", help="start the lab site and run a disaster drill on it (primary CTI crash)")
     p.add_argument("--config", default="config")
     p.add_argument("--dir", default=".lab", help="lab directory")
     p.add_argument("--offline", action="store_true", help="walk the offline commands only (no lab)")
+    p.add_argument("--drill", default="primary-cti-crash", help="the drill scenario to run on the lab")
     p.set_defaults(func=run)
 
 
@@ -79,26 +84,30 @@ def run_lab(args: argparse.Namespace) -> int:
                                                    .values()), 30)
     _section("The site in normal operation")
     _ccfo(["status", *conn])
-    _section("Fault: the primary's CTI process crashes (SIGKILL)")
-    _ccfo(["lab", "inject", "--dir", args.dir, "ipc-a", "service", "cti", "crash"])
-    started = time.monotonic()
-    plans = demo.wait("a proposed plan", lambda: demo.get("/api/v1/plans", status="proposed")["plans"], 60)
-    plan = plans[0]
-    print(f"\nThe controller detected the fault and proposed a plan after {time.monotonic() - started:.1f} s "
-          f"(supervised mode: the source plan fails over 'by hand'):")
-    _ccfo(["plans", *conn, "--status", "proposed"])
-    for i, step in enumerate(plan["steps"], 1):
-        print(f"  {i:>2}. {step.get('text') or step['kind']}")
-    _section("The operator approves (as the lab operator), and the controller runs the plan")
-    code = _ccfo(["approve", plan["id"], "--reason", "demo: primary CTI crashed, approved by the night shift",
-                  *conn])
-    _section("After the failover")
-    demo.wait("the site to settle", lambda: demo.get("/api/v1/status")["state"] == "failed over", 20)
+    _section(f"Disaster drill {args.drill}: what it will do (computed offline from the site's rules)")
+    _ccfo(["drill", "run", args.drill, "--config", str(lab_dir / "config"), "--dry-run"])
+    _section("Run the drill: steady state with SIPp calls, fault, decision, approval, failover, calls, way back")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("  %(asctime)s %(message)s", "%H:%M:%S"))
+    drills_log = logging.getLogger("drills")
+    drills_log.addHandler(handler)
+    drills_log.setLevel(logging.INFO)
+    try:
+        code = _ccfo(["drill", "run", args.drill, "--config", str(lab_dir / "config"),
+                      "--reports", str(lab_dir / "reports")])
+    finally:
+        drills_log.removeHandler(handler)
+    _section("The site after the drill and its way back")
     _ccfo(["status", *conn])
-    _section("The journal of this failover")
-    _ccfo(["journal", *conn, "--plan", plan["id"], "--limit", "60"])
+    _section("The journal of the drill's failover")
+    plans = [p for p in demo.get("/api/v1/plans")["plans"] if p.get("action") == "failover"]
+    if plans:
+        _ccfo(["journal", *conn, "--plan", plans[0]["id"], "--limit", "60"])
+    _section("Drill history")
+    _ccfo(["drill", "history", *conn])
     print(f"\nDashboard: {demo.dashboard}  (log in with the token in {demo.operator_file})")
-    print(f"The lab keeps running. Try: .venv/bin/ccfo failback --reason 'repaired' {' '.join(conn)}")
+    print(f"Drill reports: {lab_dir / 'reports'}")
+    print(f"The lab keeps running. Try: .venv/bin/ccfo lab inject --dir {args.dir} ipc-a span 1 red")
     print(f"Stop it with: .venv/bin/ccfo lab down --dir {args.dir}")
     return code
 
