@@ -89,7 +89,7 @@ def run_lab(args: argparse.Namespace) -> int:
     _section("Run the drill: steady state with SIPp calls, fault, decision, approval, failover, calls, way back")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("  %(asctime)s %(message)s", "%H:%M:%S"))
-    drills_log = logging.getLogger("drills")
+    drills_log = logging.getLogger("ccfo.drills")
     drills_log.addHandler(handler)
     drills_log.setLevel(logging.INFO)
     try:
