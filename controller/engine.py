@@ -195,8 +195,12 @@ class Engine:
             if rec.plan.to_dict()["steps"] == d.plan.to_dict()["steps"]:
                 return  # already proposed
             if rec.requested_by == "controller":
-                await asyncio.to_thread(self.store.update_plan, rec, now, status=PlanStatus.SUPERSEDED,
-                                        error="the situation changed; a new plan was proposed")
+                why = "the situation changed; a new plan was proposed"
+                await asyncio.to_thread(self.store.update_plan, rec, now, status=PlanStatus.SUPERSEDED, error=why)
+                await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor="controller", reason=why,
+                                    status=PlanStatus.SUPERSEDED.value)
+                await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value,
+                                                   "error": why})
         rec = await asyncio.to_thread(self.store.add_plan, d.plan, status=PlanStatus.PROPOSED,
                                       source=d.rule or "rule", requested_by="controller", reason=d.reason, now=now)
         await self._journal(EntryKind.PLAN_PROPOSED, plan_id=rec.id, actor="controller", reason=d.reason,

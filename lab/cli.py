@@ -156,3 +156,29 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     q.add_argument("--ivr", type=int, default=0)
     q.add_argument("--agent", type=int, default=0)
     q.set_defaults(func=cmd_calls)
+    add_campaign_parser(lsub)
+
+
+def cmd_campaign(args: argparse.Namespace) -> int:
+    from lab.campaign import Settings, main
+
+    if args.run is not None and args.run < 0:
+        raise LabCliError("--run must be >= 0")
+    s = Settings(runs=args.runs, seed=args.seed, only_run=args.run, root=Path(args.dir), net=args.net,
+                 controller_listen=args.controller_listen or f"{args.net}.100:8080", load_cps=args.load_cps,
+                 sip_load=args.load_cps > 0)
+    return main(s, Path(args.json) if args.json else None)
+
+
+def add_campaign_parser(lsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    q = lsub.add_parser("campaign", help="the randomized fault campaign: N runs of random faults and operator "
+                                         "actions on a lab of its own, judged by an independent checker")
+    q.add_argument("--runs", type=int, default=200)
+    q.add_argument("--seed", default="1", help="the campaign's seed; run I draws from random.Random('SEED:I')")
+    q.add_argument("--run", type=int, default=None, help="replay only run I of this seed")
+    q.add_argument("--dir", default=".lab-campaign", help="where the campaign's lab lives")
+    q.add_argument("--json", default=None, help="write the full report (figures, runs, violations) here")
+    q.add_argument("--net", default="127.0.7", help="loopback network of the campaign's lab (NET.1, NET.2, ...)")
+    q.add_argument("--controller-listen", default=None, help="default NET.100:8080")
+    q.add_argument("--load-cps", type=float, default=2.0, help="steady SIPp load, calls/s (0: none)")
+    q.set_defaults(func=cmd_campaign)

@@ -11,7 +11,7 @@ import pytest
 import pytest_asyncio
 
 from controller.config.loader import load_config
-from controller.domain.health import ServiceState
+from controller.domain.health import DriverState, ServiceState
 from controller.domain.plan import build_failover
 from controller.domain.site import Duty
 from controller.domain.state import Mode, SiteState
@@ -108,8 +108,25 @@ async def test_a_proposal_is_withdrawn_when_its_fault_clears(lab):
     with pytest.raises(Refused):
         await lab.engine.approve(proposed[0].id, "alice", "too late")
     assert lab.world.critical_running() == ["ipc-a"], "an approval of a withdrawn plan changes nothing"
-    entry = lab.journal.query(kinds="plan_rejected")[-1]
+    entry = (await async_wait_until(lambda: lab.journal.query(kinds="plan_rejected"), timeout=5))[-1]
     assert entry.plan_id == proposed[0].id and entry.actor == "controller" and entry.status == "superseded"
+
+
+@pytest.mark.asyncio
+async def test_a_proposal_replaced_by_a_new_one_is_journaled_as_superseded(lab):
+    """Found by the fault campaign: a proposal superseded by a newer one changed only in the plan store,
+    so the journal's last word on it stayed "proposed" (silently lost from the timeline)."""
+    lab.world.hosts["ipc-a"].driver = DriverState.DOWN  # rule 1: isolate the primary's board
+    first = await async_wait_until(lambda: lab.plans(PlanStatus.PROPOSED), timeout=5)
+    assert first[0].plan.action.value == "isolate_board"
+    lab.crash("ipc-a", "cti")  # rule 2 outranks it: fail over instead
+    gone = await async_wait_until(lambda: lab.plans(PlanStatus.SUPERSEDED), timeout=10,
+                                  describe=lambda: [(p.status, p.plan.action.value) for p in lab.store.plans()])
+    assert [p.id for p in gone] == [first[0].id]
+    entries = await async_wait_until(lambda: lab.journal.query(kinds="plan_rejected", plan_id=first[0].id),
+                                     timeout=5)
+    assert len(entries) == 1 and entries[0].status == "superseded" and entries[0].actor == "controller"
+    assert "new plan" in (entries[0].reason or "")
 
 
 @pytest.mark.asyncio

@@ -1,0 +1,739 @@
+"""`ccfo lab campaign`: the randomized fault campaign on one live lab.
+
+One lab comes up for the whole campaign; then each run draws its events from its seed
+(lab.campaign_plan), carries them out under a steady SIPp call load and a stream of FastAGI admission
+requests for agent transfers (admitted ones are really set up in the lab AMI server), repairs the site
+and requires it to return to normal. The independent checker (lab.campaign_check) watches throughout.
+A failing run prints its seed, its index and the command that replays it.
+
+Campaign-only settings, so runs on one controller stay independent: every rule's debounce is short,
+the automatic-action hold-down is 5 s and the flap window 20 s (the site's 600 s and 300 s would turn
+every run after the first into "report only").
+
+What it must not do: judge from the controller's API (only the checker judges, from the lab itself);
+leave a process behind (everything it starts is stopped in `finally`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from lab.campaign_check import Checker, Load, critical_hosts, normal_violations, read_plans, running
+from lab.campaign_plan import Event, Topology, draw_run, replay_command
+from lab.labconfig import LabLayout
+from lab.site import REPO, LabError, LabSite, Proc
+
+log = logging.getLogger("lab.campaign")
+REASON = "fault campaign"
+
+
+@dataclass
+class Settings:
+    runs: int = 200
+    seed: str = "1"
+    only_run: int | None = None
+    root: Path = Path(".lab-campaign")
+    net: str = "127.0.7"
+    controller_listen: str = "127.0.7.100:8080"
+    debounce_s: float = 0.5
+    hold_down_s: float = 5.0
+    flap_window_s: float = 20.0
+    load_cps: float = 2.0
+    repair_timeout_s: float = 90.0
+    sip_load: bool = True
+    progress: bool = True
+
+    def run_indices(self) -> list[int]:
+        return [self.only_run] if self.only_run is not None else list(range(self.runs))
+
+    def replay(self, run: int) -> str:
+        return replay_command(self.seed, run)
+
+
+@dataclass
+class RunResult:
+    run: int
+    events: list[dict[str, Any]] = field(default_factory=list)
+    violations: list[dict[str, Any]] = field(default_factory=list)
+    plans_started: int = 0
+    duration_s: float = 0.0
+    repair: list[str] = field(default_factory=list)
+
+
+def campaign_source(root: Path, s: Settings) -> Path:
+    """The example site's config with the campaign's hold-down and flap window (see the module doc)."""
+    src = root / "source"
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(REPO / "config", src)
+    rules = yaml.safe_load((src / "rules.yaml").read_text())
+    rules["policy"]["hold_down_s"] = s.hold_down_s
+    rules["policy"].setdefault("flap", {})["window_s"] = s.flap_window_s
+    (src / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
+    return src
+
+
+class Controller:
+    """The operator's view of the controller API (what the campaign does, never what it judges)."""
+
+    def __init__(self, lab: LabSite) -> None:
+        self.lab = lab
+        self.c = httpx.AsyncClient(base_url=lab.api, timeout=5.0)
+
+    def _h(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.lab.token(role)}"}
+
+    async def status(self) -> dict[str, Any] | None:
+        try:
+            r = await self.c.get("/api/v1/status", headers=self._h("viewer"))
+            return r.json() if r.status_code == 200 else None  # type: ignore[no-any-return]
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    async def plans(self, status: str) -> list[dict[str, Any]]:
+        r = await self.c.get("/api/v1/plans", params={"status": status}, headers=self._h("viewer"))
+        r.raise_for_status()
+        return r.json()["plans"]  # type: ignore[no-any-return]
+
+    async def plan(self, plan_id: str) -> dict[str, Any]:
+        r = await self.c.get(f"/api/v1/plans/{plan_id}", headers=self._h("viewer"))
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return await self.c.post(path, json={**body, "reason": REASON}, headers=self._h("operator"))
+
+    async def mode(self, mode: str) -> httpx.Response:
+        return await self.c.put("/api/v1/mode", json={"mode": mode, "reason": REASON}, headers=self._h("admin"))
+
+    async def aclose(self) -> None:
+        await self.c.aclose()
+
+
+def _said(r: httpx.Response) -> str:
+    try:
+        detail = r.json().get("detail", "")
+    except ValueError:
+        detail = r.text
+    return f"HTTP {r.status_code}" + (f": {str(detail)[:120]}" if r.status_code >= 300 else "")
+
+
+async def agi_admit(host: str, port: int, timeout: float = 3.0) -> dict[str, str]:
+    """Asterisk's side of `AGI(agi://HOST:PORT/admit?kind=agent)`: the variables the server set."""
+    # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with the inner
+    # read finishing, and the admissions task would never stop (the campaign hung on it once).
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_connection(host, port)
+    env = {"agi_network": "yes", "agi_network_script": "admit?kind=agent",
+           "agi_request": f"agi://{host}:{port}/admit?kind=agent", "agi_channel": "DAHDI/i1/13800000000-1",
+           "agi_uniqueid": f"{time.time():.3f}", "agi_context": "ivr-menu", "agi_extension": "200",
+           "agi_priority": "4"}
+    writer.write("".join(f"{k}: {v}\n" for k, v in env.items()).encode() + b"\n")
+    found: dict[str, str] = {}
+    try:
+        while True:
+            async with asyncio.timeout(timeout):
+                line = await reader.readline()
+            if not line:
+                break
+            name, _, value = line.decode().strip().removeprefix("SET VARIABLE ").partition(" ")
+            found[name] = value[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+            writer.write(b"200 result=1\n")
+    finally:
+        writer.close()
+    return found
+
+
+class Campaign:
+    def __init__(self, s: Settings) -> None:
+        self.s = s
+        root = s.root.resolve()
+        self.layout = LabLayout(root / "lab", net=s.net, controller_listen=s.controller_listen,
+                                debounce_s=s.debounce_s)
+        self.source = campaign_source(root, s)
+        self.lab = LabSite(self.layout, self.source)
+        self.ctl = Controller(self.lab)
+        self.http = httpx.AsyncClient(timeout=1.0)
+        self.checker = Checker({}, self.layout.root / "var" / "journal.sqlite",
+                               self.layout.root / "var" / "state.sqlite")
+        self.topo: Topology | None = None
+        self.kinds: Counter[str] = Counter()
+        self.outcomes: Counter[str] = Counter()
+        self.agi: Counter[str] = Counter()
+        self.results: list[RunResult] = []
+        self.hung: dict[tuple[str, str], int] = {}
+        self.unreachable: set[str] = set()
+        self.load: Any = None
+        self.sip: Any = None
+        self.load_note = ""
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.t0 = time.monotonic()
+        self._admitting = False
+
+    # --- the whole campaign -------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        t0 = self.t0 = time.monotonic()
+        try:
+            await self.lab.up()
+            self.topo = Topology.from_site(self.lab.site)
+            self.checker.run_dirs = {h: self.layout.run_dir(h) for h in self.lab.site["hosts"]}
+            await self._wait(self._normal, 60, "the lab to come up normal")
+            self.checker.start()
+            self._tasks.append(asyncio.create_task(self._sample_ami(), name="campaign-ami"))
+            await self._start_load()
+            for i in self.s.run_indices():
+                result = await self.one_run(i)
+                self.results.append(result)
+                self._print_run(result)
+        finally:
+            await self._shutdown()
+        return self.report(time.monotonic() - t0)
+
+    async def _shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.load is not None:
+            with contextlib.suppress(Exception):
+                await self.load.stop()
+        if self.sip is not None:
+            with contextlib.suppress(Exception):
+                await self.sip.close()
+        self.checker.stop()
+        for pid in self.hung.values():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
+        await self.ctl.aclose()
+        await self.http.aclose()
+        await self.lab.down()
+
+    async def _start_load(self) -> None:
+        """The steady call load (drills.load: SIPp UAC at `load_cps` against the active host's IVR)."""
+        if not self.s.sip_load:
+            self.load_note = "no SIP load (disabled)"
+            return
+        from drills.load import Load as SipLoad
+        from drills.load import follow_active
+        from drills.sipp import Sip, SippError, SipPlan
+        eps = {}
+        for host in self.lab.site["hosts"]:
+            sipfile = self.layout.run_dir(host) / "ivr.sip"
+            kv = dict(x.split("=", 1) for x in sipfile.read_text().split() if "=" in x)
+            eps[host] = kv
+        first = next(iter(eps.values()))
+
+        def ep(text: str) -> tuple[str, int]:
+            h, _, p = text.rpartition(":")
+            return h, int(p)
+
+        plan = SipPlan({h: ep(v["sip"]) for h, v in eps.items()}, first["caller"], ep(first["agent"]),
+                       ep(first["dialout"]))
+        work = self.layout.root / "sipp"
+        work.mkdir(parents=True, exist_ok=True)
+        try:
+            self.sip = Sip(plan, work)
+        except SippError as exc:
+            self.load_note = f"no SIP load: {exc}"
+            return
+        budget = max(600.0, 60.0 * len(self.s.run_indices()) + 600)
+        self.load = SipLoad(self.sip, self.s.load_cps, budget)
+        self._tasks.append(asyncio.create_task(follow_active(self.load, self._status_or_empty, 0.5),
+                                               name="campaign-load"))
+
+    async def _status_or_empty(self) -> dict[str, Any]:
+        return await self.ctl.status() or {}
+
+    # --- one run --------------------------------------------------------------------------------
+
+    async def one_run(self, i: int) -> RunResult:
+        assert self.topo is not None
+        plan = draw_run(self.s.seed, i, self.topo)
+        result = RunResult(i)
+        self.checker.run = i
+        before = len(self.checker.violations)
+        since = await asyncio.to_thread(self._last_journal_id)
+        t0 = time.monotonic()
+        self._admitting = True
+        admissions = asyncio.create_task(self._admissions(random.Random(f"{self.s.seed}:{i}:agi")))
+        try:
+            for ev in plan.events:
+                self.kinds[ev.kind] += 1
+                started = time.monotonic()
+                try:
+                    async with asyncio.timeout(45):
+                        outcome = await self.do(ev)
+                except TimeoutError:
+                    outcome = "timed out after 45 s"
+                except (LabError, httpx.HTTPError, OSError, KeyError, ValueError) as exc:
+                    outcome = f"failed: {type(exc).__name__}: {exc}"
+                self.outcomes[outcome.split(":")[0].split(" ")[0]] += 1
+                result.events.append({**ev.to_dict(), "outcome": outcome,
+                                      "took_s": round(time.monotonic() - started, 2)})
+                await asyncio.sleep(ev.gap_s)
+        finally:
+            self._admitting = False  # the loop's own stop, should a cancellation be swallowed on its way
+            admissions.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                async with asyncio.timeout(10):
+                    await admissions
+        result.repair = await self.repair(i)
+        result.plans_started = await asyncio.to_thread(self.checker.plans, True, since)
+        result.duration_s = round(time.monotonic() - t0, 2)
+        result.violations = self.checker.violations[before:]
+        return result
+
+    def _last_journal_id(self) -> int:
+        from lab.campaign_check import read_journal
+        rows = read_journal(self.checker.journal_path)
+        return rows[-1][0] if rows else 0
+
+    async def do(self, ev: Event) -> str:
+        """Carry out one event; returns what happened (`done`, `refused ...`, `skipped ...`)."""
+        lab, a = self.lab, ev.args
+        k = ev.kind
+        if k in ("span_alarm", "span_clear", "board_down", "board_up") and a[0] in self.unreachable:
+            return "skipped: host unreachable (its AMI server is frozen)"
+        if k == "span_alarm":
+            return "done: " + await lab.inject(a[0], "span", a[1], a[2])
+        if k == "span_clear":
+            return "done: " + await lab.inject(a[0], "span", a[1], "clear")
+        if k in ("board_down", "board_up"):
+            return "done: " + await lab.inject(a[0], "board", k.removeprefix("board_"))
+        if k == "service_crash":
+            try:
+                return "done: " + await lab.inject(a[0], "service", a[1], "crash")
+            except LabError as exc:
+                return f"skipped: {exc}"
+        if k == "service_hang":
+            return self._hang(a[0], a[1])
+        if k in ("unreachable", "reachable"):
+            if not lab.powered.get(a[0], True):
+                return "skipped: host powered off"
+            (self.unreachable.add if k == "unreachable" else self.unreachable.discard)(a[0])
+            return "done: " + await lab.inject(a[0], k)
+        if k in ("db_down", "db_up"):
+            return "done: " + await lab.inject("db", a[0], k.removeprefix("db_"))
+        if k == "controller_kill":
+            return await self.kill_controller(a[0] == "mid-plan", float(a[1]))
+        if k == "agent_restart":
+            return await self.restart_agent(a[0])
+        if k == "failover":
+            return _said(await self.ctl.post("/api/v1/failover", {"to": a[0]}))
+        if k == "switchover":
+            return _said(await self.ctl.post("/api/v1/switchover", {"to": a[0], "drain_timeout_s": float(a[1])}))
+        if k == "failback":
+            return _said(await self.ctl.post("/api/v1/failback", {"drain_timeout_s": float(a[0])}))
+        if k in ("approve", "reject"):  # the operator looks for up to 2 s: a proposal may be on its way
+            deadline = time.monotonic() + 2.0
+            while not (proposed := await self.ctl.plans("proposed")) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if not proposed:
+                return "skipped: nothing proposed"
+            return _said(await self.ctl.post(f"/api/v1/plans/{proposed[0]['id']}/{k}", {}))
+        if k == "mode":
+            return _said(await self.ctl.mode(a[0]))
+        raise ValueError(f"unknown event {k}")
+
+    def _hang(self, host: str, svc: str) -> str:
+        """A hung service: the process stops (SIGSTOP) but stays alive. The lab's stand-ins have no liveness
+        probe, so the agent still reports it active: the hang is invisible to the controller, but the
+        checker counts a hung CTI/IVR as running, and stop steps must still get rid of it (SIGKILL)."""
+        import os
+        try:
+            pid = int((self.layout.run_dir(host) / f"{svc}.pid").read_text().strip())
+            os.kill(pid, signal.SIGSTOP)
+        except (OSError, ValueError) as exc:
+            return f"skipped: {host} {svc} not running ({exc})"
+        self.hung[(host, svc)] = pid
+        return f"done: {host} {svc} hung (SIGSTOP pid {pid})"
+
+    async def kill_controller(self, mid_plan: bool, dead_s: float) -> str:
+        """kill -9 the controller (at once, or as soon as a plan runs), check the journal, restart it."""
+        ctl = self.lab.procs["controller"]
+        when = "now"
+        if mid_plan:
+            deadline = time.monotonic() + 3.0
+            while time.monotonic() < deadline:
+                plans = await asyncio.to_thread(read_plans, self.checker.store_path)
+                if "running" in plans.values():
+                    when = "mid-plan"
+                    break
+                await asyncio.sleep(0.05)
+            else:
+                when = "now (no plan ran within 3 s)"
+        before = await asyncio.to_thread(self.checker.journal_before_kill)
+        ctl.signal(signal.SIGKILL)
+        if ctl.proc is not None:
+            await ctl.proc.wait()
+        await asyncio.to_thread(self.checker.journal_after_restart, before)  # nothing lost by the kill itself
+        dead = await asyncio.to_thread(self.checker.journal_before_kill)
+        await asyncio.to_thread(self.checker.plans, False)
+        await asyncio.sleep(dead_s)
+        await self.lab._start_controller(60)
+        await asyncio.to_thread(self.checker.journal_after_restart, dead)
+        return f"done: controller killed ({when}), restarted after {dead_s:.2f} s"
+
+    async def restart_agent(self, host: str) -> str:
+        if not self.lab.powered.get(host, True):
+            return "skipped: host powered off"
+        name = f"{host}-agent"
+        old = self.lab.procs[name]
+        await old.stop(grace=5)
+        ready = Path(old.argv[old.argv.index("--ready-file") + 1])
+        ready.unlink(missing_ok=True)
+        new = Proc(name, old.argv, old.log_path)
+        await new.start()
+        self.lab.procs[name] = new
+        await self._wait(lambda: ready.exists() or not new.alive, 60, f"{name} to be ready")
+        return f"done: {name} restarted" if new.alive else f"failed: {name} exited at start-up"
+
+    # --- admissions: the dialplan asks before an agent transfer ------------------------------
+
+    def _addr(self, host: str) -> str:
+        return str(self.lab.site["hosts"][host]["address"])
+
+    async def _ami(self, host: str, path: str = "/snapshot", body: dict[str, Any] | None = None) -> Any:
+        url = f"http://{self._addr(host)}:{self.layout.control_port}{path}"
+        r = await (self.http.get(url) if body is None else self.http.post(url, json=body))
+        if r.status_code != 200:
+            raise LabError(f"{host}{path}: HTTP {r.status_code}")
+        return r.json()
+
+    async def _agent_load(self, host: str) -> Load | None:
+        token = (self.layout.config / "secrets" / f"agent-token-{host}").read_text().strip()
+        try:
+            r = await self.http.get(f"{self.lab.site['hosts'][host]['agent']['url']}/v1/report",
+                                    headers={"Authorization": f"Bearer {token}"})
+            return Load.from_agent(r.json()) if r.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    async def _admissions(self, rng: random.Random) -> None:
+        """Keep the hosts near full of IVR calls and ask for agent transfers, as callers pressing 0 would;
+        an admitted transfer is really bridged in the lab AMI server."""
+        assert self.topo is not None
+        while self._admitting:
+            await asyncio.sleep(rng.uniform(0.1, 0.3))
+            host = rng.choice(self.topo.hosts)
+            if host in self.unreachable or not self.lab.powered.get(host, True):
+                continue
+            try:
+                await self._admission_tick(host, rng)
+            except (httpx.HTTPError, LabError, OSError, TimeoutError, KeyError, ValueError) as exc:
+                self.agi[f"error {type(exc).__name__}"] += 1
+
+    async def _admission_tick(self, host: str, rng: random.Random) -> None:
+        snap = await self._ami(host)
+        load = Load.from_ami(snap)
+        ivr = [c["id"] for c in snap["calls"] if c["kind"] == "ivr"]
+        agents = [c["id"] for c in snap["calls"] if c["kind"] == "agent"]
+        free = load.c - load.x - 2 * load.y
+        if free > 3 and rng.random() < 0.7:
+            want = load.x + free - rng.randint(0, 2)
+            with contextlib.suppress(LabError):
+                await self._ami(host, "/calls/set", {"ivr": want, "agent": load.y})
+            self.agi["fill"] += 1
+            return
+        if agents and rng.random() < 0.25:
+            await self._ami(host, f"/calls/{rng.choice(agents)}/end", {})
+            self.agi["hang up"] += 1
+            return
+        if not ivr:
+            return
+        agent = await self._agent_load(host)
+        before = Load.from_ami(await self._ami(host))
+        answer = await agi_admit(self._addr(host), self.layout.agi_port)
+        after = Load.from_ami(await self._ami(host))
+        admitted = answer.get("CCFO_ADMIT") == "yes"
+        fallback = "policy" in answer.get("CCFO_REASON", "")
+        self.agi["asked"] += 1
+        self.agi["fallback" if fallback else "admitted" if admitted else "refused"] += 1
+        self.checker.admission(host, before, after, agent, admitted, fallback)
+        if admitted:
+            try:
+                await self._ami(host, f"/calls/{rng.choice(ivr)}/transfer", {})
+                self.agi["transferred"] += 1
+            except LabError:
+                self.agi["transfer refused by the board"] += 1
+
+    async def _sample_ami(self) -> None:
+        while True:
+            for host in self.lab.site["hosts"]:
+                if host in self.unreachable or not self.lab.powered.get(host, True):
+                    continue
+                with contextlib.suppress(httpx.HTTPError, LabError, ValueError):
+                    self.checker.ami(host, await self._ami(host))
+            await asyncio.sleep(0.2)
+
+    # --- repair -------------------------------------------------------------------------------
+
+    async def repair(self, i: int) -> list[str]:
+        """Clear every fault, settle every plan, fail back, and require the site to be normal."""
+        notes: list[str] = []
+        try:
+            async with asyncio.timeout(self.s.repair_timeout_s):
+                await self._repair(notes)
+        except (TimeoutError, LabError, httpx.HTTPError) as exc:
+            notes.append(f"repair did not finish: {type(exc).__name__}: {exc}")
+        critical = critical_hosts(self.checker.run_dirs)
+        status = await self.ctl.status()
+        assert self.topo is not None
+        self.checker.count("normal")
+        for bad in normal_violations(status, critical, self.topo.primary):
+            self.checker.violation("normal", bad)
+        return notes
+
+    async def _repair(self, notes: list[str]) -> None:
+        t0 = time.monotonic()
+
+        def lap(what: str) -> None:
+            notes.append(f"[{time.monotonic() - t0:.1f} s] {what}")
+
+        lab = self.lab
+        if not lab.procs["controller"].alive:
+            await lab._start_controller(60)
+            notes.append("controller restarted")
+        for (host, svc), pid in list(self.hung.items()):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGCONT)
+            notes.append(f"{host} {svc} resumed (SIGCONT)")
+        self.hung.clear()
+        for host in self.topo.hosts if self.topo else ():
+            if not lab.powered.get(host, True):
+                outlet = lab.site["fencing"]["pdu"]["outlets"][host]
+                lab.pdu.state[outlet] = 1
+                await lab.power(host, True)
+                notes.append(f"{host} powered on again")
+            if host in self.unreachable:
+                await lab.inject(host, "reachable")
+                self.unreachable.discard(host)
+            for span in self.topo.spans[host] if self.topo else ():
+                await lab.inject(host, "span", str(span), "clear")
+            await self._ami(host, "/calls/set", {"ivr": 0, "agent": 0})
+        for site in lab.dbs:
+            if not lab.dbs[site].up:
+                await lab.inject("db", site, "up")
+        lap("faults cleared")
+        r = await self.ctl.mode("manual")
+        if r.status_code != 200:
+            notes.append(f"mode manual: {_said(r)}")
+        await self._settle_plans(notes)
+        lap("plans settled")
+        await self._restore_services(notes)
+        lap("services restored")
+        await self._wait(self._no_faults, 30, "the faults to clear")
+        lap("controller sees no faults")
+        status = await self.ctl.status() or {}
+        if status.get("state") != "normal":
+            for _attempt in range(3):
+                r = await self.ctl.post("/api/v1/failback", {"drain_timeout_s": 1.0})
+                if r.status_code != 202:
+                    notes.append(f"failback: {_said(r)}")
+                    break
+                done = await self._plan_end(r.json()["id"])
+                notes.append(f"failback {r.json()['id']}: {done}")
+                if done == "finished":
+                    break
+                await self._settle_plans(notes)
+                await self._restore_services(notes)
+        lap("failed back")
+        r = await self.ctl.mode("supervised")
+        await self._wait(self._normal, 30, "the site to be normal")
+        lap("normal")
+
+    async def _settle_plans(self, notes: list[str]) -> None:
+        """Wait for a running plan to end; resume or abort interrupted ones, abort failed ones, reject proposals."""
+        await self._wait(self._nothing_running, 60, "the running plan to end")
+        rng = random.Random(f"{self.s.seed}:{self.checker.run}:repair")
+        for plan in await self.ctl.plans("interrupted,failed"):
+            verb = "resume" if plan["status"] == "interrupted" and rng.random() < 0.5 else "abort"
+            r = await self.ctl.post(f"/api/v1/plans/{plan['id']}/{verb}", {})
+            self.checker.count("plans")
+            if r.status_code != 200:
+                self.checker.violation("plans", f"{plan['status']} plan {plan['id']} cannot be {verb}d: {_said(r)}")
+                continue
+            if verb == "resume":
+                end = await self._plan_end(plan["id"])
+                notes.append(f"resumed {plan['id']}: {end}")
+                if end == "failed":
+                    r = await self.ctl.post(f"/api/v1/plans/{plan['id']}/abort", {})
+                    notes.append(f"aborted {plan['id']}: {_said(r)}")
+            else:
+                notes.append(f"aborted {plan['status']} plan {plan['id']}")
+        for plan in await self.ctl.plans("proposed"):
+            r = await self.ctl.post(f"/api/v1/plans/{plan['id']}/reject", {})
+            notes.append(f"rejected proposal {plan['id']}: {_said(r)}")
+
+    async def _restore_services(self, notes: list[str]) -> None:
+        """The operator's repair: start what each host's duty runs and is not running (CTI/IVR only on the
+        active host, never while another host runs them); stop CTI/IVR a host's duty does not run."""
+        status = await self.ctl.status() or {}
+        hosts = status.get("hosts", {})
+        for host, h in hosts.items():
+            duty, spec = h["duty"], self.lab.site["hosts"][host]
+            run = self.layout.run_dir(host)
+            for svc, s in spec["services"].items():
+                should = duty in s.get("runs_as", [])
+                if not should and svc in ("cti", "ivr") and running(run, svc):
+                    await self.lab._lab_service(host, "stop", svc)
+                    notes.append(f"stopped stray {svc} on {host} ({duty})")
+        for host, h in hosts.items():
+            duty, spec = h["duty"], self.lab.site["hosts"][host]
+            if duty == "out":
+                continue
+            run = self.layout.run_dir(host)
+            driver = spec["board"]["driver_service"]
+            if not h.get("board_isolated") and not running(run, driver):
+                await self.lab.inject(host, "board", "up")
+                notes.append(f"board driver started on {host}")
+            for svc, s in spec["services"].items():
+                if duty not in s.get("runs_as", []) or running(run, svc):
+                    continue
+                if svc in ("cti", "ivr") and [x for x in critical_hosts(self.checker.run_dirs) if x != host]:
+                    continue
+                await self.lab._lab_service(host, "start", svc)
+                notes.append(f"started {svc} on {host}")
+
+    async def _plan_end(self, plan_id: str, timeout: float = 60) -> str:
+        async def ended() -> str | None:
+            with contextlib.suppress(httpx.HTTPError):
+                st = (await self.ctl.plan(plan_id))["status"]
+                return st if st not in ("running", "proposed") else None
+            return None
+        return str(await self._wait(ended, timeout, f"plan {plan_id} to end"))
+
+    async def _nothing_running(self) -> bool:
+        s = await self.ctl.status()
+        return s is not None and s.get("running_plan") is None
+
+    async def _no_faults(self) -> bool:
+        s = await self.ctl.status()
+        return s is not None and not s["faults"] and all(h["reachable"] for h in s["hosts"].values())
+
+    async def _normal(self) -> bool:
+        s = await self.ctl.status()
+        assert self.topo is not None or self.lab.site
+        primary = self.topo.primary if self.topo else "ipc-a"
+        return s is not None and not normal_violations(s, critical_hosts(self.checker.run_dirs) if
+                                                       self.checker.run_dirs else [primary], primary)
+
+    @staticmethod
+    async def _wait(predicate: Any, timeout: float, what: str) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if asyncio.iscoroutine(value):
+                value = await value
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise LabError(f"timed out after {timeout:g} s waiting for {what}")
+            await asyncio.sleep(0.1)
+
+    # --- reporting ------------------------------------------------------------------------------
+
+    def _print_run(self, r: RunResult) -> None:
+        if not self.s.progress:
+            return
+        kinds = ", ".join(" ".join([e["kind"], *e["args"]]) for e in r.events)
+        print(f"run {r.run} (seed {self.s.seed}): {len(r.events)} events [{kinds}], {r.plans_started} plan(s), "
+              f"{len(r.violations)} violation(s), {r.duration_s:.1f} s", flush=True)
+        for v in r.violations:
+            print(f"  VIOLATION {v['invariant']}: {v['text']}", flush=True)
+        if r.violations:
+            print(f"  replay: {self.s.replay(r.run)}", flush=True)
+            for e in r.events:
+                print(f"    {e['kind']} {' '.join(e['args'])} -> {e['outcome']}", flush=True)
+            for note in r.repair:
+                print(f"    repair: {note}", flush=True)
+
+    def report(self, wall_s: float) -> dict[str, Any]:
+        failing = sorted({v["run"] for v in self.checker.violations if v["run"] is not None})
+        load = self.load.figures() if self.load is not None else None
+        return {
+            "seed": self.s.seed, "runs": len(self.results), "wall_s": round(wall_s, 1),
+            "command": (f"ccfo lab campaign --runs {self.s.runs} --seed {self.s.seed}" if self.s.only_run is None
+                        else self.s.replay(self.s.only_run)),
+            "events": sum(self.kinds.values()), "events_by_kind": dict(sorted(self.kinds.items())),
+            "event_outcomes": dict(self.outcomes), "plans_started": sum(r.plans_started for r in self.results),
+            "checks": sum(self.checker.checks.values()), "checks_by_invariant": dict(self.checker.checks),
+            "violations": len(self.checker.violations), "violation_list": self.checker.violations[:50],
+            "failing_runs": [{"run": r, "replay": self.s.replay(r)} for r in failing],
+            "admissions": dict(self.agi), "sip_load": load or self.load_note,
+            "run_seconds": {"mean": round(sum(r.duration_s for r in self.results) / max(1, len(self.results)), 2),
+                            "max": max((r.duration_s for r in self.results), default=0.0)},
+            "runs_detail": [r.__dict__ for r in self.results],
+        }
+
+
+def summary_lines(rep: dict[str, Any]) -> list[str]:
+    lines = [f"campaign seed {rep['seed']}: {rep['runs']} run(s) in {rep['wall_s']:.0f} s "
+             f"(mean {rep['run_seconds']['mean']:.1f} s, max {rep['run_seconds']['max']:.1f} s per run)",
+             f"  events injected: {rep['events']} ({', '.join(f'{k} {v}' for k, v in rep['events_by_kind'].items())})",
+             f"  plans run: {rep['plans_started']}",
+             f"  invariant checks: {rep['checks']} "
+             f"({', '.join(f'{k} {v}' for k, v in rep['checks_by_invariant'].items())})",
+             f"  admissions: {', '.join(f'{k} {v}' for k, v in sorted(rep['admissions'].items()))}",
+             f"  violations: {rep['violations']}"]
+    load = rep["sip_load"]
+    if isinstance(load, dict):
+        lines.append(f"  SIP load: {load['rate_cps']} calls/s, {load['attempted']} attempted, "
+                     f"{load['succeeded']} answered, {load['failed']} failed")
+    else:
+        lines.append(f"  SIP load: {load}")
+    for f in rep["failing_runs"]:
+        lines.append(f"  FAILED run {f['run']}: replay with {f['replay']}")
+    return lines
+
+
+async def run_campaign(s: Settings) -> dict[str, Any]:
+    """The campaign; SIGTERM or SIGINT stop it cleanly (the lab comes down, the figures so far are reported)."""
+    campaign = Campaign(s)
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    stopped = []
+
+    def stop() -> None:
+        stopped.append(True)
+        if task is not None:
+            task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
+    try:
+        return await campaign.run()
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+        print("campaign stopped by a signal: the figures so far", file=sys.stderr)
+        return campaign.report(time.monotonic() - campaign.t0)
+
+
+def main(s: Settings, json_path: Path | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s",
+                        stream=sys.stderr)
+    rep = asyncio.run(run_campaign(s))
+    for line in summary_lines(rep):
+        print(line)
+    if json_path is not None:
+        json_path.write_text(json.dumps(rep, indent=2, default=str))
+    return 1 if rep["violations"] else 0

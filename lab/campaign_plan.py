@@ -1,0 +1,136 @@
+"""What a fault-campaign run does, drawn from its seed: the events (faults, repairs, operator actions,
+controller kills) and the pauses between them.
+
+Pure: no I/O, no clock, no global random state. `draw_run(seed, run, topology)` uses only
+`random.Random(f"{seed}:{run}")`, so `ccfo lab campaign --seed S --run I` replays run I's sequence
+exactly. The runner (lab.campaign) carries the events out; the checker (lab.campaign_check) judges.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+MODES = ("automatic", "supervised", "manual", "maintenance")
+ALARMS = ("red", "yellow", "blue")
+MIN_EVENTS, MAX_EVENTS = 3, 8
+MAX_GAP_S = 3.0
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """What the draw may name: hosts with their spans and services, database sites, the primary."""
+
+    spans: Mapping[str, tuple[int, ...]]
+    services: Mapping[str, tuple[str, ...]]
+    db_sites: tuple[str, ...]
+    primary: str
+
+    @property
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(self.spans)
+
+    @classmethod
+    def from_site(cls, site: Mapping[str, object]) -> Topology:
+        hosts: Mapping[str, Mapping[str, object]] = site["hosts"]  # type: ignore[assignment]
+        spans = {h: tuple(int(s["span"]) for s in spec["board"]["spans"])  # type: ignore[index]
+                 for h, spec in hosts.items()}
+        services = {h: tuple(spec["services"]) for h, spec in hosts.items()}  # type: ignore[arg-type]
+        primary = next(h for h, spec in hosts.items() if spec["role"] == "primary")
+        dbs: Mapping[str, object] = site["databases"]["sites"]  # type: ignore[index]
+        return cls(spans, services, tuple(dbs), primary)
+
+
+# The example site (config/site.yaml), for tests and for drawing without a lab.
+EXAMPLE = Topology({"ipc-a": (1, 2), "ipc-b": (1,)},
+                   {h: ("cti", "ivr", "kcxp", "kcbp", "kcxp-replica", "kcbp-replica") for h in ("ipc-a", "ipc-b")},
+                   ("shenzhen", "shanghai"), "ipc-a")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing the campaign does, then `gap_s` of quiet before the next one."""
+
+    kind: str
+    args: tuple[str, ...] = ()
+    gap_s: float = 0.0
+
+    def describe(self) -> str:
+        return " ".join((self.kind, *self.args)) + f" (+{self.gap_s:.2f}s)"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "args": list(self.args), "gap_s": self.gap_s}
+
+
+# kind -> weight. Faults and their repairs, process-level faults, operator actions, controller crashes.
+WEIGHTS: Mapping[str, float] = {
+    "span_alarm": 3.0, "span_clear": 2.0, "board_down": 1.5, "board_up": 1.0,
+    "service_crash": 3.0, "service_hang": 1.0, "unreachable": 1.0, "reachable": 1.0,
+    "db_down": 1.5, "db_up": 1.0, "controller_kill": 1.5, "agent_restart": 1.0,
+    "failover": 1.0, "switchover": 1.0, "failback": 1.0, "approve": 2.0, "reject": 1.0, "mode": 1.0,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    seed: str
+    run: int
+    events: tuple[Event, ...] = field(default_factory=tuple)
+
+    def kinds(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.events:
+            out[e.kind] = out.get(e.kind, 0) + 1
+        return out
+
+
+def _host(rng: random.Random, topo: Topology) -> str:
+    """The primary a little more often: it is the one whose faults move CTI/IVR."""
+    hosts = topo.hosts
+    return topo.primary if rng.random() < 0.6 else rng.choice([h for h in hosts if h != topo.primary] or hosts)
+
+
+def _args(kind: str, rng: random.Random, topo: Topology) -> tuple[str, ...]:
+    if kind in ("span_alarm", "span_clear"):
+        host = _host(rng, topo)
+        span = str(rng.choice(topo.spans[host]))
+        return (host, span, rng.choice(ALARMS)) if kind == "span_alarm" else (host, span)
+    if kind in ("board_down", "board_up", "unreachable", "reachable", "agent_restart"):
+        return (_host(rng, topo),)
+    if kind in ("service_crash", "service_hang"):
+        host = _host(rng, topo)
+        # CTI and IVR most often: their faults are the ones that move the site.
+        svc = rng.choice(("cti", "ivr")) if rng.random() < 0.6 else rng.choice(topo.services[host])
+        return host, svc
+    if kind in ("db_down", "db_up"):
+        return (rng.choice(topo.db_sites),)
+    if kind == "controller_kill":
+        # when: now, or as soon as a plan runs (mid-plan); then how long it stays dead before the restart
+        return rng.choice(("now", "mid-plan")), f"{rng.uniform(0.0, 1.0):.2f}"
+    if kind == "failover":
+        return (rng.choice(topo.hosts),)
+    if kind == "switchover":
+        return rng.choice(topo.hosts), f"{rng.uniform(0.0, 2.0):.1f}"
+    if kind == "failback":
+        return (f"{rng.uniform(0.0, 2.0):.1f}",)
+    if kind == "mode":
+        return (rng.choice(MODES),)
+    return ()  # approve, reject: the first proposal the controller shows at that moment
+
+
+def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE) -> RunPlan:
+    """Run `run` of campaign `seed`: 3-8 events, each followed by a 0-3 s pause (mean 0.75 s)."""
+    rng = random.Random(f"{seed}:{run}")
+    kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
+    events = []
+    for _ in range(rng.randint(MIN_EVENTS, MAX_EVENTS)):
+        kind = rng.choices(kinds, weights)[0]
+        args = _args(kind, rng, topo)
+        gap = round(MAX_GAP_S * rng.random() ** 3, 2)
+        events.append(Event(kind, args, gap))
+    return RunPlan(str(seed), run, tuple(events))
+
+
+def replay_command(seed: str | int, run: int) -> str:
+    return f"ccfo lab campaign --seed {seed} --run {run}"
