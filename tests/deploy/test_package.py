@@ -75,7 +75,8 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_carries_the_data_the_services_need(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     data = "ccfo-0.1.0.data/data/share/ccfo/"
-    for needed in ("controller/web/index.html", "controller/web/app.js", "agents/mib/CCFO-MIB.txt",
+    for needed in ("controller/web/index.html", "controller/web/app.js", "controller/web/runbooks.js",
+                   "controller/web/app.css", "agents/mib/CCFO-MIB.txt",
                    "drills/sipp/uas_answer.xml", f"{data}config/site.yaml", f"{data}config/rules.yaml",
                    f"{data}config/checklists/weekend-upgrade.yaml", f"{data}config/asterisk/manager-ccfo.conf",
                    f"{data}systemd/ccfo-agent.service", f"{data}systemd/ccfo-controller.service",
