@@ -46,6 +46,7 @@ class Engine:
         self.reports: dict[str, HostHealth] = {}
         self.db_down: frozenset[str] = frozenset()
         self.decision: Decision | None = None
+        self._declined: list[Any] | None = None  # steps of the plan an operator rejected, for this situation
         self.snap: SiteSnapshot | None = None
         self.running: PlanRecord | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -131,6 +132,7 @@ class Engine:
                 return self.decision
             decision = evaluate(self.site, self.state, self.tracker, self.policy, now)
             if self.decision is None or _sentence(decision) != _sentence(self.decision):
+                self._declined = None  # a new situation: a plan rejected for the old one may be proposed again
                 log.info("decision: %s", decision.reason)
                 if decision.disposition is not Disposition.NONE or self.decision is not None:
                     await self._journal(EntryKind.DECISION, reason=decision.reason, status=decision.disposition.value,
@@ -191,6 +193,8 @@ class Engine:
 
     async def _propose(self, d: Decision, now: float) -> None:
         assert d.plan is not None
+        if self._declined is not None and d.plan.to_dict()["steps"] == self._declined:
+            return  # an operator rejected this very plan for this very situation
         for rec in self.store.plans({PlanStatus.PROPOSED}):
             if rec.plan.to_dict()["steps"] == d.plan.to_dict()["steps"]:
                 return  # already proposed
@@ -270,6 +274,7 @@ class Engine:
         rec = self._plan(plan_id, {PlanStatus.PROPOSED})
         rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.REJECTED,
                                       decided_by=who, decided_reason=reason)
+        self._declined = rec.plan.to_dict()["steps"]  # not proposed again until the situation changes
         await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor=who, reason=reason)
         return rec
 

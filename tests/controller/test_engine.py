@@ -113,6 +113,19 @@ async def test_a_proposal_is_withdrawn_when_its_fault_clears(lab):
 
 
 @pytest.mark.asyncio
+async def test_a_rejected_proposal_is_not_proposed_again_until_the_situation_changes(lab):
+    lab.crash("ipc-a", "cti")
+    first = await async_wait_until(lambda: lab.plans(PlanStatus.PROPOSED), timeout=5)
+    await lab.engine.reject(first[0].id, "alice", "we fix the CTI in place")
+    cycles = lab.engine.cycles
+    await async_wait_until(lambda: lab.engine.cycles >= cycles + 5, timeout=5)
+    assert lab.plans(PlanStatus.PROPOSED) == [], "the rejected plan came straight back"
+    lab.crash("ipc-a", "ivr")  # the situation changes: the controller asks again
+    again = await async_wait_until(lambda: lab.plans(PlanStatus.PROPOSED), timeout=5)
+    assert again[0].id != first[0].id and "ivr" in again[0].reason
+
+
+@pytest.mark.asyncio
 async def test_a_proposal_replaced_by_a_new_one_is_journaled_as_superseded(lab):
     """Found by the fault campaign: a proposal superseded by a newer one changed only in the plan store,
     so the journal's last word on it stayed "proposed" (silently lost from the timeline)."""
