@@ -598,13 +598,14 @@ class Campaign:
                     notes.append(f"stopped stray {svc} on {host} ({duty})")
         for host, h in hosts.items():
             duty, spec = h["duty"], self.lab.site["hosts"][host]
-            if duty == "out":
-                continue
             run = self.layout.run_dir(host)
             driver = spec["board"]["driver_service"]
+            # the board too on a host that is out: it must be whole before the failback brings it back
             if not h.get("board_isolated") and not running(run, driver):
                 await self.lab.inject(host, "board", "up")
                 notes.append(f"board driver started on {host}")
+            if duty == "out":
+                continue
             for svc, s in spec["services"].items():
                 if duty not in s.get("runs_as", []) or running(run, svc):
                     continue
