@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
 
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
+from controller.api.limits import BodyLimit
 
 log = logging.getLogger("ccfo.agent.api")
 MAX_BODY = 64 * 1024
@@ -44,12 +44,7 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
         raise ValueError("the agent API needs at least one token")
     app = FastAPI(title=f"ccfo agent {host}", version="1", docs_url=None, redoc_url=None, openapi_url=None)
 
-    @app.middleware("http")
-    async def bound_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
-            return JSONResponse({"detail": "request body too large"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)  # announced or chunked: a body over 64 kB gets 413
 
     app.state.tokens = tuple(tokens)
 

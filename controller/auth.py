@@ -88,8 +88,9 @@ class TokenStore:
                 expires = item.get("expires")
                 if isinstance(expires, datetime):
                     expires = expires.replace(tzinfo=expires.tzinfo or UTC).timestamp()
-                elif isinstance(expires, str):
-                    expires = datetime.fromisoformat(expires).replace(tzinfo=UTC).timestamp()
+                elif isinstance(expires, str):  # an offset in the text counts; none means UTC
+                    when = datetime.fromisoformat(expires)
+                    expires = when.replace(tzinfo=when.tzinfo or UTC).timestamp()
                 entries.append(TokenEntry(Principal(str(item["name"]), role, item.get("host")), raw, expires))
             except (KeyError, ValueError, TypeError) as exc:
                 raise TokenFileError(f"{path}: tokens[{i}]: needs name, role (agent|viewer|operator|admin), "

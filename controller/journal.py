@@ -170,9 +170,17 @@ def _encode_data(data: Mapping[str, Any] | None) -> str:
         raise ValueError(f"journal data is not JSON-serialisable: {exc}") from exc
 
 
+def _check_id(name: str, value: int | None) -> None:
+    """Ids are SQLite integers: a larger Python int would raise OverflowError out of sqlite3, not an answer."""
+    if value is not None and not -(2**63) <= value < 2**63:
+        raise ValueError(f"journal {name} must fit in 64 bits, got {value!r}")
+
+
 def _where(kinds: str | Iterable[str] | None, host: str | None, plan_id: str | None, since: float | None,
            until: float | None, after_id: int | None, before_id: int | None) -> tuple[str, list[Any]]:
     """SQL filter for the query parameters (`since` inclusive, `until` and both ids exclusive)."""
+    _check_id("after_id", after_id)
+    _check_id("before_id", before_id)
     clauses: list[str] = []
     params: list[Any] = []
     if kinds is not None:
@@ -301,6 +309,7 @@ class Journal:
         """
         if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
             raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
+        _check_id("limit", limit)
         where, params = _where(kinds, host, plan_id, since, until, after_id, before_id)
         sql = f"SELECT {_COLUMNS} FROM entries{where} ORDER BY id {'DESC' if newest_first else 'ASC'}"
         if limit is not None:
@@ -317,6 +326,7 @@ class Journal:
 
     def get(self, entry_id: int) -> JournalEntry | None:
         """The entry with this id, or None."""
+        _check_id("entry id", entry_id)
         rows = self._read(f"SELECT {_COLUMNS} FROM entries WHERE id = ?", (entry_id,))
         return _entry_from_row(rows[0]) if rows else None
 

@@ -75,15 +75,18 @@ class SafeAMIProtocol(AMIProtocol):
         headers, lower, bad = _parse(block)
         if bad:
             log.warning("AMI: skipped %d malformed line(s): %r", len(bad), bad[:5])
-        if not isinstance(headers.get("Event", headers.get("Response")), str):
+        event, response, action_id = lower.get("event"), lower.get("response"), lower.get("actionid")
+        # Repeated (in any letter case) Event, Response or ActionID headers are not AMI: panoramisk would
+        # index its pending actions with a list, or call .lower() on one.
+        if not isinstance(response if event is None else event, str) or isinstance(response, tuple) \
+                or isinstance(action_id, tuple):
             if headers:
-                log.warning("AMI: skipped a message with no single Event/Response header: %r", block[:500])
+                log.warning("AMI: skipped a message with no single Event/Response/ActionID header: %r", block[:500])
             return
         ami = AmiMessage(lower)
         try:
-            event, sink = headers.get("Event"), self.event_sink
-            if sink is not None and isinstance(event, str) and event != "Shutdown" \
-                    and headers.get("ActionID") not in self.responses:
+            sink = self.event_sink
+            if sink is not None and event is not None and event != "Shutdown" and action_id not in self.responses:
                 sink(ami)  # an event no action waits for: straight to the link
                 return
             message = Message(headers, "")
@@ -103,6 +106,7 @@ def _parse(block: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
             return simple, simple_lower, []
     headers: dict[str, Any] = {}
     lower: dict[str, Any] = {}
+    spelling: dict[str, str] = {}  # a header repeated in another letter case is the same header
     bad: list[str] = []
     for line in block.split("\n"):
         key, sep, value = line.partition(": ")
@@ -112,16 +116,18 @@ def _parse(block: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
             else:
                 bad.append(line)
                 continue
+        lkey = key.lower()
+        key = spelling.setdefault(lkey, key)
         old = headers.get(key)
         if old is None:
             headers[key] = value
-            lower[key.lower()] = value
+            lower[lkey] = value
         elif isinstance(old, list):
             old.append(value)
-            lower[key.lower()] = (*lower[key.lower()], value)
+            lower[lkey] = (*lower[lkey], value)
         else:
             headers[key] = [old, value]
-            lower[key.lower()] = (old, value)
+            lower[lkey] = (old, value)
     return headers, lower, bad
 
 

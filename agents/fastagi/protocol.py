@@ -96,10 +96,14 @@ def parse_request(env: dict[str, str]) -> AdmitRequest:
     Also accepted: arguments, as in `AGI(agi://host:port/admit,agent,inbound)` or `...,kind=agent`.
     The kind defaults to `agent` (the check before a transfer).
     """
-    script = env.get("agi_network_script") or urlsplit(env.get("agi_request", "")).path.lstrip("/")
+    try:
+        url = urlsplit(env.get("agi_request", ""))
+    except ValueError as exc:  # e.g. "Invalid IPv6 URL": a bad request, answered by policy, not a crash
+        raise BadRequest(f"agi_request does not parse as a URL: {exc}") from None
+    script = env.get("agi_network_script") or url.path.lstrip("/")
     path, _, query = script.partition("?")
     if not query:
-        query = urlsplit(env.get("agi_request", "")).query
+        query = url.query
     if path.strip("/") != "admit":
         raise BadRequest(f"unknown script {path!r} (only 'admit')")
     params = {k.lower(): v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}

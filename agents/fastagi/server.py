@@ -216,7 +216,7 @@ class AdmissionServer:
     async def _read_reply(reader: asyncio.StreamReader) -> Reply | None:
         """The reply to our last command; skips HANGUP notices and reads 520 usage text to its end."""
         while True:
-            raw = await reader.readline()
+            raw = await _readline(reader)
             if not raw:
                 return None
             line = raw.decode("utf-8", "replace").strip()
@@ -224,13 +224,23 @@ class AdmissionServer:
                 continue
             if line.startswith("520-"):
                 while raw and not raw.startswith(b"520 "):
-                    raw = await reader.readline()
+                    raw = await _readline(reader)
                 return parse_reply(raw.decode("utf-8", "replace")) if raw else None
             try:
                 return parse_reply(line)
             except AgiProtocolError:
                 log.warning("fastagi: unexpected reply line %r", line[:120])
                 return None
+
+
+async def _readline(reader: asyncio.StreamReader) -> bytes:
+    """One line, or b"" (as at EOF) for a line over the stream limit: no AGI reply is that long, and
+    StreamReader.readline reports it as a bare ValueError."""
+    try:
+        return await reader.readline()
+    except ValueError:  # readline turns asyncio.LimitOverrunError into this
+        log.warning("fastagi: a reply line over %d bytes; ending the session", MAX_ENV_BYTES)
+        return b""
 
 
 def _discard_buffered(reader: asyncio.StreamReader) -> None:

@@ -2,19 +2,24 @@
 and put the original back on any failure.
 
 Only files listed in the site config can be touched (by id, or by a path that resolves to a listed
-file); anything else is refused. A change is: timestamped backup in backup_dir (exclusive create, never
-overwriting an older one, fsynced) -> temp file in the same directory -> fsync -> rename over -> fsync
-the directory -> re-read and check the value. If any of that fails, the temp file is removed and, if the
-file changed, the backup is written back the same atomic way. A file that already names the target is
-left alone (no write, no backup), so a retried step is harmless. File I/O is blocking: callers on the
-event loop use `asyncio.to_thread`.
+file); anything else is refused. A change is: timestamped backup in backup_dir (written and fsynced under
+a temporary name, then hard-linked to its final name, which never overwrites an older backup, so a file
+named `*.bak` is always whole) -> temp file in the same directory -> fsync -> rename over -> fsync the
+directory -> re-read and check the value. If any of that fails, the temp file is removed and, if the
+file changed, the backup is written back the same atomic way. A process killed at any point leaves the
+file old or new, never torn (tests/safety/test_crash_config_files.py kills it at every system call); the
+temporary files such a kill leaves behind are removed by the next change of the same file. A file that
+already names the target is left alone (no write, no backup), so a retried step is harmless. File I/O is
+blocking: callers on the event loop use `asyncio.to_thread`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import re
 import stat
 import tempfile
 import threading
@@ -28,6 +33,8 @@ from agents.files.formats import FileSpec, FormatError, read_value, replace_valu
 
 log = logging.getLogger(__name__)
 ENCODING = ("utf-8", "surrogateescape")  # any byte survives a decode/encode round trip
+TMP_SUFFIX = ".ccfo-tmp"
+_NO_LINK = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK)  # file systems without hard links
 
 
 class NotWhitelisted(PermissionError):
@@ -87,6 +94,19 @@ def _fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _remove_stale_temps(directory: Path, prefix: str) -> None:
+    """Remove what a writer killed mid-change left behind (`<prefix>XXXXXXXX.ccfo-tmp`); callers hold the lock."""
+    stale = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(TMP_SUFFIX))  # mkstemp's names
+    try:
+        names = [n for n in os.listdir(directory) if stale.fullmatch(n)]
+    except OSError:
+        return
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.unlink(directory / name)
+            log.info("removed %s, left by an interrupted write", directory / name)
 
 
 class ConfigFiles:
@@ -189,24 +209,40 @@ class ConfigFiles:
         return RepointResult(spec.id, str(spec.path), True, old, target, str(backup))
 
     def _backup(self, file_id: str, data: bytes) -> Path:
+        """Write the backup whole under a temporary name, then give it its final name without ever
+        replacing an older backup (a hard link fails if the name exists). Created directly under its
+        final name, a backup cut short by a kill would look usable and be empty or torn."""
         self.backup_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _remove_stale_temps(self.backup_dir, f".{file_id}.")
         stamp = datetime.fromtimestamp(self._clock(), UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        for n in range(1000):
-            candidate = self.backup_dir / (f"{file_id}.{stamp}.bak" if n == 0 else f"{file_id}.{stamp}.{n}.bak")
-            try:
-                fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                continue
+        fd, tmp = tempfile.mkstemp(dir=self.backup_dir, prefix=f".{file_id}.", suffix=TMP_SUFFIX)
+        try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            _fsync_dir(self.backup_dir)
-            return candidate
-        raise FileExistsError(f"no free backup name for {file_id} at {stamp}")
+            for n in range(1000):
+                candidate = self.backup_dir / (f"{file_id}.{stamp}.bak" if n == 0 else f"{file_id}.{stamp}.{n}.bak")
+                try:
+                    os.link(tmp, candidate)
+                except FileExistsError:
+                    continue
+                except OSError as exc:
+                    if exc.errno not in _NO_LINK or candidate.exists():
+                        raise
+                    os.rename(tmp, candidate)  # no hard links here; we hold the lock and the name is free
+                break
+            else:
+                raise FileExistsError(f"no free backup name for {file_id} at {stamp}")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        _fsync_dir(self.backup_dir)
+        return candidate
 
     def _atomic_write(self, path: Path, data: bytes, like: os.stat_result) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".ccfo-tmp")
+        _remove_stale_temps(path.parent, f".{path.name}.")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -8,7 +8,9 @@ and attaches a UDP transport to an engine. This package is the only agent-side i
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import time
 from typing import Any
 
 from pyasn1.type import univ
@@ -19,6 +21,7 @@ from pysnmp.proto.api import v2c
 
 from agents.snmp.layout import Oid, Typed
 
+log = logging.getLogger(__name__)
 _EXCEPTIONS = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)
 
 
@@ -88,9 +91,40 @@ def bind_udp(host: str, port: int) -> socket.socket:
     return sock
 
 
+class GuardedUdpTransport(udp.UdpTransport):
+    """pysnmp's UDP transport, with the handling of each datagram guarded.
+
+    pysnmp 7.1 decodes a datagram in a loop callback and lets some malformed BER escape as a plain exception
+    (e.g. `TypeError: ConstructedAsn1Type.clone()` for a 9-byte message; tests/fuzz/test_snmp_fuzz.py), which
+    asyncio then logs as "Exception in callback" with a traceback, for every such packet anyone sends. The
+    engine goes on either way; here the message is dropped with one warning line (at most one per
+    `WARN_EVERY_S`, with a count of the others), which is what a junk packet deserves.
+    """
+
+    WARN_EVERY_S = 10.0
+
+    def datagram_received(self, datagram: bytes, transportAddress: Any) -> None:
+        callback = self._callback_function
+        if callback is not None:
+            self.loop.call_soon(self._guarded, callback, transportAddress, datagram)
+
+    def _guarded(self, callback: Any, address: Any, datagram: bytes) -> None:
+        try:
+            callback(self, address, datagram)
+        except Exception as exc:
+            now = time.monotonic()
+            dropped = getattr(self, "_ccfo_dropped", 0) + 1
+            if now - getattr(self, "_ccfo_warned", -self.WARN_EVERY_S) < self.WARN_EVERY_S:
+                self._ccfo_dropped = dropped
+                return
+            self._ccfo_warned, self._ccfo_dropped = now, 0
+            log.warning("snmp: dropped %d malformed message(s), the last from %s (%d bytes): %s: %s", dropped,
+                        address, len(datagram), type(exc).__name__, str(exc)[:200])
+
+
 async def attach_udp(snmp_engine: engine.SnmpEngine, sock: socket.socket) -> None:
     """Serve `sock` on the engine (also the socket notifications leave from) and wait until it is live."""
-    transport = udp.UdpTransport().open_server_mode(sock=sock)
+    transport = GuardedUdpTransport().open_server_mode(sock=sock)
     config.add_transport(snmp_engine, udp.DOMAIN_NAME, transport)
     pending = getattr(transport, "_lport", None)  # pysnmp keeps the endpoint's creation future here
     if pending is not None:

@@ -20,8 +20,10 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
+from controller.api import schema
 from controller.api.checklists import checklist_router
 from controller.api.drills import router as drills_router
+from controller.api.limits import BodyLimit
 from controller.api.models import (
     ConfirmOffRequest,
     DecisionRequest,
@@ -39,6 +41,7 @@ from controller.store import PlanStatus
 
 log = logging.getLogger("ccfo.api")
 MAX_BODY = 64 * 1024
+MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is a 422, not an OverflowError (a 500)
 STATIC = Path(__file__).resolve().parent.parent / "web"
 # The page loads only its own script and style sheet and talks only to this API.
 PAGE_HEADERS = {"Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -52,12 +55,7 @@ def create_app(engine: Engine, tokens: TokenStore, parse_report: Callable[[str, 
     app = FastAPI(title="ccfo controller", version="1", description="Call-center telephony failover controller")
     bearer = HTTPBearer(auto_error=False)
 
-    @app.middleware("http")
-    async def bound_body(request: Request, call_next):  # type: ignore[no-untyped-def]
-        size = request.headers.get("content-length")
-        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
-            return PlainTextResponse("request body too large", status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY)  # announced or chunked: a body over 64 kB gets 413
 
     def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         who = tokens.authenticate(creds.credentials, clock()) if creds else None
@@ -99,7 +97,7 @@ def create_app(engine: Engine, tokens: TokenStore, parse_report: Callable[[str, 
         known_host(host)
         try:
             engine.ingest(parse_report(host, body, clock()))
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:  # e.g. a list where an object belongs
             raise HTTPException(422, f"malformed report: {exc}") from exc
 
     @app.get("/api/v1/plans")
@@ -187,8 +185,8 @@ def create_app(engine: Engine, tokens: TokenStore, parse_report: Callable[[str, 
     async def journal(_: Viewer, kind: Annotated[str | None, Query(max_length=200)] = None,
                       host: Annotated[str | None, Query(max_length=63)] = None,
                       plan_id: Annotated[str | None, Query(max_length=64)] = None,
-                      before_id: Annotated[int | None, Query(ge=1)] = None,
-                      after_id: Annotated[int | None, Query(ge=0)] = None,
+                      before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+                      after_id: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
                       limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
         kinds = kind.split(",") if kind else None
         entries = await asyncio.to_thread(engine.journal.query, kinds=kinds, host=host, plan_id=plan_id,
@@ -220,7 +218,7 @@ def create_app(engine: Engine, tokens: TokenStore, parse_report: Callable[[str, 
 
     # The dashboard's script and style sheet (no build step); the page holds no secret, the API does.
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
-
+    schema.install(app)  # 422 answers also carry a sentence: the document says so
     return app
 
 

@@ -16,13 +16,13 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from controller.api.models import Reason
 from controller.auth import Principal, Role
 from controller.checklists.model import Refused
 from controller.checklists.report import MEDIA
 from controller.checklists.runner import ChecklistRunner, InvalidChecklist, NotFound, runner_for_engine
 from controller.checklists.views import checklist_detail, checklist_summary, run_summary
 
-Reason = Annotated[str, Field(min_length=3, max_length=500, description="why: recorded in the journal")]
 Note = Annotated[str, Field(max_length=2000, description="what was done or seen: recorded with the step")]
 Id = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_.-]{0,62}$")]
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from controller.domain.state import Mode
 
-Reason = Annotated[str, Field(min_length=3, max_length=500, description="why: recorded in the journal")]
+# Stripped before the length check: three spaces are not a reason.
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500, pattern=r"\S"),
+                   Field(description="why: recorded in the journal")]
 HostName = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_.-]*$")]
 
 
