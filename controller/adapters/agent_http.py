@@ -20,7 +20,17 @@ _SERVICE = {s.value: s for s in ServiceState}
 
 
 def parse_report(host: str, body: Mapping[str, Any], received_at: float) -> HostHealth:
-    """An agent report (agents/report.py) as the core's HostHealth; raises ValueError/KeyError/TypeError."""
+    """An agent report (agents/report.py) as the core's HostHealth; raises ValueError/KeyError/TypeError,
+    and nothing else, whatever the shape of `body` (a `null` where a mapping belongs is a ValueError)."""
+    try:
+        return _parse_report(host, body, received_at)
+    except AttributeError as exc:
+        raise ValueError(f"malformed report from {host}: {exc}") from None
+
+
+def _parse_report(host: str, body: Mapping[str, Any], received_at: float) -> HostHealth:
+    if not isinstance(body, Mapping):
+        raise ValueError(f"report from {host} is not an object")
     if body.get("host") != host:
         raise ValueError(f"report is for {body.get('host')!r}, not {host!r}")
     ami = bool(body["ami"]["connected"])
@@ -66,7 +76,10 @@ class AgentHttpClient:
             raise AgentUnreachable(f"{host}: {type(exc).__name__}: {exc}") from exc
         if r.status_code != 200:
             raise AgentUnreachable(f"{host}: report answered HTTP {r.status_code}")
-        return r.json()  # type: ignore[no-any-return]
+        try:
+            return r.json()  # type: ignore[no-any-return]
+        except ValueError as exc:
+            raise AgentUnreachable(f"{host}: report is not JSON: {exc}") from None
 
     async def report(self, host: str) -> HostHealth:
         body = await self.report_json(host)
