@@ -28,6 +28,8 @@ from panoramisk import Manager
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.message import Message
 
+from agents.ratelimit import LogBudget
+
 from .message import AmiMessage
 
 log = logging.getLogger(__name__)
@@ -44,6 +46,7 @@ class SafeAMIProtocol(AMIProtocol):
         self._text = ""
         self._banner_pending = True
         self.event_sink: Callable[[AmiMessage], None] | None = None
+        self._budget = LogBudget()  # a peer sending garbage must not flood the log
 
     def data_received(self, data: bytes) -> None:
         text = self._text + self._decoder.decode(data)
@@ -62,7 +65,9 @@ class SafeAMIProtocol(AMIProtocol):
         blocks = text.split("\n\n")
         rest = blocks.pop()
         if len(rest) > MAX_PENDING_TEXT:
-            log.warning("AMI: %d bytes without a message end; discarding them: %r...", len(rest), rest[:200])
+            if (more := self._budget.take()) is not None:
+                log.warning("AMI: %d bytes without a message end; discarding them: %r...%s", len(rest), rest[:200],
+                            more)
             rest = ""
         self._text = rest + ("\r" if held_cr else "")
         for block in blocks:
@@ -73,15 +78,16 @@ class SafeAMIProtocol(AMIProtocol):
         if not block:
             return  # a stray CRLF between messages (seen after SIPshowpeer errors)
         headers, lower, bad = _parse(block)
-        if bad:
-            log.warning("AMI: skipped %d malformed line(s): %r", len(bad), bad[:5])
+        if bad and (more := self._budget.take()) is not None:
+            log.warning("AMI: skipped %d malformed line(s): %r%s", len(bad), bad[:5], more)
         event, response, action_id = lower.get("event"), lower.get("response"), lower.get("actionid")
         # Repeated (in any letter case) Event, Response or ActionID headers are not AMI: panoramisk would
         # index its pending actions with a list, or call .lower() on one.
         if not isinstance(response if event is None else event, str) or isinstance(response, tuple) \
                 or isinstance(action_id, tuple):
-            if headers:
-                log.warning("AMI: skipped a message with no single Event/Response/ActionID header: %r", block[:500])
+            if headers and (more := self._budget.take()) is not None:
+                log.warning("AMI: skipped a message with no single Event/Response/ActionID header: %r%s",
+                            block[:500], more)
             return
         ami = AmiMessage(lower)
         try:
@@ -93,7 +99,8 @@ class SafeAMIProtocol(AMIProtocol):
             message.ccfo = ami  # spares the link a second pass over panoramisk's dict
             self.handle_message(message)
         except Exception:
-            log.exception("AMI: handling a message failed; skipped: %r", block[:500])
+            if (more := self._budget.take()) is not None:
+                log.exception("AMI: handling a message failed; skipped: %r%s", block[:500], more)
 
 
 def _parse(block: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:

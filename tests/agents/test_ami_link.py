@@ -194,3 +194,24 @@ def test_parser_survives_split_utf8_and_garbage(caplog: pytest.LogCaptureFixture
     assert [e["Event"] for e in factory.events] == ["UserEvent", "Newchannel"]
     assert factory.events[0]["Value"] == "café" and factory.events[1]["BridgeId"] == ""
     assert "garbage line only" in caplog.text and "this line is junk" in caplog.text
+
+
+def test_a_flood_of_garbage_is_skipped_with_a_bounded_number_of_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="agents.ami")
+    proto, factory = _protocol()
+    proto.data_received(b"Asterisk Call Manager/9.0.0\r\n")
+    proto.data_received(b"junk without a colon\r\n\r\n" * 5000)
+    proto.data_received(b"Event: UserEvent\r\nValue: still here\r\n\r\n")
+    assert [e["Value"] for e in factory.events] == ["still here"], "good input after the flood is read"
+    lines = [r for r in caplog.records if "malformed" in r.getMessage()]
+    assert 1 <= len(lines) <= proto._budget.burst, len(lines)
+    assert proto._budget.suppressed == 5000 - len(lines), "what is held back is counted"
+
+
+def test_the_log_budget_refills_and_says_what_it_held_back() -> None:
+    from agents.ratelimit import LogBudget
+    now = [0.0]
+    budget = LogBudget(burst=2, window_s=10, clock=lambda: now[0])
+    assert [budget.take() for _ in range(4)] == ["", "", None, None]
+    now[0] = 10.0
+    assert budget.take() == " (2 similar line(s) held back)" and budget.take() == "" and budget.take() is None
