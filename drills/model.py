@@ -15,11 +15,11 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from controller.config.loader import LoadedConfig, validation_problems
+from controller.config.loader import LoadedConfig, parse_model
 from controller.config.yamlpos import ConfigError, Located, Problem, load_yaml
 from controller.domain.plan import Action
 
@@ -279,19 +279,10 @@ class DrillsConfigModel(Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def _parse(model: type[Strict], located: Located) -> Any:
-    if not isinstance(located.data, dict):
-        raise ConfigError([Problem(located.file, 1, "", "expected a mapping at the top of the file")])
-    try:
-        return model.model_validate(located.data)
-    except ValidationError as exc:
-        raise ConfigError(validation_problems(exc, located)) from exc
-
-
 def load_scenario(path: Path, cfg: LoadedConfig | None = None) -> ScenarioModel:
     """Validate one scenario file (and, given the site config, cross-check it); ConfigError lists all."""
     located = load_yaml(path)
-    scenario: ScenarioModel = _parse(ScenarioModel, located)
+    scenario: ScenarioModel = parse_model(ScenarioModel, located)
     if cfg is not None:
         problems = check_scenario(scenario, located, cfg)
         if problems:
@@ -365,4 +356,4 @@ def load_drills_config(config_dir: Path) -> DrillsConfigModel:
     path = Path(config_dir) / DRILLS_FILE
     if not path.exists():
         return DrillsConfigModel()
-    return _parse(DrillsConfigModel, load_yaml(path))  # type: ignore[no-any-return]
+    return parse_model(DrillsConfigModel, load_yaml(path))
