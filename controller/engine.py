@@ -321,6 +321,11 @@ class Engine:
                           + " or ".join(sorted(s.value for s in allowed)))
         return rec
 
+    async def record(self, kind: str, **fields: Any) -> None:
+        """Journal an entry for another part of the controller (drills, checklists) and announce it on the
+        event stream, as the engine's own entries are, so the dashboard shows it without polling."""
+        await self._journal(kind, **fields)
+
     async def _journal(self, kind: str, **fields: Any) -> None:
         entry = await asyncio.to_thread(self.journal.append, kind, ts=self.clock(), **fields)
         await self.events.publish("journal", {"id": entry.id, "kind": entry.kind, "ts": entry.ts, "host": entry.host,

@@ -101,8 +101,8 @@ class EngineController:
 
     async def record(self, kind: str, *, reason: str, status: str | None = None, duration_s: float | None = None,
                      data: dict[str, Any] | None = None) -> None:
-        await asyncio.to_thread(self.engine.journal.append, kind, actor=self.who, reason=reason, status=status,
-                                duration_s=duration_s, data=data or {})
+        await self.engine.record(kind, actor=self.who, reason=reason, status=status, duration_s=duration_s,
+                                 data=data or {})
 
     async def aclose(self) -> None:
         return None

@@ -167,3 +167,19 @@ async def test_api_refuses_a_run_on_a_site_that_is_not_steady(api: httpx.AsyncCl
     r = await api.post("/api/v1/drills/journal", json={"kind": "plan_started", "reason": "x"},
                        headers=auth(api, "operator"))
     assert r.status_code == 422, "only drill entries may be recorded through the drills API"
+
+
+@pytest.mark.asyncio
+async def test_a_recorded_drill_is_announced_on_the_event_stream(api: httpx.AsyncClient, site: Harness) -> None:
+    seen: list[dict] = []
+
+    async def hook(event) -> None:  # type: ignore[no-untyped-def]
+        if event.kind == "journal" and str(event.data.get("kind", "")).startswith("drill_"):
+            seen.append(event.data)
+
+    site.engine.events.hook(hook)
+    r = await api.post("/api/v1/drills/journal", headers=auth(api, "operator"),
+                       json={"kind": "drill_finished", "reason": "drill x passed", "status": "passed"})
+    assert r.status_code == 201, r.text
+    await async_wait_until(lambda: seen, timeout=5)
+    assert seen[0]["kind"] == "drill_finished" and seen[0]["status"] == "passed", "the dashboard hears of it"
