@@ -14,7 +14,6 @@ from typing import Any
 
 from controller.config.loader import LoadedConfig, load_config
 from controller.config.yamlpos import ConfigError
-from controller.domain import blocking
 from controller.domain.capacity import Scenario, SiteCapacity, scenario_channels, site_capacity
 from controller.domain.faults import Fault, FaultSyntaxError, FaultTracker, parse_fault
 from controller.domain.plan import PlanRefused, build_failback, build_failover, build_switchover
@@ -116,6 +115,8 @@ def _print_capacity(cfg: LoadedConfig, cap: SiteCapacity) -> None:
 
 
 def cmd_blocking(args: argparse.Namespace) -> int:
+    from controller.domain import blocking  # numpy: only this command pays for it (every ccfo call did)
+
     try:
         if args.model == "transfer":
             for opt in ("arrivals_per_min", "ivr_minutes", "transfer_ratio", "agent_minutes"):
