@@ -517,12 +517,8 @@ class Campaign:
                 os.kill(pid, signal.SIGCONT)
             notes.append(f"{host} {svc} resumed (SIGCONT)")
         self.hung.clear()
+        await self._power_on(notes)
         for host in self.topo.hosts if self.topo else ():
-            if not lab.powered.get(host, True):
-                outlet = lab.site["fencing"]["pdu"]["outlets"][host]
-                lab.pdu.state[outlet] = 1
-                await lab.power(host, True)
-                notes.append(f"{host} powered on again")
             if host in self.unreachable:
                 await lab.inject(host, "reachable")
                 self.unreachable.discard(host)
@@ -538,6 +534,7 @@ class Campaign:
             notes.append(f"mode manual: {_said(r)}")
         await self._settle_plans(notes)
         lap("plans settled")
+        await self._power_on(notes)  # a plan that was still running may have fenced a host meanwhile
         await self._restore_services(notes)
         lap("services restored")
         await self._wait(self._no_faults, 30, "the faults to clear")
@@ -559,6 +556,16 @@ class Campaign:
         r = await self.ctl.mode("supervised")
         await self._wait(self._normal, 30, "the site to be normal")
         lap("normal")
+
+    async def _power_on(self, notes: list[str]) -> None:
+        """The operator switches a fenced host's outlet back on (it boots with its services down)."""
+        lab = self.lab
+        for host in self.topo.hosts if self.topo else ():
+            if not lab.powered.get(host, True):
+                outlet = lab.site["fencing"]["pdu"]["outlets"][host]
+                lab.pdu.state[outlet] = 1
+                await lab.power(host, True)
+                notes.append(f"{host} powered on again")
 
     async def _settle_plans(self, notes: list[str]) -> None:
         """Wait for a running plan to end; resume or abort interrupted ones, abort failed ones, reject proposals."""
