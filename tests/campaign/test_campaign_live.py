@@ -36,7 +36,7 @@ async def test_a_small_campaign_finds_nothing(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(3000)
+@pytest.mark.timeout(4200)  # 2,785 s measured on the 2-core workplace (bench/README.md)
 async def test_the_full_campaign_finds_nothing_in_200_runs(tmp_path):
     rep = await Campaign(settings(tmp_path, 200, os.environ.get("CCFO_CAMPAIGN_SEED", "200"))).run()
     judge(rep)
