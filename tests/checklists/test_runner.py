@@ -119,6 +119,10 @@ async def world(tmp_path):
 
 async def test_a_failed_check_blocks_its_dependants_until_retried_and_retry_and_skip_are_journaled(world):
     world.h.world.hosts["ipc-b"].services["kcxp"] = ServiceState.FAILED
+    # the check reads what operators see: wait until the controller has seen the crash (a fast machine ran
+    # the check on the report from before it, and the check passed)
+    await async_wait_until(lambda: EngineSite(world.h.engine).status()["hosts"]["ipc-b"]["services"]["kcxp"]
+                           == "failed", timeout=10)
     await world.runner.start_run("small", "alice", "weekend test")
     await world.op("done", "plan-ok", text="signed by IT and business")
     s = await world.step_is("kcxp-standby", "failed")
