@@ -24,20 +24,6 @@ from tests.safety.apikit import MUTATING, AgentApi, ControllerApi, concrete, rou
 MAX_BODY = 64 * 1024
 
 
-@pytest.fixture(scope="module")
-def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerApi]:
-    api = ControllerApi(tmp_path_factory.mktemp("controller-api"))
-    yield api
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentApi]:
-    api = AgentApi(tmp_path_factory.mktemp("agent-api"))  # under the session's temp dir: the reaper sees its daemons
-    yield api
-    api.close()
-
-
 def controller_mutations(api: ControllerApi) -> list[tuple[str, str]]:
     return [(m, p) for m, p, _ in routes(api.app) if m in MUTATING]
 

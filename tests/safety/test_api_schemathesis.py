@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -61,20 +60,6 @@ AGENT = schemathesis.openapi.from_dict(agent_schema())
 def operations(schema: schemathesis.BaseSchema) -> list[tuple[str, str]]:
     ops = [(op.method.upper(), op.path) for op in (r.ok() for r in schema.get_all_operations())]
     return [op for op in ops if op not in ENDLESS]
-
-
-@pytest.fixture(scope="module")
-def controller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControllerApi]:
-    api = ControllerApi(tmp_path_factory.mktemp("controller-api"))
-    yield api
-    api.close()
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentApi]:
-    api = AgentApi(tmp_path_factory.mktemp("agent-api"))  # under the session's temp dir: the reaper sees its daemons
-    yield api
-    api.close()
 
 
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
