@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
-from controller.api.limits import BodyLimit
+from ccfo.platform.limits import BodyLimit
 
 log = logging.getLogger("ccfo.agent.api")
 MAX_BODY = 64 * 1024

@@ -5,7 +5,7 @@ config files, the actions, the control API and the reporter, runs them, and shut
 
 Start-up refuses (exit 1) without an agent token, unless `--lab`: then the token comes from
 `--token-file` (default STATE_DIR/agent-token), generated there (0600) when missing; and with a secret
-file others can read (controller.secretfiles) or an unusable TLS certificate or key (agent.tls_cert_file
+file others can read (ccfo.config.secretfiles) or an unusable TLS certificate or key (agent.tls_cert_file
 and tls_key_file, or --tls-cert/--tls-key). The API binds
 `--listen`, else agent.listen, else the host:port of agent.url (in the lab: loopback addresses).
 Services are polled every half heartbeat, so a crash reaches the controller within one heartbeat.
@@ -16,7 +16,7 @@ SIGTERM/SIGINT stop the reporter, the poller, SNMP, FastAGI and the API server (
 finish), cancel any action still running after a grace period, then close AMI. Managed services keep running: they are
 in their own sessions and the agent never stops them on exit.
 Under systemd (Type=notify) READY=1 follows the API's start, and WATCHDOG=1 comes every WatchdogSec/2 while
-the agent's tasks live (controller.sdnotify).
+the agent's tasks live (ccfo.platform.sdnotify).
 """
 
 from __future__ import annotations
@@ -45,13 +45,13 @@ from agents.reporter import Reporter, report_url
 from agents.server import ApiServer, ServerError, split_host_port
 from agents.services import ServiceManager, ServiceSpec, make_backend, spec_from_model
 from agents.snmp_agi import SnmpAgi, SnmpAgiError
-from controller import secretfiles, tls
-from controller.auth import TokenFileError
-from controller.sdnotify import Notifier
+from ccfo.config import secretfiles, tls
+from ccfo.platform.auth import TokenFileError
+from ccfo.platform.sdnotify import Notifier
 
 if TYPE_CHECKING:
-    from controller.config.loader import LoadedConfig
-    from controller.config.models import AgentEndpointModel
+    from ccfo.config.loader import LoadedConfig
+    from ccfo.config.models import AgentEndpointModel
 
 log = logging.getLogger("ccfo.agent")
 ACTION_GRACE_S = 10.0
@@ -258,7 +258,7 @@ async def _main(loaded: LoadedConfig, opts: Options) -> None:
 
 def cmd_agent(args: argparse.Namespace) -> int:
     """The `ccfo agent` handler (the parser is in controller.cli; this module is imported lazily)."""
-    from controller.config.loader import load_config
+    from ccfo.config.loader import load_config
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     loaded = load_config(args.config)

@@ -21,9 +21,11 @@ from typing import TYPE_CHECKING, Any
 from agents.fastagi import AdmissionServer, LiveCapacity
 from agents.report import driver_state
 from agents.server import split_host_port
-from agents.snmp.security import NotifyTarget, Secret, V3User
-from agents.snmp.view import HostView, ServiceView, SpanView, capacity_fields
-from agents.snmp_wiring import (
+from ccfo.domain.capacity import HostLoad
+from ccfo.domain.site import CapacityPolicy
+from ccfo.snmp.security import NotifyTarget, Secret, V3User
+from ccfo.snmp.view import HostView, ServiceView, SpanView, capacity_fields
+from ccfo.snmp.wiring import (
     SnmpConfigError,
     agent_engine_id,
     controller_target,
@@ -31,12 +33,10 @@ from agents.snmp_wiring import (
     host_credentials,
     notify_target,
 )
-from controller.domain.capacity import HostLoad
-from controller.domain.site import CapacityPolicy
 
 if TYPE_CHECKING:
     from agents.snmp.responder import SnmpResponder
-    from controller.config.loader import LoadedConfig
+    from ccfo.config.loader import LoadedConfig
 
 log = logging.getLogger("ccfo.agent.snmp_agi")
 WATCH_INTERVAL_S = 5.0  # the responder's own re-read: a safety net beside the change notifications

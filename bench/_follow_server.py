@@ -28,8 +28,8 @@ def free_port() -> int:
 
 
 def synthetic(hosts: int) -> Any:
-    from controller.config.loader import load_config
-    from controller.domain.site import HostId, Role
+    from ccfo.config.loader import load_config
+    from ccfo.domain.site import HostId, Role
     cfg = load_config(REPO / "config")
     a, b = cfg.site.hosts
     many = [dataclasses.replace(a if i == 0 else b, id=HostId(f"h{i:03d}"), role=Role.PRIMARY if i == 0 else
@@ -38,10 +38,10 @@ def synthetic(hosts: int) -> Any:
 
 
 def controller_app(hosts: int, tmp: Path, token: str) -> tuple[FastAPI, Any]:
-    from controller.adapters.agent_http import parse_report
-    from controller.adapters.pdu import NoFencing
+    from ccfo.clients.agent_http import parse_report
+    from ccfo.clients.pdu import NoFencing
+    from ccfo.platform.auth import add_token, digest
     from controller.api.app import create_app
-    from controller.auth import add_token, digest
     from controller.engine import Engine
     from controller.events import EventBus
     from controller.executor import Executor
@@ -55,7 +55,7 @@ def controller_app(hosts: int, tmp: Path, token: str) -> tuple[FastAPI, Any]:
     data = yaml.safe_load(tokens_file.read_text())
     data["tokens"].append({"name": "agents", "role": "agent", "sha256": digest(token).hex()})
     tokens_file.write_text(yaml.safe_dump(data))
-    from controller.auth import TokenStore
+    from ccfo.platform.auth import TokenStore
     journal, store = Journal(tmp / "j.sqlite"), Store(tmp / "s.sqlite")
     events = EventBus()
     executor = Executor(None, NoFencing(), LogNotifier(events), journal, store)  # type: ignore[arg-type]

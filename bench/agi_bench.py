@@ -46,8 +46,8 @@ def _serve(kind: str, port_out: Any) -> None:
             port = server.sockets[0].getsockname()[1]
         else:
             from agents.fastagi import AdmissionServer, LiveCapacity
-            from controller.domain.capacity import HostLoad
-            from controller.domain.site import CapacityPolicy
+            from ccfo.domain.capacity import HostLoad
+            from ccfo.domain.site import CapacityPolicy
 
             live = LiveCapacity(60, HostLoad(27, 10), CapacityPolicy(reserve_for_transfers=2))
             admission = AdmissionServer(lambda: live, port=0)

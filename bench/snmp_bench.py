@@ -35,8 +35,8 @@ SNMPD_TABLE = (1, 3, 6, 1, 2, 1, 2, 2)  # IF-MIB ifTable
 def _serve_ccfo(port_out: Any) -> None:
     async def main() -> None:
         from agents.snmp.responder import SnmpResponder
-        from agents.snmp.security import Secret, V3User
-        from agents.snmp.view import HostView, ServiceView, SpanView
+        from ccfo.snmp.security import Secret, V3User
+        from ccfo.snmp.view import HostView, ServiceView, SpanView
 
         view = HostView("ipc-a", "primary", "primary", "supervised",
                         tuple(ServiceView(n, "active", 1795427911.0) for n in
@@ -227,7 +227,7 @@ async def _client_cases(port: int, get_oid: tuple[int, ...], table: tuple[int, .
 
 async def _poll_cases(port: int, count: int) -> list[dict[str, Any]]:
     """The controller's safety-net poll (GETBULK walk of CCFO-MIB + parse into a HostView), one at a time."""
-    from agents.snmp.security import Secret, V3User
+    from ccfo.snmp.security import Secret, V3User
     from controller.snmp import AgentEndpoint, SnmpPoller
 
     rows = []

@@ -11,12 +11,12 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from ccfo.config.yamlpos import ConfigError
+from ccfo.domain.capacity import Scenario
+from ccfo.domain.faults import FAULT_FORMS
+from ccfo.domain.state import Mode
+from ccfo.platform.auth import TokenFileError
 from controller import client, offline
-from controller.auth import TokenFileError
-from controller.config.yamlpos import ConfigError
-from controller.domain.capacity import Scenario
-from controller.domain.faults import FAULT_FORMS
-from controller.domain.state import Mode
 from lab.cli import LabCliError
 
 Handler = Callable[[argparse.Namespace], int]

@@ -16,13 +16,8 @@ from typing import Any
 
 import httpx
 
-from controller.auth import TokenFileError, add_token, read_secret
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+from ccfo.clients.api import ApiError
+from ccfo.platform.auth import TokenFileError, add_token, read_secret
 
 
 def _token(args: argparse.Namespace) -> str:

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from controller.domain.faults import Fault, FaultTracker
-from controller.domain.health import HostHealth, SiteSnapshot, faults, snapshot
-from controller.domain.plan import Action, Plan
-from controller.domain.rules import Decision, Disposition, evaluate
-from controller.domain.state import Mode, SiteState
+from ccfo.domain.faults import Fault, FaultTracker
+from ccfo.domain.health import HostHealth, SiteSnapshot, faults, snapshot
+from ccfo.domain.plan import Action, Plan
+from ccfo.domain.rules import Decision, Disposition, evaluate
+from ccfo.domain.state import Mode, SiteState
 from controller.events import EventBus
 from controller.executor import Executor
 from controller.journal import EntryKind, Journal

@@ -17,11 +17,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from controller.domain.health import DriverState, HostHealth, ServiceState
-from controller.domain.plan import Step, StepKind
-from controller.domain.state import SiteState
+from ccfo.domain.health import DriverState, HostHealth, ServiceState
+from ccfo.domain.plan import Step, StepKind
+from ccfo.domain.state import SiteState
+from ccfo.ports import AgentActionFailed, AgentClient, AgentUnreachable, FenceFailed, Fencer, Notifier
 from controller.journal import EntryKind, Journal
-from controller.ports import AgentActionFailed, AgentClient, AgentUnreachable, FenceFailed, Fencer, Notifier
 from controller.store import PlanRecord, PlanStatus, Store
 
 log = logging.getLogger("ccfo.executor")

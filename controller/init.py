@@ -198,7 +198,7 @@ def write_tree(target: Path, name: str, *, controller_url: str | None = None,
 
 def _tokens_yaml(agent_token: str) -> str:
     """The controller's tokens file with the agents' token registered (its digest only)."""
-    from controller.auth import digest
+    from ccfo.platform.auth import digest
     return ("# API tokens (SHA-256 digests only). Add people with:\n"
             "#   ccfo token add NAME --role viewer|operator|admin --tokens-file secrets/tokens.yaml\n"
             "tokens:\n"
@@ -226,8 +226,8 @@ def _share_with(target: Path, group: str) -> None:
 
 
 def _validate(target: Path) -> None:
-    from controller.config.loader import load_config
-    from controller.config.yamlpos import ConfigError
+    from ccfo.config.loader import load_config
+    from ccfo.config.yamlpos import ConfigError
     try:
         load_config(target)
     except ConfigError as exc:  # the example and this module disagree: a bug, said plainly

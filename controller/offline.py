@@ -12,14 +12,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from controller.config.loader import LoadedConfig, load_config
-from controller.config.yamlpos import ConfigError
-from controller.domain.capacity import Scenario, SiteCapacity, scenario_channels, site_capacity
-from controller.domain.faults import Fault, FaultSyntaxError, FaultTracker, parse_fault
-from controller.domain.plan import PlanRefused, build_failback, build_failover, build_switchover
-from controller.domain.rules import Decision, Disposition, evaluate
-from controller.domain.site import Duty
-from controller.domain.state import Mode, SiteState
+from ccfo.config.loader import LoadedConfig, load_config
+from ccfo.config.yamlpos import ConfigError
+from ccfo.domain.capacity import Scenario, SiteCapacity, scenario_channels, site_capacity
+from ccfo.domain.faults import Fault, FaultSyntaxError, FaultTracker, parse_fault
+from ccfo.domain.plan import PlanRefused, build_failback, build_failover, build_switchover
+from ccfo.domain.rules import Decision, Disposition, evaluate
+from ccfo.domain.site import Duty
+from ccfo.domain.state import Mode, SiteState
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
@@ -115,7 +115,7 @@ def _print_capacity(cfg: LoadedConfig, cap: SiteCapacity) -> None:
 
 
 def cmd_blocking(args: argparse.Namespace) -> int:
-    from controller.domain import blocking  # numpy: only this command pays for it (every ccfo call did)
+    from ccfo.domain import blocking  # numpy: only this command pays for it (every ccfo call did)
 
     try:
         if args.model == "transfer":
@@ -189,7 +189,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _check_fault_subject(cfg: LoadedConfig, f: Fault) -> None:
-    from controller.domain.faults import FaultKind
+    from ccfo.domain.faults import FaultKind
     if f.kind is FaultKind.DB_DOWN:
         if f.host not in {s.id for s in cfg.site.db_sites}:
             raise UsageError(f"{f}: unknown database site {f.host!r}")

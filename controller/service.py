@@ -4,9 +4,9 @@ Owns the process's tasks: the engine loop, the safety-net poller (fetches a repo
 pushes have stopped), the database-site probe, the uvicorn server, and the SNMP side when configured
 (`controller.adapters.snmp_glue`: trap receiver, SNMP poll of the agents, notifications to the NMS).
 Refuses to start with a clear message (exit 2) when a secret file is missing or readable by others, or a
-TLS certificate, key or CA file cannot be used (controller.secretfiles, controller.tls). Under systemd
+TLS certificate, key or CA file cannot be used (ccfo.config.secretfiles, ccfo.config.tls). Under systemd
 (Type=notify) READY=1 follows the engine's start and the API's, and WATCHDOG=1 comes every WatchdogSec/2
-while the API server and the pollers live (controller.sdnotify).
+while the API server and the pollers live (ccfo.platform.sdnotify).
 """
 
 from __future__ import annotations
@@ -25,19 +25,19 @@ from typing import Any
 
 import uvicorn
 
-from controller import secretfiles, tls
-from controller.adapters.agent_http import AgentHttpClient, parse_report
-from controller.adapters.pdu import NoFencing, SnmpPdu
+from ccfo.clients.agent_http import MultiTokenClient, agent_tokens, parse_report
+from ccfo.clients.pdu import NoFencing, SnmpPdu
+from ccfo.config import secretfiles, tls
+from ccfo.config.loader import LoadedConfig, load_config
+from ccfo.config.yamlpos import ConfigError
+from ccfo.platform.auth import TokenFileError, TokenStore, read_secret
+from ccfo.platform.sdnotify import Notifier
 from controller.adapters.snmp_glue import ControllerSnmp
 from controller.api.app import create_app
-from controller.auth import TokenFileError, TokenStore, read_secret
-from controller.config.loader import LoadedConfig, load_config
-from controller.config.yamlpos import ConfigError
 from controller.engine import Engine
 from controller.events import EventBus
 from controller.executor import Executor
 from controller.journal import Journal
-from controller.sdnotify import Notifier
 from controller.store import Store
 
 log = logging.getLogger("ccfo.controller")
@@ -58,36 +58,6 @@ class LogNotifier:
                 await fwd(event, message, data)
             except Exception:
                 log.exception("notification forwarder failed")
-
-
-def agent_tokens(cfg: LoadedConfig) -> dict[str, str]:
-    out = {}
-    for name, host in cfg.site_model.hosts.items():
-        if host.agent.token_file:
-            out[name] = read_secret(cfg.resolve(host.agent.token_file))
-        elif host.agent.token_env and os.environ.get(host.agent.token_env):
-            out[name] = os.environ[host.agent.token_env]
-        else:
-            raise TokenFileError(f"hosts.{name}.agent: no token_file or token_env: the controller cannot call it")
-    return out
-
-
-class MultiTokenClient:
-    """One AgentHttpClient per host (each agent may have its own token)."""
-
-    def __init__(self, cfg: LoadedConfig, tokens: dict[str, str]) -> None:
-        self.clients = {h: AgentHttpClient({h: m.agent.url}, tokens[h], ca_file=tls.agent_ca_file(cfg, h))
-                        for h, m in cfg.site_model.hosts.items()}
-
-    async def report(self, host: str):  # type: ignore[no-untyped-def]
-        return await self.clients[host].report(host)
-
-    async def action(self, host: str, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-        return await self.clients[host].action(host, *args, **kwargs)
-
-    async def aclose(self) -> None:
-        for c in self.clients.values():
-            await c.aclose()
 
 
 async def probe_db(cfg: LoadedConfig, engine: Engine, interval: float, failures_needed: int = 2) -> None:

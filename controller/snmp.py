@@ -40,12 +40,12 @@ from pysnmp.hlapi.v3arch.asyncio import (
 from pysnmp.hlapi.v3arch.asyncio import SnmpEngine as HlapiEngine
 from pysnmp.proto.api import v2c
 
-from agents.snmp import layout as L
-from agents.snmp.decode import DecodedNotification, decode_notification
-from agents.snmp.notify import NotificationSender, add_common_views
-from agents.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
-from agents.snmp.view import HostView
-from agents.snmp.wire import SnmpValueError, attach_udp, bind_udp, from_pysnmp, oid_text, pretty, require_aes
+from ccfo.snmp import layout as L
+from ccfo.snmp.decode import DecodedNotification, decode_notification
+from ccfo.snmp.notify import NotificationSender, add_common_views
+from ccfo.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
+from ccfo.snmp.view import HostView
+from ccfo.snmp.wire import SnmpValueError, attach_udp, bind_udp, from_pysnmp, oid_text, pretty, require_aes
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from controller.domain.plan import Plan, plan_from_dict
-from controller.domain.state import SiteState
+from ccfo.domain.plan import Plan, plan_from_dict
+from ccfo.domain.state import SiteState
 
 
 class PlanStatus(StrEnum):

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from controller.config.loader import LoadedConfig, load_config
+from ccfo.config.loader import LoadedConfig, load_config
 from drills import dryrun, report
 from drills.model import find, library, load_scenario
 
@@ -43,7 +43,7 @@ def _url(args: argparse.Namespace, cfg: LoadedConfig | None) -> str:
 
 
 def _token(args: argparse.Namespace) -> str:
-    from controller.auth import TokenFileError, read_secret
+    from ccfo.platform.auth import TokenFileError, read_secret
     if args.token_file:
         return read_secret(Path(args.token_file))
     if os.environ.get("CCFO_TOKEN"):
@@ -57,7 +57,7 @@ def _token(args: argparse.Namespace) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from controller.config.yamlpos import ConfigError
+    from ccfo.config.yamlpos import ConfigError
     cfg = _config(args) if Path(args.config, "site.yaml").exists() else None
     rows = []
     for name, path in library(_extra(args)).items():
@@ -105,7 +105,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, cfg: LoadedConfig, scenario: Any) -> dict[str, Any]:
-    from controller.service import MultiTokenClient, agent_tokens
+    from ccfo.clients.agent_http import MultiTokenClient, agent_tokens
     from drills.runner import make_runner
     from drills.target import ApiController, pdu_for
 
@@ -128,7 +128,7 @@ async def _run(args: argparse.Namespace, cfg: LoadedConfig, scenario: Any) -> di
 def _get(args: argparse.Namespace, path: str, params: dict[str, Any] | None = None) -> Any:
     import httpx
 
-    from controller.client import ApiError
+    from ccfo.clients.api import ApiError
     cfg = _config(args) if Path(args.config, "site.yaml").exists() else None
     url = _url(args, cfg).rstrip("/")
     try:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.config.loader import LoadedConfig
-from controller.domain.faults import FaultTracker, parse_fault
-from controller.domain.plan import PlanRefused, build_switchover
-from controller.domain.rules import evaluate
-from controller.domain.state import SiteState
+from ccfo.config.loader import LoadedConfig
+from ccfo.domain.faults import FaultTracker, parse_fault
+from ccfo.domain.plan import PlanRefused, build_switchover
+from ccfo.domain.rules import evaluate
+from ccfo.domain.state import SiteState
 from drills.model import FaultKind, ScenarioModel, StateModel
 
 

@@ -4,7 +4,7 @@ A scenario names the steady state to check before and after, the fault to inject
 within how long (detection, decision, plan, final state, recovery of the calls), the verification calls,
 the steady SIPp load, and the way back, which always runs once the fault is in. Files are validated like
 the site config: pydantic models with extra="forbid", then cross-checks against the site, every problem
-at once as `file:line: field: message` (controller.config.yamlpos). `drills.yaml` in the config
+at once as `file:line: field: message` (ccfo.config.yamlpos). `drills.yaml` in the config
 directory (optional) holds a real site's SIP plan and the drill schedules.
 
 What it must not do: no I/O beyond reading the files it is given, no clock, no network.
@@ -19,9 +19,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from controller.config.loader import LoadedConfig, parse_model
-from controller.config.yamlpos import ConfigError, Located, Problem, load_yaml
-from controller.domain.plan import Action
+from ccfo.config.loader import LoadedConfig, parse_model
+from ccfo.config.yamlpos import ConfigError, Located, Problem, load_yaml
+from ccfo.domain.plan import Action
 
 LIBRARY = Path(__file__).resolve().parent / "scenarios"
 DRILLS_FILE = "drills.yaml"

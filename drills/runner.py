@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from controller.config.loader import LoadedConfig
+from ccfo.config.loader import LoadedConfig
 from drills import report
 from drills.expect import Expectations, StepFailed, state_problems
 from drills.load import Load, follow_active

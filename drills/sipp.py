@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from controller.config.loader import LoadedConfig
+from ccfo.config.loader import LoadedConfig
 from drills.model import DrillsConfigModel
 
 log = logging.getLogger("ccfo.drills.sipp")

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import httpx
 
-from controller.config.loader import LoadedConfig
+from ccfo.config.loader import LoadedConfig
 
 
 class TargetError(Exception):
@@ -240,7 +240,7 @@ def pdu_for(cfg: LoadedConfig) -> Fencer | None:
     fencing = cfg.site_model.fencing
     if fencing.method != "pdu" or fencing.pdu is None:
         return None
-    from controller.adapters.pdu import SnmpPdu
-    from controller.auth import read_secret
+    from ccfo.clients.pdu import SnmpPdu
+    from ccfo.platform.auth import read_secret
     community = read_secret(cfg.resolve(fencing.pdu.community_file)) if fencing.pdu.community_file else "private"
     return SnmpPdu(fencing.pdu.host, fencing.pdu.port, community, fencing.pdu.outlets)  # type: ignore[return-value]

@@ -18,7 +18,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
-from controller.domain.site import Duty
+from ccfo.domain.site import Duty
 from drills.expect import StepFailed
 from drills.model import FaultKind
 from drills.target import ControllerError

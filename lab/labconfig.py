@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from controller.auth import add_token
+from ccfo.platform.auth import add_token
 
 LAB_SERVICES = Path(__file__).resolve().parent.parent / "agents" / "lab_services.py"
 

@@ -1,6 +1,6 @@
 """The lab's switched PDU: an SNMPv2c agent with one outlet per host, for fencing.
 
-It answers GET/GETNEXT/SET on APC PowerNet's outlet OIDs (what controller.adapters.pdu speaks):
+It answers GET/GETNEXT/SET on APC PowerNet's outlet OIDs (what ccfo.clients.pdu speaks):
 rPDUOutletControlOutletCommand (.3.3.1.1.4.N, write 1 on / 2 off) and rPDUOutletStatusOutletState
 (.3.5.1.1.4.N, read 1 on / 2 off). Switching an outlet calls back into the lab, which kills or restarts
 that host's processes, as cutting the power would. Written directly on pysnmp's v2c message API (a few

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.config.loader import load_config
-from controller.config.yamlpos import ConfigError
-from controller.domain.site import Duty
+from ccfo.config.loader import load_config
+from ccfo.config.yamlpos import ConfigError
+from ccfo.domain.site import Duty
 
 REPO = Path(__file__).resolve().parents[1]
 

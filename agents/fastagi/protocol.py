@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlsplit
 
-from controller.domain.capacity import CallKind, Direction
+from ccfo.domain.capacity import CallKind, Direction
 
 MAX_ENV_BYTES = 16 * 1024
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_()]*$")

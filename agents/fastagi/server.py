@@ -2,7 +2,7 @@
 
 The dialplan runs `AGI(agi://127.0.0.1:4573/admit?kind=agent)` before transferring a caller to an agent
 (and `kind=ivr` for a new IVR call if the site wants that too). We read the request, ask the pure
-capacity core (`controller.domain.capacity.admit`) with the live figures the agent hands us, and set two
+capacity core (`ccfo.domain.capacity.admit`) with the live figures the agent hands us, and set two
 channel variables: `CCFO_REASON` (a sentence), then `CCFO_ADMIT` (`yes` or `no`), then close the socket.
 
 Never block the dialplan for long: Asterisk itself has no FastAGI deadline while the caller is up. Our
@@ -38,8 +38,8 @@ from agents.fastagi.protocol import (
     parse_request,
     set_variable,
 )
-from controller.domain.capacity import HostLoad, admit
-from controller.domain.site import CapacityPolicy, DirectionLimits
+from ccfo.domain.capacity import HostLoad, admit
+from ccfo.domain.site import CapacityPolicy, DirectionLimits
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from agents.files.repoint import (
 )
 
 if TYPE_CHECKING:
-    from controller.config.loader import LoadedConfig
+    from ccfo.config.loader import LoadedConfig
 
 __all__ = [
     "ConfigFiles",

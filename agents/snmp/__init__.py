@@ -1,6 +1,6 @@
-"""SNMP for ccfo: CCFO-MIB's layout, the agent's responder and notification sending.
+"""The agent's SNMP side: the responder that serves CCFO-MIB, its instrumentation and the change
+detector that turns report differences into notifications.
 
-`view`, `layout`, `changes`, `decode` and `security` are pure (no pysnmp) and safe for the controller to
-import; `responder`, `instrum`, `notify` and `wire` hold all of the agent side's pysnmp use. This
-package's `__init__` imports nothing, so importing the pure modules never loads pysnmp.
+The MIB kit it builds on (layout, wire, security, notify, view) is in the kernel, `ccfo.snmp`, because the
+controller uses it too. This package's `__init__` imports nothing, so importing it never loads pysnmp.
 """

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agents.snmp.layout import (
+from ccfo.snmp.layout import (
     SPAN_ALARM_COL,
     SPAN_DCHANNEL_COL,
     SPAN_DSX1_COL,
@@ -36,7 +36,7 @@ from agents.snmp.layout import (
     span_alarm_name,
     span_rows,
 )
-from agents.snmp.view import HostView, ServiceView, SpanView
+from ccfo.snmp.view import HostView, ServiceView, SpanView
 
 
 @dataclass(frozen=True, slots=True)

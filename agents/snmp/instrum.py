@@ -20,9 +20,9 @@ from pysnmp.smi import error as smi_error
 from pysnmp.smi import exval
 from pysnmp.smi.instrum import AbstractMibInstrumController
 
-from agents.snmp import layout as L
-from agents.snmp.view import HostView
-from agents.snmp.wire import to_pysnmp
+from ccfo.snmp import layout as L
+from ccfo.snmp.view import HostView
+from ccfo.snmp.wire import to_pysnmp
 
 log = logging.getLogger(__name__)
 

@@ -24,13 +24,13 @@ from pysnmp.entity import config, engine
 from pysnmp.entity.rfc3413 import cmdrsp, context
 from pysnmp.proto.api import v2c
 
-from agents.snmp import layout as L
 from agents.snmp.changes import Outgoing, changes
 from agents.snmp.instrum import ViewInstrumentation
-from agents.snmp.notify import VIEW_NONE, VIEW_NOTIFY, NotificationSender, add_common_views, add_usm_user
-from agents.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
-from agents.snmp.view import HostView
-from agents.snmp.wire import attach_udp, bind_udp, require_aes
+from ccfo.snmp import layout as L
+from ccfo.snmp.notify import VIEW_NONE, VIEW_NOTIFY, NotificationSender, add_common_views, add_usm_user
+from ccfo.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
+from ccfo.snmp.view import HostView
+from ccfo.snmp.wire import attach_udp, bind_udp, require_aes
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@
   starts from the journal events, finished plans from the plan events, duty changes from the state
   events (EventBus hook), failed plans from the executor's notifications (LogNotifier forwarder).
 
-Secrets are 0600 files read with `controller.auth.read_secret`; a missing one refuses the start
+Secrets are 0600 files read with `ccfo.platform.auth.read_secret`; a missing one refuses the start
 (TokenFileError, exit 2) like every other controller secret. Everything here is an observer: failures are
 logged, never raised into the engine.
 """
@@ -23,13 +23,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from agents.snmp.layout import Notification, span_alarm_name
-from agents.snmp.security import NotifyTarget, Secret, V3User
-from agents.snmp.view import HostView
-from agents.snmp_wiring import agent_engine_id, host_credentials, notify_target
-from controller.auth import read_secret
-from controller.config.loader import LoadedConfig
-from controller.domain.health import HostHealth
+from ccfo.config.loader import LoadedConfig
+from ccfo.domain.health import HostHealth
+from ccfo.platform.auth import read_secret
+from ccfo.snmp.layout import Notification, span_alarm_name
+from ccfo.snmp.security import NotifyTarget, Secret, V3User
+from ccfo.snmp.view import HostView
+from ccfo.snmp.wiring import agent_engine_id, host_credentials, notify_target
 from controller.snmp import AgentEndpoint, ControllerNotifier, ReceivedNotification, SnmpPoller, TrapReceiver
 
 log = logging.getLogger("ccfo.snmp")

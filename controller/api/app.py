@@ -20,10 +20,12 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
+from ccfo.domain.plan import PlanRefused, build_failback, build_failover, build_switchover
+from ccfo.platform.auth import Principal, Role, TokenStore
+from ccfo.platform.limits import BodyLimit
 from controller.api import schema
 from controller.api.checklists import checklist_router
 from controller.api.drills import router as drills_router
-from controller.api.limits import BodyLimit
 from controller.api.models import (
     ConfirmOffRequest,
     DecisionRequest,
@@ -33,8 +35,6 @@ from controller.api.models import (
     SwitchoverRequest,
 )
 from controller.api.views import status
-from controller.auth import Principal, Role, TokenStore
-from controller.domain.plan import PlanRefused, build_failback, build_failover, build_switchover
 from controller.engine import Engine, Refused
 from controller.metrics import render_metrics
 from controller.store import PlanStatus

@@ -16,8 +16,8 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from ccfo.platform.auth import Principal, Role
 from controller.api.models import Reason
-from controller.auth import Principal, Role
 from controller.checklists.model import Refused
 from controller.checklists.report import MEDIA
 from controller.checklists.runner import ChecklistRunner, InvalidChecklist, NotFound, runner_for_engine

@@ -21,10 +21,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
+from ccfo.config.yamlpos import ConfigError
+from ccfo.domain.plan import PlanRefused, build_failback, build_switchover
+from ccfo.platform.auth import Principal, Role
 from controller.api.views import status as status_view
-from controller.auth import Principal, Role
-from controller.config.yamlpos import ConfigError
-from controller.domain.plan import PlanRefused, build_failback, build_switchover
 from controller.engine import Engine, Refused
 from controller.store import PlanStatus
 from drills import dryrun

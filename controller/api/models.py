@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from controller.domain.state import Mode
+from ccfo.domain.state import Mode
 
 # Stripped before the length check: three spaces are not a reason.
 Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500, pattern=r"\S"),

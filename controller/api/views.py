@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.domain.capacity import max_ivr_calls
-from controller.domain.health import HostHealth
-from controller.domain.site import Site
-from controller.domain.state import Mode, SiteState
+from ccfo.domain.capacity import max_ivr_calls
+from ccfo.domain.health import HostHealth
+from ccfo.domain.site import Site
+from ccfo.domain.state import Mode, SiteState
 
 
 def site_state_label(site: Site, state: SiteState, faults: int) -> str:

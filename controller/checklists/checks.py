@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from controller.checklists.specs import ActionKind, ActionSpec, CheckKind, CheckSpec
-from controller.domain.plan import (
+from ccfo.domain.plan import (
     DEFAULT_STEP_TIMEOUT_S,
     Action,
     Plan,
@@ -26,8 +25,9 @@ from controller.domain.plan import (
     build_repoint_db,
     build_switchover,
 )
-from controller.domain.site import Site
-from controller.domain.state import SiteState
+from ccfo.domain.site import Site
+from ccfo.domain.state import SiteState
+from controller.checklists.specs import ActionKind, ActionSpec, CheckKind, CheckSpec
 
 STOPPED = ("inactive", "failed")
 

@@ -115,9 +115,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from ccfo.config.loader import load_config
     from controller.checklists.loader import load_checklists
     from controller.checklists.ports import drill_names
-    from controller.config.loader import load_config
     cfg = load_config(args.config)
     directory = Path(args.config) / "checklists"
     found, problems = load_checklists(directory, cfg.site, drill_names(Path(args.config)),

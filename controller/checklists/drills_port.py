@@ -34,8 +34,8 @@ class PackageDrills:
 
     async def run(self, name: str) -> DrillOutcome:
         try:
+            from ccfo.config.yamlpos import ConfigError
             from controller.api.drills import EngineController
-            from controller.config.yamlpos import ConfigError
             from drills.model import find, load_scenario
             from drills.report import summary_line
             from drills.runner import make_runner, new_run_id

@@ -1,6 +1,6 @@
 """Load `config/checklists/*.yaml` into checklists, refusing a malformed one with `file:line: field: problem`.
 
-The same line-tracking YAML reader and pydantic-error mapping as the site config (controller.config);
+The same line-tracking YAML reader and pydantic-error mapping as the site config (ccfo.config);
 every problem of a file is reported at once. Cross-checks: unique ids, dependencies that exist and come
 earlier (so a checklist is always a DAG), consistent planned starts, and, given the site, hosts,
 services and database sites that exist. A file that fails is reported; the valid ones stay usable.
@@ -16,6 +16,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from ccfo.config.loader import validation_problems
+from ccfo.config.yamlpos import ConfigError, Located, Problem, load_yaml
+from ccfo.domain.site import Site
 from controller.checklists.model import WEEKDAYS, Checklist, PhaseDef, PlannedStart, Rollback, StepDef, StepKind
 from controller.checklists.specs import (
     ActionKind,
@@ -27,9 +30,6 @@ from controller.checklists.specs import (
     DrillSpec,
     Spec,
 )
-from controller.config.loader import validation_problems
-from controller.config.yamlpos import ConfigError, Located, Problem, load_yaml
-from controller.domain.site import Site
 
 _DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 _START = re.compile(r"(?:(?P<wd>mon|tue|wed|thu|fri|sat|sun)|day (?P<day>[1-9]\d{0,2})) +(?P<h>\d{1,2}):(?P<m>\d\d)")

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ccfo.domain.plan import PlanRefused
+from ccfo.domain.state import Mode
+from ccfo.ports import AgentActionFailed, AgentUnreachable
 from controller.checklists.checks import build_plan, expected_layout
 from controller.checklists.specs import ActionSpec, CallTestSpec
-from controller.domain.plan import PlanRefused
-from controller.domain.state import Mode
-from controller.ports import AgentActionFailed, AgentUnreachable
 
 log = logging.getLogger("ccfo.checklists")
 

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ccfo.config.yamlpos import Problem
 from controller.checklists.checks import evaluate
 from controller.checklists.machine import (
     Command,
@@ -39,7 +40,6 @@ from controller.checklists.schedule import planned_from_rehearsal
 from controller.checklists.specs import ActionSpec, CallTestSpec, CheckKind, CheckSpec, DrillSpec, Spec
 from controller.checklists.store import ChecklistJournal, replay
 from controller.checklists.views import run_status
-from controller.config.yamlpos import Problem
 from controller.journal import Journal
 
 log = logging.getLogger("ccfo.checklists")

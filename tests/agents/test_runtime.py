@@ -322,7 +322,7 @@ def test_runtime_wiring_in_process(tmp_path: Path) -> None:
 
     from agents.reporter import report_url
     from agents.runtime import AgentRuntime, Options, StartupError, bind_address
-    from controller.config.loader import load_config
+    from ccfo.config.loader import load_config
 
     loaded = load_config(write_config(tmp_path, "http://127.0.0.1:9", 9))
     with pytest.raises(StartupError, match=r"unknown host 'ipc-z' \(hosts: ipc-a, ipc-b\)"):

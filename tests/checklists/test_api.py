@@ -10,9 +10,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from controller.adapters.agent_http import parse_report
+from ccfo.clients.agent_http import parse_report
+from ccfo.platform.auth import TokenStore, add_token
 from controller.api.app import create_app
-from controller.auth import TokenStore, add_token
 from controller.checklists.loader import load_checklists
 from tests.checklists.doubles import CallsTestDouble, DrillsTestDouble
 from tests.controller.test_engine import Harness

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from ccfo.config.loader import load_config
+from ccfo.config.yamlpos import ConfigError
 from controller.checklists.loader import load_checklist, load_checklists, parse_duration, parse_start
 from controller.checklists.model import Checklist, StepKind
 from controller.checklists.ports import drill_names
 from controller.checklists.specs import ActionKind, CallKind, CheckKind
 from controller.cli import main
-from controller.config.loader import load_config
-from controller.config.yamlpos import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = load_config(REPO / "config").site

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
+from ccfo.config.yamlpos import Problem
+from ccfo.domain.health import ServiceState
 from controller.checklists.loader import load_checklist
 from controller.checklists.model import Checklist, Refused
 from controller.checklists.ports import EngineSite, Unavailable
 from controller.checklists.runner import ChecklistRunner, InvalidChecklist, NotFound
-from controller.config.yamlpos import Problem
-from controller.domain.health import ServiceState
 from controller.journal import Journal
 from tests.checklists.doubles import CallsTestDouble, DrillsTestDouble, FakeClock
 from tests.controller.test_engine import Harness

@@ -8,21 +8,21 @@ from pathlib import Path
 
 import pytest
 
+from ccfo.config.loader import load_config
+from ccfo.domain.site import Duty
+from ccfo.domain.state import SiteState
 from controller.checklists.checks import build_start_services, build_stop_services, evaluate
 from controller.checklists.model import Rollback
 from controller.checklists.model import StepKind as K
 from controller.checklists.report import deviations, render
 from controller.checklists.specs import ActionKind, ActionSpec, CheckKind, CheckSpec
 from controller.checklists.views import fmt_delta, fmt_duration, run_status
-from controller.config.loader import load_config
-from controller.domain.site import Duty
-from controller.domain.state import SiteState
 from tests.checklists.factories import Sim, begin, checklist, phase, step
 
 REPO = Path(__file__).resolve().parents[2]
 PURE = ["model", "machine", "schedule", "specs", "checks", "views", "report"]
 IMPURE = {"asyncio", "sqlite3", "httpx", "fastapi", "yaml", "subprocess", "socket", "os", "pathlib", "uvicorn",
-          "controller.journal", "controller.engine", "controller.store", "controller.config", "drills", "lab",
+          "controller.journal", "controller.engine", "controller.store", "ccfo.config", "drills", "lab",
           "agents", "controller.checklists.runner", "controller.checklists.store", "controller.checklists.loader",
           "controller.checklists.ports"}
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from controller.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
-from controller.domain.site import Site
-from controller.domain.state import SiteState
-from controller.ports import ActionResult, AgentActionFailed, AgentUnreachable, FenceFailed
+from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
+from ccfo.domain.site import Site
+from ccfo.domain.state import SiteState
+from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable, FenceFailed
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from controller.adapters.agent_http import AgentHttpClient, AgentUnreachable, parse_report
+from ccfo.clients.agent_http import AgentHttpClient, AgentUnreachable, parse_report
 
 GOOD = {"host": "ipc-a", "ami": {"connected": True}, "board": {"driver": "up"},
         "spans": [{"span": 1, "alarm": "ok", "dchannel": "up", "channels": 30}],

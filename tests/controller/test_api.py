@@ -10,9 +10,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from controller.adapters.agent_http import parse_report
+from ccfo.clients.agent_http import parse_report
+from ccfo.platform.auth import TokenFileError, TokenStore, add_token
 from controller.api.app import create_app
-from controller.auth import TokenFileError, TokenStore, add_token
 from controller.store import PlanStatus
 from tests.controller.test_engine import Harness
 from tests.support import async_wait_until

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from controller.config.loader import load_config
-from controller.domain.health import DriverState, ServiceState
-from controller.domain.plan import build_failover
-from controller.domain.site import Duty
-from controller.domain.state import Mode, SiteState
+from ccfo.config.loader import load_config
+from ccfo.domain.health import DriverState, ServiceState
+from ccfo.domain.plan import build_failover
+from ccfo.domain.site import Duty
+from ccfo.domain.state import Mode, SiteState
 from controller.engine import Engine, Refused
 from controller.events import EventBus
 from controller.executor import Executor
@@ -174,7 +174,7 @@ async def test_maintenance_mode_reports_and_does_nothing(tmp_path):
 async def test_one_plan_at_a_time(lab):
     lab.world.hosts["ipc-a"].calls = 5  # the switchover drains, so it stays running
     plan = lab.engine.site and build_failover(lab.engine.site, lab.engine.state, "ipc-b", "x")
-    from controller.domain.plan import build_switchover
+    from ccfo.domain.plan import build_switchover
     rec = await lab.engine.submit(build_switchover(lab.engine.site, lab.engine.state, "ipc-b", 30, "x"), "bob", "r")
     with pytest.raises(Refused, match=f"plan {rec.id}"):
         await lab.engine.submit(plan, "carol", "second")
@@ -187,7 +187,7 @@ async def test_a_plan_running_when_the_controller_dies_is_interrupted_and_resuma
     h = Harness(tmp_path)
     await h.start()
     h.world.hosts["ipc-a"].calls = 5
-    from controller.domain.plan import build_switchover
+    from ccfo.domain.plan import build_switchover
     rec = await h.engine.submit(build_switchover(h.engine.site, h.engine.state, "ipc-b", 60, "x"), "bob", "r")
     await async_wait_until(lambda: h.store.get_plan(rec.id).next_step >= 1, timeout=5)
     await h.stop()  # the controller dies mid-plan (draining)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.domain.health import ServiceState
-from controller.domain.plan import build_failover, build_isolate_board, build_switchover
-from controller.domain.site import Duty
+from ccfo.domain.health import ServiceState
+from ccfo.domain.plan import build_failover, build_isolate_board, build_switchover
+from ccfo.domain.site import Duty
 from controller.executor import Executor
 from controller.journal import Journal
 from controller.store import PlanStatus, Store

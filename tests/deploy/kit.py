@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from controller.auth import add_token
+from ccfo.platform.auth import add_token
 
 REPO = Path(__file__).resolve().parents[2]
 _NETS = itertools.count(30 + (os.getpid() % 90) * 2)

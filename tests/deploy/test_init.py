@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.auth import Role, TokenStore
+from ccfo.config.loader import load_config
+from ccfo.platform.auth import Role, TokenStore
 from controller.cli import main
-from controller.config.loader import load_config
 from controller.init import GENERATED, data_root, write_tree
 from tests.deploy.kit import REPO
 

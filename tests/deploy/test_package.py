@@ -27,8 +27,8 @@ from tests.deploy.kit import REPO
 
 # What the build reads (pyproject.toml's packages, package data and data-files); nothing else of the checkout,
 # where other runs may be writing (.lab, reports, caches) while this one copies.
-SOURCES = ("pyproject.toml", "MANIFEST.in", "README.md", "controller", "agents", "drills", "lab", "config", "systemd",
-           "docs")
+SOURCES = ("pyproject.toml", "MANIFEST.in", "README.md", "ccfo", "controller", "agents", "drills", "lab", "config",
+           "systemd", "docs")
 SKIP = shutil.ignore_patterns("__pycache__", "*.py[cod]", ".lab", "reports")
 
 

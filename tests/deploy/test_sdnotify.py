@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.sdnotify import Notifier
+from ccfo.platform.sdnotify import Notifier
 from tests.deploy.kit import NotifySocket
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from controller import secretfiles
-from controller.adapters.agent_http import AgentHttpClient
-from controller.auth import TokenFileError
-from controller.config.loader import load_config
-from controller.ports import AgentUnreachable
+from ccfo.clients.agent_http import AgentHttpClient
+from ccfo.config import secretfiles
+from ccfo.config.loader import load_config
+from ccfo.platform.auth import TokenFileError
+from ccfo.ports import AgentUnreachable
 from tests.deploy import kit
 from tests.support import wait_until
 

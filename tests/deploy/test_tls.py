@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.tls import TlsError, client_context, server_files
+from ccfo.config.tls import TlsError, client_context, server_files
 from tests.deploy.kit import make_ca, server_cert, write_private
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from agents.services import spec_from_model
 from agents.services.systemd import SystemdBackend
-from controller.config.loader import load_config
+from ccfo.config.loader import load_config
 from tests.deploy.kit import REPO
 
 SYSTEMD = REPO / "systemd"

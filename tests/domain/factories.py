@@ -6,10 +6,10 @@ clocks involved.
 
 from __future__ import annotations
 
-from controller.domain.faults import Fault, FaultKind, FaultTracker
-from controller.domain.plan import Action
-from controller.domain.rules import Approval, Policy, RoleMatch, Rule
-from controller.domain.site import (
+from ccfo.domain.faults import Fault, FaultKind, FaultTracker
+from ccfo.domain.plan import Action
+from ccfo.domain.rules import Approval, Policy, RoleMatch, Rule
+from ccfo.domain.site import (
     Board,
     CapacityPolicy,
     DbConfigFile,
@@ -26,7 +26,7 @@ from controller.domain.site import (
     SpanKind,
     Trunk,
 )
-from controller.domain.state import Mode, SiteState
+from ccfo.domain.state import Mode, SiteState
 
 P, T, S = Duty.PRIMARY, Duty.TAKEOVER, Duty.STANDBY
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.domain.blocking import (
+from ccfo.domain.blocking import (
     TransferBlocking,
     TwoClassBlocking,
     erlang_b,

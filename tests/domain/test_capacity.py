@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.domain.capacity import (
+from ccfo.domain.capacity import (
     CallKind,
     Direction,
     HostLoad,
@@ -17,8 +17,8 @@ from controller.domain.capacity import (
     scenario_channels,
     site_capacity,
 )
-from controller.domain.site import CapacityPolicy, DirectionLimits
-from controller.domain.state import SiteState
+from ccfo.domain.site import CapacityPolicy, DirectionLimits
+from ccfo.domain.state import SiteState
 from tests.domain.factories import example_site, site_after_failover, standby_out
 
 POLICY = CapacityPolicy()

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from controller.domain.faults import Fault, FaultKind
-from controller.domain.health import DriverState, HostHealth, ServiceState, SpanHealth, faults, snapshot
+from ccfo.domain.faults import Fault, FaultKind
+from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth, faults, snapshot
 from tests.domain.factories import example_site, normal_state, primary_board_isolated, site_after_failover
 
 SITE = example_site()

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from controller.domain.plan import Plan, PlanRefused, StepKind, build_failback, build_failover, build_switchover
-from controller.domain.rules import evaluate
-from controller.domain.site import Duty
-from controller.domain.state import Mode, SiteState
+from ccfo.domain.plan import Plan, PlanRefused, StepKind, build_failback, build_failover, build_switchover
+from ccfo.domain.rules import evaluate
+from ccfo.domain.site import Duty
+from ccfo.domain.state import Mode, SiteState
 from tests.domain.factories import (
     NOW,
     active,

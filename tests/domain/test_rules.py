@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from controller.domain.faults import Fault, FaultKind, FaultTracker, FlapPolicy
-from controller.domain.plan import (
+from ccfo.domain.faults import Fault, FaultKind, FaultTracker, FlapPolicy
+from ccfo.domain.plan import (
     Action,
     Plan,
     PlanRefused,
@@ -15,9 +15,9 @@ from controller.domain.plan import (
     build_switchover,
     critical_start_index,
 )
-from controller.domain.rules import Disposition, evaluate
-from controller.domain.site import Duty
-from controller.domain.state import Mode, SiteState
+from ccfo.domain.rules import Disposition, evaluate
+from ccfo.domain.site import Duty
+from ccfo.domain.state import Mode, SiteState
 from tests.domain.factories import (
     NOW,
     active,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.config.loader import load_config
-from controller.config.yamlpos import ConfigError
+from ccfo.config.loader import load_config
+from ccfo.config.yamlpos import ConfigError
 from drills import dryrun
 from drills.model import LIBRARY, FaultKind, find, library, load_drills_config, load_scenario
 

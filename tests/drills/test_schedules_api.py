@@ -12,10 +12,10 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from controller.adapters.agent_http import parse_report
+from ccfo.clients.agent_http import parse_report
+from ccfo.platform.auth import TokenStore, add_token
 from controller.api.app import create_app
 from controller.api.drills import DrillManager, manager_for
-from controller.auth import TokenStore, add_token
 from controller.store import PlanStatus
 from drills.model import ScheduleModel
 from drills.schedule import DrillScheduler

@@ -15,7 +15,7 @@ from agents.fastagi.protocol import (
     quote,
     set_variable,
 )
-from controller.domain.capacity import CallKind, Direction
+from ccfo.domain.capacity import CallKind, Direction
 
 FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "asterisk-agi" / "fastagi_admit_session.rx.raw"
 

@@ -11,8 +11,8 @@ import pytest
 import pytest_asyncio
 
 from agents.fastagi import AdmissionServer, LiveCapacity
-from controller.domain.capacity import HostLoad
-from controller.domain.site import CapacityPolicy, DirectionLimits
+from ccfo.domain.capacity import HostLoad
+from ccfo.domain.site import CapacityPolicy, DirectionLimits
 
 C30 = CapacityPolicy()
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from agents.fastagi import AdmissionServer, LiveCapacity
 from agents.fastagi.protocol import MAX_ENV_BYTES, BadRequest, parse_request
-from controller.domain.capacity import HostLoad
-from controller.domain.site import CapacityPolicy
+from ccfo.domain.capacity import HostLoad
+from ccfo.domain.site import CapacityPolicy
 
 HEADER_S, REPLY_S = 0.15, 0.15
 BASE = {"agi_network": "yes", "agi_channel": "SIP/sipp-00000011", "agi_uniqueid": "1795427911.33",

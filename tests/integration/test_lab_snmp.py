@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from agents.snmp import layout as L
-from agents.snmp.security import Secret, V3User
+from ccfo.snmp import layout as L
+from ccfo.snmp.security import Secret, V3User
 from lab.site import LabSite
 from tests.integration.labkit import Api, layout
 from tests.snmp.conftest import MIB_DIR, ROOT, need, run_tool, v3_args

@@ -71,9 +71,9 @@ class ControllerApi(_Api):
 
     def __init__(self, root: Path | None = None) -> None:
         super().__init__()
-        from controller.adapters.agent_http import parse_report
+        from ccfo.clients.agent_http import parse_report
+        from ccfo.platform.auth import TokenStore, add_token
         from controller.api.app import create_app
-        from controller.auth import TokenStore, add_token
         from tests.controller.test_engine import Harness
 
         self.root = root or Path(tempfile.mkdtemp(prefix="ccfo-api-"))

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.auth import Role, TokenStore, add_token, digest
+from ccfo.platform.auth import Role, TokenStore, add_token, digest
 from tests.safety.apikit import MUTATING, AgentApi, ControllerApi, concrete, routes
 
 MAX_BODY = 64 * 1024
@@ -249,7 +249,7 @@ async def _ami_and_snmp_scenario(secrets: dict[str, str]) -> list[str]:
     wrong credentials and send notifications; return what the agent showed (errors, reprs)."""
     from agents.ami import AmiMonitor
     from agents.snmp.responder import SnmpResponder
-    from agents.snmp.security import NotifyTarget, Secret, V3User
+    from ccfo.snmp.security import NotifyTarget, Secret, V3User
     from lab.ami import LabAmiServer
     from tests.lab.harness import FAST_LAB, FAST_MONITOR
     from tests.snmp.conftest import free_udp_port, sample_view

@@ -30,9 +30,9 @@ ENDLESS = {("GET", "/api/v1/events")}
 
 
 def controller_schema() -> dict:
-    from controller.adapters.agent_http import parse_report
+    from ccfo.clients.agent_http import parse_report
+    from ccfo.platform.auth import TokenStore
     from controller.api.app import create_app
-    from controller.auth import TokenStore
     from tests.controller.test_engine import Harness
 
     with tempfile.TemporaryDirectory() as d:

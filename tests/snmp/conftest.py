@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.snmp.security import Secret, V3User
-from agents.snmp.view import HostView, ServiceView, SpanView
+from ccfo.snmp.security import Secret, V3User
+from ccfo.snmp.view import HostView, ServiceView, SpanView
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB_DIR = ROOT / "agents" / "mib"

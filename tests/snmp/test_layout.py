@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents.snmp import layout as L
 from agents.snmp.changes import changes
-from agents.snmp.decode import decode_notification
-from agents.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
-from agents.snmp.view import HostView, ServiceView, SpanView, capacity_fields
-from controller.domain.capacity import HostLoad
-from controller.domain.site import CapacityPolicy
+from ccfo.domain.capacity import HostLoad
+from ccfo.domain.site import CapacityPolicy
+from ccfo.snmp import layout as L
+from ccfo.snmp.decode import decode_notification
+from ccfo.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
+from ccfo.snmp.view import HostView, ServiceView, SpanView, capacity_fields
 from tests.snmp.conftest import sample_view
 
 LAY = L.Layout()

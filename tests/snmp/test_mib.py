@@ -1,4 +1,4 @@
-"""CCFO-MIB passes smilint and loads in net-snmp, and its OIDs are exactly agents.snmp.layout's."""
+"""CCFO-MIB passes smilint and loads in net-snmp, and its OIDs are exactly ccfo.snmp.layout's."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.snmp import layout as L
+from ccfo.snmp import layout as L
 from tests.snmp.conftest import MIB_DIR, need
 
 MIB = MIB_DIR / "CCFO-MIB.txt"

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from agents.snmp import layout as L
 from agents.snmp.responder import SnmpResponder
-from agents.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
-from agents.snmp.view import HostView, ServiceView, SpanView
+from ccfo.snmp import layout as L
+from ccfo.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
+from ccfo.snmp.view import HostView, ServiceView, SpanView
 from controller.snmp import (
     AgentEndpoint,
     ControllerNotifier,

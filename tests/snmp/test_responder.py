@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from agents.snmp import layout as L
 from agents.snmp.responder import SnmpResponder
-from agents.snmp.security import NotifyTarget, Secret, V3User
-from agents.snmp.view import HostView, SpanView
+from ccfo.snmp import layout as L
+from ccfo.snmp.security import NotifyTarget, Secret, V3User
+from ccfo.snmp.view import HostView, SpanView
 from tests.snmp.conftest import (
     COMMUNITY,
     MIB_DIR,

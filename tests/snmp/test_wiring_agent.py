@@ -20,8 +20,8 @@ import yaml
 from agents.runtime import AgentRuntime, Options, StartupError
 from agents.services import ServiceState, ServiceStatus
 from agents.snmp_agi import CapacityUnknown, HostViewSource, SnmpAgi, SnmpAgiError, infer_duty, live_capacity
-from controller.config.loader import LoadedConfig, load_config
-from controller.domain.site import CapacityPolicy
+from ccfo.config.loader import LoadedConfig, load_config
+from ccfo.domain.site import CapacityPolicy
 from lab.labconfig import LabLayout, build
 
 REPO = Path(__file__).resolve().parents[2]

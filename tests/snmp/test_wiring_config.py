@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from agents.snmp.security import Secret
-from agents.snmp_wiring import (
+from ccfo.config.loader import load_config
+from ccfo.config.models import ControllerModel, NotifyTargetModel, SnmpModel
+from ccfo.config.yamlpos import ConfigError
+from ccfo.snmp.security import Secret
+from ccfo.snmp.wiring import (
     SnmpConfigError,
     controller_target,
     file_reader,
@@ -17,9 +20,6 @@ from agents.snmp_wiring import (
     notify_target,
     trap_destination,
 )
-from controller.config.loader import load_config
-from controller.config.models import ControllerModel, NotifyTargetModel, SnmpModel
-from controller.config.yamlpos import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = "      auth_key_file: secrets/snmp-auth-key\n      priv_key_file: secrets/snmp-priv-key\n"

@@ -17,16 +17,16 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from agents.snmp import layout as L
-from agents.snmp.decode import DecodedNotification
-from agents.snmp.security import Secret
-from agents.snmp.view import HostView, ServiceView, SpanView
 from agents.snmp_agi import SnmpAgi
+from ccfo.config.loader import LoadedConfig
+from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
+from ccfo.domain.state import SiteState
+from ccfo.platform.auth import TokenFileError
+from ccfo.snmp import layout as L
+from ccfo.snmp.decode import DecodedNotification
+from ccfo.snmp.security import Secret
+from ccfo.snmp.view import HostView, ServiceView, SpanView
 from controller.adapters.snmp_glue import JOURNAL_KIND, ControllerSnmp, differences
-from controller.auth import TokenFileError
-from controller.config.loader import LoadedConfig
-from controller.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
-from controller.domain.state import SiteState
 from controller.events import EventBus
 from controller.journal import Journal
 from controller.service import LogNotifier

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from controller.domain.health import HostHealth
+from ccfo.domain.health import HostHealth
 
 
 class AgentUnreachable(Exception):

@@ -22,7 +22,7 @@ from pysnmp.hlapi.v3arch.asyncio import (
     set_cmd,
 )
 
-from controller.ports import FenceFailed
+from ccfo.ports import FenceFailed
 
 CONTROL_OID = "1.3.6.1.4.1.318.1.1.12.3.3.1.1.4"
 STATE_OID = "1.3.6.1.4.1.318.1.1.12.3.5.1.1.4"

@@ -2,7 +2,7 @@
 
 Every model forbids unknown fields (a typo must not silently become a default) and units are in the
 field names (`debounce_s`). Ranges use `Range`, whose message is the one operators read:
-`must be 1..31, got 40`. Cross-field checks live in controller.config.checks, not here.
+`must be 1..31, got 40`. Cross-field checks live in ccfo.config.checks, not here.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from controller.domain.faults import FaultKind
-from controller.domain.plan import Action
-from controller.domain.rules import Approval, RoleMatch
-from controller.domain.site import Duty, Role, SpanKind, Trunk
-from controller.domain.state import Mode
+from ccfo.domain.faults import FaultKind
+from ccfo.domain.plan import Action
+from ccfo.domain.rules import Approval, RoleMatch
+from ccfo.domain.site import Duty, Role, SpanKind, Trunk
+from ccfo.domain.state import Mode
 
 
 def Range(lo: float, hi: float) -> AfterValidator:

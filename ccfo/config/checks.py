@@ -12,12 +12,12 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from controller.config.models import RulesFileModel, SiteFileModel
-from controller.config.yamlpos import Located, Problem
-from controller.domain.faults import FaultKind
-from controller.domain.plan import Action
-from controller.domain.rules import RoleMatch
-from controller.domain.site import Duty, Role
+from ccfo.config.models import RulesFileModel, SiteFileModel
+from ccfo.config.yamlpos import Located, Problem
+from ccfo.domain.faults import FaultKind
+from ccfo.domain.plan import Action
+from ccfo.domain.rules import RoleMatch
+from ccfo.domain.site import Duty, Role
 
 
 def check_site(m: SiteFileModel, loc: Located, root: Path) -> list[Problem]:

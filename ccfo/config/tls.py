@@ -6,7 +6,7 @@
   --tls-cert/--tls-key`, which win); the controller trusts it with `hosts.NAME.agent.ca_file`.
 
 Paths are relative to the config directory. Before a server starts, its key must be private
-(`controller.auth.check_private`), unencrypted and the match of its certificate, so a mistake is one clear
+(`ccfo.platform.auth.check_private`), unencrypted and the match of its certificate, so a mistake is one clear
 line at start-up (TlsError, a TokenFileError: exit 2 for the controller, 1 for the agent), never a
 handshake failure later. Without a ca_file a client uses the default trust store (certifi, or the file
 in SSL_CERT_FILE), which knows no private CA.
@@ -18,12 +18,12 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controller.auth import TokenFileError, check_private
+from ccfo.platform.auth import TokenFileError, check_private
 
 if TYPE_CHECKING:
     import httpx
 
-    from controller.config.loader import LoadedConfig
+    from ccfo.config.loader import LoadedConfig
 
 
 class TlsError(TokenFileError):

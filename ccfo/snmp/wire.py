@@ -19,7 +19,7 @@ from pysnmp.entity import config, engine
 from pysnmp.proto import rfc1905
 from pysnmp.proto.api import v2c
 
-from agents.snmp.layout import Oid, Typed
+from ccfo.snmp.layout import Oid, Typed
 
 log = logging.getLogger(__name__)
 _EXCEPTIONS = (rfc1905.NoSuchObject, rfc1905.NoSuchInstance, rfc1905.EndOfMibView)

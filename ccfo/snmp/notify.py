@@ -22,9 +22,9 @@ from pysnmp.entity import config, engine
 from pysnmp.entity.rfc3413 import ntforg
 from pysnmp.proto.api import v2c
 
-from agents.snmp import layout as L
-from agents.snmp.security import NotifyTarget, V3User
-from agents.snmp.wire import to_pysnmp
+from ccfo.snmp import layout as L
+from ccfo.snmp.security import NotifyTarget, V3User
+from ccfo.snmp.wire import to_pysnmp
 
 log = logging.getLogger(__name__)
 

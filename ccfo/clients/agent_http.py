@@ -7,14 +7,18 @@ Thin: it owns httpx and the JSON shape of `agents/report.py`, and speaks our typ
 
 from __future__ import annotations
 
+import os
 import ssl
 from collections.abc import Mapping
 from typing import Any
 
 import httpx
 
-from controller.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
-from controller.ports import ActionResult, AgentActionFailed, AgentUnreachable
+from ccfo.config import tls
+from ccfo.config.loader import LoadedConfig
+from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
+from ccfo.platform.auth import TokenFileError, read_secret
+from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable
 
 _SERVICE = {s.value: s for s in ServiceState}
 
@@ -107,3 +111,33 @@ class AgentHttpClient:
         if not data.get("ok"):
             raise AgentActionFailed(f"{host}: {action} failed: {data.get('detail')}")
         return ActionResult(True, str(data.get("detail", "")), data.get("data") or {})
+
+
+def agent_tokens(cfg: LoadedConfig) -> dict[str, str]:
+    out = {}
+    for name, host in cfg.site_model.hosts.items():
+        if host.agent.token_file:
+            out[name] = read_secret(cfg.resolve(host.agent.token_file))
+        elif host.agent.token_env and os.environ.get(host.agent.token_env):
+            out[name] = os.environ[host.agent.token_env]
+        else:
+            raise TokenFileError(f"hosts.{name}.agent: no token_file or token_env: the controller cannot call it")
+    return out
+
+
+class MultiTokenClient:
+    """One AgentHttpClient per host (each agent may have its own token)."""
+
+    def __init__(self, cfg: LoadedConfig, tokens: dict[str, str]) -> None:
+        self.clients = {h: AgentHttpClient({h: m.agent.url}, tokens[h], ca_file=tls.agent_ca_file(cfg, h))
+                        for h, m in cfg.site_model.hosts.items()}
+
+    async def report(self, host: str):  # type: ignore[no-untyped-def]
+        return await self.clients[host].report(host)
+
+    async def action(self, host: str, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
+        return await self.clients[host].action(host, *args, **kwargs)
+
+    async def aclose(self) -> None:
+        for c in self.clients.values():
+            await c.aclose()

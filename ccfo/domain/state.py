@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from controller.domain.site import DbSiteId, Duty, Site
+from ccfo.domain.site import DbSiteId, Duty, Site
 
 
 class Mode(StrEnum):

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controller.domain.site import Duty, Host, Site
-from controller.domain.state import SiteState
+from ccfo.domain.site import Duty, Host, Site
+from ccfo.domain.state import SiteState
 
 
 class StepKind(StrEnum):

@@ -2,7 +2,7 @@
 
 This is the pure core's picture of the call center described by the source plan: two IPC hosts with a
 telephony board each (E1 PRI spans), the managed services and the roles that run them, and the database
-sites the hosts' config files point at. It is built once from the validated YAML (controller.config) and
+sites the hosts' config files point at. It is built once from the validated YAML (ccfo.config) and
 never does I/O; the decision code reads it, nothing mutates it.
 """
 

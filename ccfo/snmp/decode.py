@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.snmp import layout as L
+from ccfo.snmp import layout as L
 
 
 @dataclass(frozen=True, slots=True)

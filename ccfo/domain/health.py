@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from controller.domain.faults import Fault, FaultKind
-from controller.domain.site import Site
-from controller.domain.state import SiteState
+from ccfo.domain.faults import Fault, FaultKind
+from ccfo.domain.site import Site
+from ccfo.domain.state import SiteState
 
 
 class ServiceState(StrEnum):

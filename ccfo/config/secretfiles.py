@@ -16,12 +16,12 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from controller.auth import TokenFileError, check_private
-from controller.config.models import NotifyTargetModel, SiteFileModel, SnmpModel
-from controller.config.yamlpos import Located, Problem
+from ccfo.config.models import NotifyTargetModel, SiteFileModel, SnmpModel
+from ccfo.config.yamlpos import Located, Problem
+from ccfo.platform.auth import TokenFileError, check_private
 
 if TYPE_CHECKING:
-    from controller.config.loader import LoadedConfig
+    from ccfo.config.loader import LoadedConfig
 
 FieldPath = tuple[str | int, ...]
 Secret = tuple[FieldPath, str]  # (where in site.yaml, the file as configured)

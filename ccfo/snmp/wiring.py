@@ -13,8 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from agents.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
-from controller.config.models import ControllerModel, NotifyTargetModel, SnmpModel
+from ccfo.config.models import ControllerModel, NotifyTargetModel, SnmpModel
+from ccfo.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
 
 Reader = Callable[[str], Secret]  # a config-relative path -> its secret; raises SnmpConfigError
 CONTROLLER_TARGET = "controller"

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from controller.domain.faults import Fault, FaultKind, FaultTracker
-from controller.domain.plan import (
+from ccfo.domain.faults import Fault, FaultKind, FaultTracker
+from ccfo.domain.plan import (
     Action,
     Plan,
     build_alert,
@@ -23,8 +23,8 @@ from controller.domain.plan import (
     build_isolate_standby,
     build_repoint_db,
 )
-from controller.domain.site import Duty, Site
-from controller.domain.state import Mode, SiteState
+from ccfo.domain.site import Duty, Site
+from ccfo.domain.state import Mode, SiteState
 
 
 class RoleMatch(StrEnum):

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from controller.domain.site import CapacityPolicy, DirectionLimits, Host, Role, Site
+from ccfo.domain.site import CapacityPolicy, DirectionLimits, Host, Role, Site
 
 
 class CallKind(StrEnum):

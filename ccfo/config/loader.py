@@ -12,13 +12,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from controller import secretfiles
-from controller.config.checks import check_rules, check_site, production_warnings
-from controller.config.models import RulesFileModel, SiteFileModel
-from controller.config.yamlpos import ConfigError, Located, Problem, load_yaml
-from controller.domain.faults import FlapPolicy
-from controller.domain.rules import Policy, RoleMatch, Rule
-from controller.domain.site import (
+from ccfo.config import secretfiles
+from ccfo.config.checks import check_rules, check_site, production_warnings
+from ccfo.config.models import RulesFileModel, SiteFileModel
+from ccfo.config.yamlpos import ConfigError, Located, Problem, load_yaml
+from ccfo.domain.faults import FlapPolicy
+from ccfo.domain.rules import Policy, RoleMatch, Rule
+from ccfo.domain.site import (
     Board,
     CapacityPolicy,
     DbConfigFile,

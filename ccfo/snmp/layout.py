@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, NamedTuple
 
-from agents.snmp.view import HostView, ServiceView, SpanView
+from ccfo.snmp.view import HostView, ServiceView, SpanView
 
 Oid = tuple[int, ...]
 DOC_ENTERPRISE = 32473  # RFC 5612: reserved for documentation

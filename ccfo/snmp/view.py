@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from controller.domain.capacity import HostLoad
-from controller.domain.site import CapacityPolicy
+from ccfo.domain.capacity import HostLoad
+from ccfo.domain.site import CapacityPolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,1 @@
+"""Small helpers both daemons use: token auth, systemd notification, request body limits."""
