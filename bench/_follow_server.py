@@ -38,15 +38,13 @@ def synthetic(hosts: int) -> Any:
 
 
 def controller_app(hosts: int, tmp: Path, token: str) -> tuple[FastAPI, Any]:
-    from ccfo.clients.agent_http import parse_report
     from ccfo.clients.pdu import NoFencing
     from ccfo.platform.auth import add_token, digest
-    from controller.api.app import create_app
     from controller.engine import Engine
     from controller.events import EventBus
     from controller.executor import Executor
     from controller.journal import Journal
-    from controller.service import LogNotifier
+    from controller.service import LogNotifier, build_app
     from controller.store import Store
     cfg = synthetic(hosts)
     tokens_file = tmp / "tokens.yaml"
@@ -60,7 +58,7 @@ def controller_app(hosts: int, tmp: Path, token: str) -> tuple[FastAPI, Any]:
     events = EventBus()
     executor = Executor(None, NoFencing(), LogNotifier(events), journal, store)  # type: ignore[arg-type]
     engine = Engine(cfg, store, journal, executor, events)
-    app = create_app(engine, TokenStore.load(tokens_file), parse_report)
+    app = build_app(engine, TokenStore.load(tokens_file))
     return app, engine
 
 

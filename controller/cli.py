@@ -16,7 +16,11 @@ from ccfo.domain.capacity import Scenario
 from ccfo.domain.faults import FAULT_FORMS
 from ccfo.domain.state import Mode
 from ccfo.platform.auth import TokenFileError
-from controller import client, offline
+from controller import cli_online, client, demo, offline
+from controller import init as init_cmd
+from controller.checklists import cli as checklist_cli
+from drills import cli as drills_cli
+from lab import cli as lab_cli
 from lab.cli import LabCliError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -88,7 +92,8 @@ def _add_agent(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--log-level", default="INFO")
 
     def run(args: argparse.Namespace) -> int:
-        # The agent is its own program sharing the `ccfo` entry point (declared in .importlinter).
+        # The agent is its own program sharing the `ccfo` entry point (declared in .importlinter); imported
+        # only when it runs, so the controller's commands do not load the agent (AMI, SNMP responder).
         from agents.runtime import cmd_agent
         return int(cmd_agent(args))
 
@@ -99,18 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ccfo", description="call-center telephony failover controller")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_offline(sub)
-    from controller import cli_online
     cli_online.add_parsers(sub)
-    from controller.checklists import cli as checklist_cli
     checklist_cli.add_parsers(sub)
-    from lab import cli as lab_cli
     lab_cli.add_parsers(sub)
-    from drills import cli as drills_cli
     drills_cli.add_parsers(sub)
     _add_agent(sub)
-    from controller import demo
-    demo.add_parser(sub)
-    from controller import init as init_cmd
+    demo.add_parser(sub, main)  # the demo runs `ccfo ...` commands: it gets this entry point, not an import
     init_cmd.add_parser(sub)
     return parser
 

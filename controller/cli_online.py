@@ -26,6 +26,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--log-level", default="INFO")
 
     def run_controller(args: argparse.Namespace) -> int:
+        # Imported when it runs: the service loads uvicorn, FastAPI and the whole API, which no other
+        # command needs (every `ccfo` call would pay for it).
         from controller.service import cmd_controller
         return cmd_controller(args)
     p.set_defaults(func=run_controller)

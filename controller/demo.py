@@ -15,6 +15,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,14 @@ import httpx
 from controller import offline
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction, ccfo: Callable[[list[str]], int]) -> None:  # type: ignore[type-arg]
+    """`ccfo demo`; `ccfo` is the command line's entry point (controller.cli.main), which the demo runs."""
     p = sub.add_parser("demo", help="start the lab site and run a disaster drill on it (primary CTI crash)")
     p.add_argument("--config", default="config")
     p.add_argument("--dir", default=".lab", help="lab directory")
     p.add_argument("--offline", action="store_true", help="walk the offline commands only (no lab)")
     p.add_argument("--drill", default="primary-cti-crash", help="the drill scenario to run on the lab")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, ccfo_main=ccfo)
 
 
 def _section(title: str) -> None:
@@ -40,10 +42,9 @@ def run(args: argparse.Namespace) -> int:
     return run_offline(args) if args.offline else run_lab(args)
 
 
-def _ccfo(argv: list[str]) -> int:
-    from controller.cli import main as ccfo
+def _ccfo(args: argparse.Namespace, argv: list[str]) -> int:
     print("$ ccfo " + " ".join(argv), flush=True)
-    return ccfo(argv)
+    return int(args.ccfo_main(argv))
 
 
 class Demo:
@@ -73,9 +74,9 @@ def run_lab(args: argparse.Namespace) -> int:
     lab_dir = Path(args.dir)
     if (lab_dir / "lab.json").exists():
         _section("A lab is already running here: stopping it first")
-        _ccfo(["lab", "down", "--dir", args.dir])
+        _ccfo(args, ["lab", "down", "--dir", args.dir])
     _section("Start the lab site: two IPC hosts, their Asterisk (lab AMI), services, agents, DBs, PDU, controller")
-    code = _ccfo(["lab", "up", "--dir", args.dir])
+    code = _ccfo(args, ["lab", "up", "--dir", args.dir])
     if code:
         return code
     demo = Demo(lab_dir)
@@ -83,9 +84,9 @@ def run_lab(args: argparse.Namespace) -> int:
     demo.wait("both agents reporting", lambda: all(h["reachable"] for h in demo.get("/api/v1/status")["hosts"]
                                                    .values()), 30)
     _section("The site in normal operation")
-    _ccfo(["status", *conn])
+    _ccfo(args, ["status", *conn])
     _section(f"Disaster drill {args.drill}: what it will do (computed offline from the site's rules)")
-    _ccfo(["drill", "run", args.drill, "--config", str(lab_dir / "config"), "--dry-run"])
+    _ccfo(args, ["drill", "run", args.drill, "--config", str(lab_dir / "config"), "--dry-run"])
     _section("Run the drill: steady state with SIPp calls, fault, decision, approval, failover, calls, way back")
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("  %(asctime)s %(message)s", "%H:%M:%S"))
@@ -93,18 +94,18 @@ def run_lab(args: argparse.Namespace) -> int:
     drills_log.addHandler(handler)
     drills_log.setLevel(logging.INFO)
     try:
-        code = _ccfo(["drill", "run", args.drill, "--config", str(lab_dir / "config"),
+        code = _ccfo(args, ["drill", "run", args.drill, "--config", str(lab_dir / "config"),
                       "--reports", str(lab_dir / "reports")])
     finally:
         drills_log.removeHandler(handler)
     _section("The site after the drill and its way back")
-    _ccfo(["status", *conn])
+    _ccfo(args, ["status", *conn])
     _section("The journal of the drill's failover")
     plans = [p for p in demo.get("/api/v1/plans")["plans"] if p.get("action") == "failover"]
     if plans:
-        _ccfo(["journal", *conn, "--plan", plans[0]["id"], "--limit", "60"])
+        _ccfo(args, ["journal", *conn, "--plan", plans[0]["id"], "--limit", "60"])
     _section("Drill history")
-    _ccfo(["drill", "history", *conn])
+    _ccfo(args, ["drill", "history", *conn])
     print(f"\nDashboard: {demo.dashboard}  (log in with the token in {demo.operator_file})")
     print(f"Drill reports: {lab_dir / 'reports'}")
     print(f"The lab keeps running. Try: .venv/bin/ccfo lab inject --dir {args.dir} ipc-a span 1 red")
@@ -130,6 +131,6 @@ def run_offline(args: argparse.Namespace) -> int:
     for title, argv in steps:
         _section(title)
         extra = ["--config", args.config] if argv[:2] != ["capacity", "blocking"] else []
-        code = _ccfo([*argv[:1], *extra, *argv[1:]])
+        code = _ccfo(args, [*argv[:1], *extra, *argv[1:]])
         worst = max(worst, code if code != offline.EXIT_REFUSED else 0)
     return worst

@@ -33,6 +33,13 @@ class Refused(Exception):
     """An operator request that cannot be carried out now; the message says why (HTTP 409)."""
 
 
+class PlanNotFound(KeyError):
+    """No plan with this id (HTTP 404). A KeyError, as before, for callers that catch that."""
+
+    def __str__(self) -> str:
+        return f"no plan {self.args[0]}"
+
+
 class Engine:
     def __init__(self, cfg: Any, store: Store, journal: Journal, executor: Executor, events: EventBus,
                  clock: Callable[[], float] = time.time) -> None:
@@ -82,6 +89,11 @@ class Engine:
 
     def wake(self) -> None:
         self._wake.set()
+
+    @property
+    def looping(self) -> bool:
+        """Whether the control loop runs (started, not stopped, not crashed): the controller's readiness."""
+        return self._loop_task is not None and not self._loop_task.done() and not self._stopping
 
     async def _loop(self) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races with the
@@ -315,7 +327,7 @@ class Engine:
     def _plan(self, plan_id: str, allowed: set[PlanStatus]) -> PlanRecord:
         rec = self.store.get_plan(plan_id)
         if rec is None:
-            raise KeyError(plan_id)
+            raise PlanNotFound(plan_id)
         if rec.status not in allowed:
             raise Refused(f"plan {plan_id} is {rec.status.value}; this needs it "
                           + " or ".join(sorted(s.value for s in allowed)))

@@ -29,6 +29,12 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import yaml
+
+from ccfo.config.loader import load_config
+from ccfo.config.yamlpos import ConfigError
+from ccfo.platform.auth import digest
+
 NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
 DEFAULT_STATE_DIR = "/var/lib/ccfo-controller"
 GENERATED = ("agent-token", "ami-secret", "snmp-auth-key", "snmp-priv-key")
@@ -198,7 +204,6 @@ def write_tree(target: Path, name: str, *, controller_url: str | None = None,
 
 def _tokens_yaml(agent_token: str) -> str:
     """The controller's tokens file with the agents' token registered (its digest only)."""
-    from ccfo.platform.auth import digest
     return ("# API tokens (SHA-256 digests only). Add people with:\n"
             "#   ccfo token add NAME --role viewer|operator|admin --tokens-file secrets/tokens.yaml\n"
             "tokens:\n"
@@ -208,7 +213,6 @@ def _tokens_yaml(agent_token: str) -> str:
 
 
 def _host_names(site_text: str) -> list[str]:
-    import yaml
     return list((yaml.safe_load(site_text) or {}).get("hosts", {}))
 
 
@@ -226,8 +230,6 @@ def _share_with(target: Path, group: str) -> None:
 
 
 def _validate(target: Path) -> None:
-    from ccfo.config.loader import load_config
-    from ccfo.config.yamlpos import ConfigError
     try:
         load_config(target)
     except ConfigError as exc:  # the example and this module disagree: a bug, said plainly

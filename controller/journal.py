@@ -238,6 +238,15 @@ class Journal:
                 self._conn.close()
                 self._conn = None
 
+    def unwritable(self) -> str | None:
+        """Why an append would fail now (closed, the file or its directory not writable), or None."""
+        if self._conn is None:
+            return "the journal is closed"
+        for path in (self.path, os.path.dirname(os.path.abspath(self.path))):
+            if not os.access(path, os.W_OK):
+                return f"{path} is not writable"
+        return None
+
     def _live(self) -> sqlite3.Connection:
         if self._conn is None:
             raise JournalError(f"{self.path}: journal is closed")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.api.views import host_capacity
+from controller.status import host_capacity
 from controller.store import PlanStatus
 
 

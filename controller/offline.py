@@ -15,7 +15,7 @@ from typing import Any
 from ccfo.config.loader import LoadedConfig, load_config
 from ccfo.config.yamlpos import ConfigError
 from ccfo.domain.capacity import Scenario, SiteCapacity, scenario_channels, site_capacity
-from ccfo.domain.faults import Fault, FaultSyntaxError, FaultTracker, parse_fault
+from ccfo.domain.faults import Fault, FaultKind, FaultSyntaxError, FaultTracker, parse_fault
 from ccfo.domain.plan import PlanRefused, build_failback, build_failover, build_switchover
 from ccfo.domain.rules import Decision, Disposition, evaluate
 from ccfo.domain.site import Duty
@@ -189,7 +189,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _check_fault_subject(cfg: LoadedConfig, f: Fault) -> None:
-    from ccfo.domain.faults import FaultKind
     if f.kind is FaultKind.DB_DOWN:
         if f.host not in {s.id for s in cfg.site.db_sites}:
             raise UsageError(f"{f}: unknown database site {f.host!r}")

@@ -24,21 +24,29 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from ccfo.clients.agent_http import MultiTokenClient, agent_tokens, parse_report
 from ccfo.clients.pdu import NoFencing, SnmpPdu
 from ccfo.config import secretfiles, tls
 from ccfo.config.loader import LoadedConfig, load_config
-from ccfo.config.yamlpos import ConfigError
+from ccfo.config.yamlpos import ConfigError, Problem
 from ccfo.platform.auth import TokenFileError, TokenStore, read_secret
 from ccfo.platform.sdnotify import Notifier
 from controller.adapters.snmp_glue import ControllerSnmp
 from controller.api.app import create_app
+from controller.checklists.drills_port import PackageCalls, PackageDrills
+from controller.checklists.loader import load_checklists
+from controller.checklists.model import Checklist
+from controller.checklists.ports import EngineSite, drill_names
+from controller.checklists.runner import ChecklistRunner
+from controller.drill_host import EngineDrillHost
 from controller.engine import Engine
 from controller.events import EventBus
 from controller.executor import Executor
 from controller.journal import Journal
 from controller.store import Store
+from drills.manager import DrillManager
 
 log = logging.getLogger("ccfo.controller")
 
@@ -90,6 +98,37 @@ async def poll_agents(engine: Engine, agents: MultiTokenClient, heartbeat_s: flo
         await asyncio.sleep(heartbeat_s)
 
 
+def checklist_runner(engine: Engine) -> ChecklistRunner:
+    """The checklist runner of a controller process: its journal, its engine, checklists from
+    CONFIG/checklists, drills and test calls through the drills package."""
+    config_dir = Path(engine.cfg.directory)
+
+    def library() -> tuple[dict[str, Checklist], list[Problem]]:
+        return load_checklists(config_dir / "checklists", engine.site, drill_names(config_dir))
+
+    return ChecklistRunner(engine.journal, EngineSite(engine), PackageDrills(engine), PackageCalls(engine), library,
+                           clock=engine.clock, events=engine.events)
+
+
+def build_app(engine: Engine, tokens: TokenStore, clock: Any = time.time) -> FastAPI:
+    """The controller's API with its services: the drill manager and the checklist runner of this engine.
+    Their background work (schedules, the journal replay) starts at the first request or with `start_services`."""
+    return create_app(engine, tokens, drills=DrillManager(EngineDrillHost(engine)), checklists=checklist_runner(engine),
+                      parse_report=parse_report, clock=clock)
+
+
+async def start_services(app: FastAPI) -> None:
+    """Start what the API's services run in the background: drill schedules, the checklists' replay."""
+    await app.state.drills.ensure_started()
+    app.state.checklists.start_soon()
+
+
+async def stop_services(app: FastAPI) -> None:
+    """Cancel drill runs and schedules; stop the checklist runner's automatic steps."""
+    await app.state.drills.stop()
+    await app.state.checklists.close()
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host or "127.0.0.1", int(port)
@@ -118,11 +157,12 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     engine = Engine(cfg, store, journal, executor, events)
     snmp = ControllerSnmp(cfg, engine, agents, notifier)
     await snmp.start()
-    app = create_app(engine, tokens, parse_report)
+    app = build_app(engine, tokens)
     host, port = _listen(ctl.listen)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
                                            **server_tls))
     await engine.start()
+    await start_services(app)
     tasks = [asyncio.create_task(probe_db(cfg, engine, ctl.poll_interval_s), name="db-probe"),
              asyncio.create_task(poll_agents(engine, agents, ctl.heartbeat_s), name="agent-poll")]
     serving = asyncio.create_task(server.serve(), name="api")
@@ -148,6 +188,7 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     await serving
     for t in tasks:
         t.cancel()
+    await stop_services(app)
     await snmp.stop()
     await engine.stop()
     await agents.aclose()

@@ -3,7 +3,7 @@ fault-injection API, or a real site's agents), behind two small ports the runner
 
 * `ControllerPort`: status, plans, approve/reject, failback/switchover, a plan's journaled steps, and
   recording the drill in the journal. `ApiController` speaks the controller's HTTP API with an operator
-  token (the CLI); controller.api.drills has the in-process one (runs started from the API or a schedule).
+  token (the CLI); controller.drill_host has the in-process one (runs started from the API or a schedule).
 * `Target`: the fault primitives. In the lab they go to the lab's control API (`ccfo lab up` serves it;
   its address and the admin token come from the lab directory); on a real site only what an agent can do
   (stop/start a service, isolate/restore the board) is allowed. Powering a fenced host back on goes

@@ -5,5 +5,5 @@ machine: fold events, readiness and blocking, next commands, operator requests),
 real, critical path, projection), checks.py (check evaluation, the checklist's own plans), views.py and
 report.py (status JSON; md/html/json reports). Edges: loader.py (YAML with file:line errors), store.py
 (the journal is the store), ports.py and drills_port.py (engine, drills, SIPp calls), runner.py (carries
-runs out), cli.py (`ccfo checklist`). The API is controller/api/checklists.py; docs/checklists.md.
+runs out), cli.py (`ccfo checklist`). The API is controller/api/routes/checklists.py; docs/checklists.md.
 """

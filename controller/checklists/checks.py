@@ -1,6 +1,6 @@
 """Pure parts of automatic steps: judging a check against the site status, and building an action's plan.
 
-`evaluate` reads the same status JSON the API serves (`controller.api.views.status`), so a check sees
+`evaluate` reads the same status JSON the API serves (`controller.status.status`), so a check sees
 what the operator sees. `build_plan` turns an action step into a plan of the core's typed steps, with
 the core's own builders (switchover, failover, failback, repoint_db) or, for the weekend upgrade's
 "stop the system" / "start the services as the plan says", stops and starts in the documented order

@@ -16,7 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ccfo.config.loader import load_config
 from controller import client
+from controller.checklists.loader import load_checklists
+from controller.checklists.ports import drill_names
 from controller.checklists.views import fmt_delta, fmt_duration
 
 MARK = {"done": "[done]", "skipped": "[skip]", "running": "[ .. ]", "failed": "[FAIL]", "blocked": "[blkd]",
@@ -115,9 +118,6 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from ccfo.config.loader import load_config
-    from controller.checklists.loader import load_checklists
-    from controller.checklists.ports import drill_names
     cfg = load_config(args.config)
     directory = Path(args.config) / "checklists"
     found, problems = load_checklists(directory, cfg.site, drill_names(Path(args.config)),

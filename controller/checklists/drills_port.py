@@ -4,8 +4,8 @@
 the engine as its controller, the executor's agents and PDU as its target, the lab's control API for a
 lab drill) and waits for its report: passed, the Markdown report's path, the summary line.
 `PackageCalls.run(spec)` places inbound / outbound / agent-answer test calls with the drills package's
-SIPp plan (drills.yaml `sip`, or the lab's). The drills package is optional in a controller and still
-changing: anything missing or refused comes back as a failed outcome that says so, never an exception.
+SIPp plan (drills.yaml `sip`, or the lab's). Anything missing or refused comes back as a failed outcome
+that says so, never an exception.
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ccfo.config.yamlpos import ConfigError
 from controller.checklists.ports import CallOutcome, DrillOutcome
 from controller.checklists.specs import CallKind, CallTestSpec
+from controller.drill_host import EngineController
+from drills.model import find, load_drills_config, load_scenario
+from drills.report import summary_line
+from drills.runner import make_runner, new_run_id
+from drills.sipp import Sip, SippError, sip_plan, workdir_for
 
 log = logging.getLogger("ccfo.checklists")
 WHO = "checklist runner"
@@ -33,14 +39,6 @@ class PackageDrills:
         self.engine, self.who = engine, who
 
     async def run(self, name: str) -> DrillOutcome:
-        try:
-            from ccfo.config.yamlpos import ConfigError
-            from controller.api.drills import EngineController
-            from drills.model import find, load_scenario
-            from drills.report import summary_line
-            from drills.runner import make_runner, new_run_id
-        except ImportError as exc:
-            return DrillOutcome(False, None, f"drills not available: {exc}")
         cfg, ex = self.engine.cfg, self.engine.executor
         try:
             scenario = load_scenario(find(name, [Path(cfg.directory) / "drills"]), cfg)
@@ -67,11 +65,6 @@ class PackageCalls:
         self.engine = engine
 
     async def run(self, spec: CallTestSpec) -> CallOutcome:
-        try:
-            from drills.model import load_drills_config
-            from drills.sipp import Sip, SippError, sip_plan, workdir_for
-        except ImportError as exc:
-            return CallOutcome(False, f"drills not available: {exc}")
         cfg = self.engine.cfg
         try:
             plan = sip_plan(cfg, load_drills_config(Path(cfg.directory)))

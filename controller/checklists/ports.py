@@ -6,10 +6,10 @@
 * `DrillPort`: `async run(name) -> DrillOutcome(passed, report_path, summary)`.
 * `CallTestPort`: `async run(spec) -> CallOutcome(passed, summary, report_path)` for inbound, outbound and
   agent-answer test calls.
-Drills and SIPp call tests come from the drills package when it is installed (`drill_ports`, adapters in
-controller.checklists.drills_port);
-otherwise `Unavailable` fails those steps with a clear "drills not available" note, so a checklist never
-passes a step that did not run. Timing contract: every method returns or raises within its timeout.
+Drills and SIPp call tests come from the drills package (adapters in controller.checklists.drills_port,
+wired by controller.service); `Unavailable` fails those steps with a clear "drills not available" note,
+so a checklist never passes a step that did not run. Timing contract: every method returns or raises
+within its timeout.
 """
 
 from __future__ import annotations
@@ -21,13 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ccfo.domain.plan import PlanRefused
+from ccfo.domain.plan import Plan, PlanRefused
 from ccfo.domain.state import Mode
 from ccfo.ports import AgentActionFailed, AgentUnreachable
 from controller.checklists.checks import build_plan, expected_layout
-from controller.checklists.specs import ActionSpec, CallTestSpec
+from controller.checklists.specs import ActionKind, ActionSpec, CallTestSpec
+from controller.engine import Engine, Refused
+from controller.operator_plans import OperatorAction, operator_plan
+from controller.status import status
+from controller.store import PlanStatus
+from drills.model import library
 
 log = logging.getLogger("ccfo.checklists")
+OPERATOR_ACTIONS = {ActionKind.SWITCHOVER, ActionKind.FAILOVER, ActionKind.FAILBACK}
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,13 @@ class SitePort(Protocol):
 
     async def run_plan(self, spec: ActionSpec, who: str, reason: str, timeout_s: float) -> PlanOutcome: ...
 
+    def _plan(self, spec: ActionSpec, reason: str) -> Plan:
+        """Operator actions as the API builds them (controller.operator_plans); the others from the step."""
+        if spec.action in OPERATOR_ACTIONS:
+            return operator_plan(self.engine, OperatorAction(spec.action.value), reason, to=spec.to,
+                                 drain_timeout_s=spec.drain_timeout_s)
+        return build_plan(spec, self.engine.site, self.engine.state, reason)
+
     async def line_test(self, host: str, action_id: str, reason: str, timeout_s: float) -> tuple[bool, str]: ...
 
 
@@ -96,12 +109,11 @@ class Unavailable:
 class EngineSite:
     """SitePort over the controller's Engine (in the controller process)."""
 
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def status(self) -> Mapping[str, Any]:
-        from controller.api.views import status  # the API's read model: a check sees what operators see
-        return status(self.engine)
+        return status(self.engine)  # the API's read model: a check sees what operators see
 
     def layout(self) -> Mapping[str, tuple[str, ...]]:
         return expected_layout(self.engine.site, self.engine.state)
@@ -114,13 +126,9 @@ class EngineSite:
         await self.engine.set_mode(Mode(mode), who, reason)
 
     async def run_plan(self, spec: ActionSpec, who: str, reason: str, timeout_s: float) -> PlanOutcome:
-        from controller.engine import Refused
-        from controller.store import PlanStatus
         engine = self.engine
-        active = engine.state.active_host
-        reachable = bool(active and engine.snap and engine.snap.hosts[active].reachable)
         try:
-            plan = build_plan(spec, engine.site, engine.state, reason, source_reachable=reachable)
+            plan = self._plan(spec, reason)
             rec = await engine.submit(plan, who, reason)
         except (PlanRefused, Refused) as exc:
             return PlanOutcome(False, f"refused: {exc}")
@@ -135,6 +143,13 @@ class EngineSite:
         return PlanOutcome(False, f"plan {rec.id} {status.value if status else 'lost'}: "
                                   f"{(final.error if final else None) or plan.title}", rec.id)
 
+    def _plan(self, spec: ActionSpec, reason: str) -> Plan:
+        """Operator actions as the API builds them (controller.operator_plans); the others from the step."""
+        if spec.action in OPERATOR_ACTIONS:
+            return operator_plan(self.engine, OperatorAction(spec.action.value), reason, to=spec.to,
+                                 drain_timeout_s=spec.drain_timeout_s)
+        return build_plan(spec, self.engine.site, self.engine.state, reason)
+
     async def line_test(self, host: str, action_id: str, reason: str, timeout_s: float) -> tuple[bool, str]:
         try:
             res = await self.engine.executor.agents.action(host, action_id, "line_test", reason=reason,
@@ -144,23 +159,7 @@ class EngineSite:
         return True, res.detail or f"line test on {host} passed"
 
 
-def drill_ports(engine: Any) -> tuple[DrillPort, CallTestPort]:
-    """The drills package's runner and SIPp calls when installed, else `Unavailable` for both."""
-    try:
-        import drills.runner  # optional in a controller: only its presence is checked here
-        import drills.sipp  # noqa: F401
-    except ImportError as exc:
-        log.info("checklists: drill and call-test steps will fail: %s", exc)
-        none = Unavailable()
-        return none, none
-    from controller.checklists.drills_port import PackageCalls, PackageDrills
-    return PackageDrills(engine), PackageCalls(engine)
 
-
-def drill_names(config_dir: Path) -> set[str] | None:
-    """The drill scenarios a checklist may name (the drills library and CONFIG/drills), None without drills."""
-    try:
-        from drills.model import library
-    except ImportError:
-        return None
+def drill_names(config_dir: Path) -> set[str]:
+    """The drill scenarios a checklist may name: the drills library and CONFIG/drills."""
     return set(library([config_dir / "drills"]))

@@ -346,17 +346,3 @@ def read_attachments(view: Mapping[str, Any]) -> dict[str, str]:
             out[step["id"]] = text[:ATTACHMENT_MAX] + ("\n... (cut)" if len(text) > ATTACHMENT_MAX else "")
     return out
 
-
-def runner_for_engine(engine: Any) -> ChecklistRunner:
-    """The runner of a controller process: its journal, its engine, checklists from CONFIG/checklists."""
-    from controller.checklists.loader import load_checklists
-    from controller.checklists.ports import EngineSite, drill_names, drill_ports
-
-    directory = Path(engine.cfg.directory) / "checklists"
-    drills, calls = drill_ports(engine)
-
-    def library() -> tuple[dict[str, Checklist], list[Problem]]:
-        return load_checklists(directory, engine.site, drill_names(Path(engine.cfg.directory)))
-
-    return ChecklistRunner(engine.journal, EngineSite(engine), drills, calls, library, clock=engine.clock,
-                           events=engine.events)

@@ -10,10 +10,9 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from ccfo.clients.agent_http import parse_report
 from ccfo.platform.auth import TokenStore, add_token
-from controller.api.app import create_app
 from controller.checklists.loader import load_checklists
+from controller.service import build_app, start_services, stop_services
 from tests.checklists.doubles import CallsTestDouble, DrillsTestDouble
 from tests.controller.test_engine import Harness
 from tests.support import async_wait_until
@@ -28,15 +27,16 @@ async def api(tmp_path):
     tokens_file = tmp_path / "tokens.yaml"
     toks = {role: add_token(tokens_file, f"{role}-user", role) for role in ("viewer", "operator", "admin")}
     toks["agent"] = add_token(tokens_file, "agent-ipc-a", "agent", host="ipc-a")
-    app = create_app(h.engine, TokenStore.load(tokens_file), parse_report)
-    runner = h.engine.checklists
+    app = build_app(h.engine, TokenStore.load(tokens_file))
+    runner = app.state.checklists
     runner.drills, runner.calls = DrillsTestDouble(), CallsTestDouble()
     await h.start()
+    await start_services(app)  # as controller.service does once the engine runs
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ccfo")
     client.toks, client.h, client.runner = toks, h, runner  # type: ignore[attr-defined]
     yield client
     await client.aclose()
-    await runner.close()
+    await stop_services(app)
     await h.stop()
 
 

@@ -10,9 +10,8 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from ccfo.clients.agent_http import parse_report
 from ccfo.platform.auth import TokenFileError, TokenStore, add_token
-from controller.api.app import create_app
+from controller.service import build_app, stop_services
 from controller.store import PlanStatus
 from tests.controller.test_engine import Harness
 from tests.support import async_wait_until
@@ -25,13 +24,14 @@ async def api(tmp_path):
     toks = {role: add_token(tokens_file, f"{role}-user", role) for role in ("viewer", "operator", "admin")}
     toks["agent"] = add_token(tokens_file, "agent-ipc-a", "agent", host="ipc-a")
     toks["expired"] = add_token(tokens_file, "old", "operator", expires="2001-01-01T00:00:00")
-    app = create_app(h.engine, TokenStore.load(tokens_file), parse_report)
+    app = build_app(h.engine, TokenStore.load(tokens_file))
     await h.start()
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ccfo")
     client.toks = toks  # type: ignore[attr-defined]
     client.h = h  # type: ignore[attr-defined]
     yield client
     await client.aclose()
+    await stop_services(app)
     await h.stop()
 
 

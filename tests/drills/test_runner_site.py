@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 
-from controller.api.drills import EngineController
+from controller.drill_host import EngineController
 from controller.store import PlanStatus
 from drills.model import load_scenario
 from drills.runner import make_runner

@@ -12,11 +12,12 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from ccfo.clients.agent_http import parse_report
 from ccfo.platform.auth import TokenStore, add_token
-from controller.api.app import create_app
-from controller.api.drills import DrillManager, manager_for
+from controller.drill_host import EngineDrillHost
+from controller.service import build_app, stop_services
+from controller.status import status
 from controller.store import PlanStatus
+from drills.manager import DrillManager
 from drills.model import ScheduleModel
 from drills.schedule import DrillScheduler
 from tests.controller.test_engine import Harness
@@ -60,7 +61,7 @@ async def test_a_date_schedule_fires_at_its_time(tmp_path: Path) -> None:
 
 async def test_a_scheduled_drill_runs_the_drill_in_the_controller(site: Harness, tmp_path: Path) -> None:
     drill_file(tmp_path, SITE_DRILL)
-    manager = DrillManager(site.engine)
+    manager = DrillManager(EngineDrillHost(site.engine))
     manager.extra.append(tmp_path / "drills")
     at = soon(1.0)
     try:
@@ -79,7 +80,7 @@ async def test_a_scheduled_drill_runs_the_drill_in_the_controller(site: Harness,
 async def test_a_schedule_firing_on_a_degraded_site_is_skipped_journaled_and_notified(site: Harness,
                                                                                        tmp_path: Path) -> None:
     drill_file(tmp_path, SITE_DRILL)
-    manager = DrillManager(site.engine)
+    manager = DrillManager(EngineDrillHost(site.engine))
     manager.extra.append(tmp_path / "drills")
     site.crash("ipc-b", "kcxp")
     await async_wait_until(lambda: site.plans(PlanStatus.PROPOSED), timeout=10)
@@ -99,20 +100,19 @@ async def test_a_schedule_firing_on_a_degraded_site_is_skipped_journaled_and_not
 
 
 async def manager_status(manager: DrillManager) -> dict:
-    from controller.api.views import status
-    return status(manager.engine)
+    return status(manager.host.engine)
 
 
 @pytest_asyncio.fixture
 async def api(site: Harness, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     tokens = tmp_path / "tokens.yaml"
     toks = {role: add_token(tokens, f"{role}-user", role) for role in ("viewer", "operator", "admin")}
-    app = create_app(site.engine, TokenStore.load(tokens), parse_report)
+    app = build_app(site.engine, TokenStore.load(tokens))
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ccfo")
     client.toks = toks  # type: ignore[attr-defined]
     yield client
     await client.aclose()
-    await manager_for(site.engine).stop()
+    await stop_services(app)
 
 
 def auth(api: httpx.AsyncClient, role: str) -> dict[str, str]:
@@ -145,7 +145,7 @@ async def test_api_schedules_persist_and_show_their_next_run(api: httpx.AsyncCli
     r = await api.post("/api/v1/drills/schedules", json={**bad, "drill": "nope", "cron": "0 3 * * *"},
                        headers=auth(api, "operator"))
     assert r.status_code == 422 and "no drill named 'nope'" in r.text
-    restarted = DrillManager(site.engine)  # a controller restart re-adds the stored schedule
+    restarted = DrillManager(EngineDrillHost(site.engine))  # a controller restart re-adds the stored schedule
     try:
         await restarted.ensure_started()
         assert [(s["id"], s["source"], s["next_run"]) for s in restarted.scheduler.list()] == [

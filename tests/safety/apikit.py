@@ -71,9 +71,8 @@ class ControllerApi(_Api):
 
     def __init__(self, root: Path | None = None) -> None:
         super().__init__()
-        from ccfo.clients.agent_http import parse_report
         from ccfo.platform.auth import TokenStore, add_token
-        from controller.api.app import create_app
+        from controller.service import build_app
         from tests.controller.test_engine import Harness
 
         self.root = root or Path(tempfile.mkdtemp(prefix="ccfo-api-"))
@@ -84,7 +83,7 @@ class ControllerApi(_Api):
 
         async def start() -> None:
             self.harness = Harness(self.root)
-            self.app = create_app(self.harness.engine, TokenStore.load(tokens_file), parse_report)
+            self.app = build_app(self.harness.engine, TokenStore.load(tokens_file))
             await self.harness.start()
             self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url=self.base_url)
 
@@ -96,6 +95,8 @@ class ControllerApi(_Api):
     def close(self) -> None:
         async def stop() -> None:
             await self.client.aclose()
+            from controller.service import stop_services
+            await stop_services(self.app)
             await self.harness.stop()
 
         self.bg.run(stop())

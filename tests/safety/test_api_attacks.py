@@ -64,12 +64,16 @@ def test_changing_the_mode_needs_an_admin(controller: ControllerApi) -> None:
 
 
 def test_every_read_route_needs_a_token(controller: ControllerApi) -> None:
-    reads = [(m, p) for m, p, _ in routes(controller.app) if m == "GET" and p not in ("/api/v1/events", "/")]
+    open_ = ("/api/v1/events", "/", "/healthz", "/readyz")  # the stream is checked on its own; health needs none
+    reads = [(m, p) for m, p, _ in routes(controller.app) if m == "GET" and p not in open_]
     assert len(reads) >= 15
     for method, path in reads:
         r = controller.request(method, concrete(path), headers={})
         assert r.status_code == 401, (path, r.status_code)
     assert controller.request("GET", "/", headers={}).status_code == 200  # the page: no data, no secret
+    for path in ("/healthz", "/readyz"):  # for load balancers: a verdict, nothing else
+        r = controller.request("GET", path, headers={})
+        assert r.status_code == 200 and r.json() == {"status": "ok"}, (path, r.status_code, r.text)
 
 
 def test_agent_routes_refuse_missing_and_wrong_tokens(agent: AgentApi) -> None:

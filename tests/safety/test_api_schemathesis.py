@@ -30,15 +30,14 @@ ENDLESS = {("GET", "/api/v1/events")}
 
 
 def controller_schema() -> dict:
-    from ccfo.clients.agent_http import parse_report
     from ccfo.platform.auth import TokenStore
-    from controller.api.app import create_app
+    from controller.service import build_app
     from tests.controller.test_engine import Harness
 
     with tempfile.TemporaryDirectory() as d:
         h = Harness(Path(d))
         try:
-            return create_app(h.engine, TokenStore([]), parse_report).openapi()
+            return build_app(h.engine, TokenStore([])).openapi()
         finally:
             h.journal.close()
             h.store.close()

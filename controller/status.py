@@ -1,4 +1,5 @@
-"""Read models of the API: the site status as JSON (what the dashboard and `ccfo status` show)."""
+"""The read model of the controller: the site status as JSON, which the API, `ccfo status`, the metrics and
+the checklists' checks read (so a check sees what an operator sees). Reads the engine, changes nothing."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from ccfo.domain.capacity import max_ivr_calls
 from ccfo.domain.health import HostHealth
 from ccfo.domain.site import Site
 from ccfo.domain.state import Mode, SiteState
+from controller.journal import JournalEntry
 
 
 def site_state_label(site: Site, state: SiteState, faults: int) -> str:
@@ -84,3 +86,9 @@ def status(engine: Any) -> dict[str, Any]:
         "waiting_confirmation": [{"plan_id": p, "host": h} for p, h in engine.executor.waiting_confirmation()],
         "cycles": engine.cycles,
     }
+
+
+def entry_dict(e: JournalEntry) -> dict[str, Any]:
+    """A journal entry as the API, the CLI and the drills read it."""
+    return {"id": e.id, "ts": e.ts, "kind": e.kind, "host": e.host, "plan_id": e.plan_id, "step": e.step,
+            "actor": e.actor, "reason": e.reason, "status": e.status, "duration_s": e.duration_s, "data": e.data}

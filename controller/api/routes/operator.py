@@ -1,0 +1,66 @@
+"""The operator's actions on the site: failover, switchover, failback (each with `?dry_run=true`, which
+answers the plan built from the live state and runs nothing) and the mode (admin).
+
+Plans come from controller.operator_plans, where the drills and the checklists get theirs too. A plan
+that makes no sense now, or a plan already running, is a 409 (controller.api.errors).
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from ccfo.domain.plan import Plan
+from ccfo.platform.auth import Principal
+from controller.api.deps import Admin, EngineDep, Operator, known_host
+from controller.api.models import FailbackRequest, FailoverRequest, ModeRequest, SwitchoverRequest
+from controller.api.responses import DryRunOut, ModeOut, PlanRecordOut
+from controller.engine import Engine
+from controller.operator_plans import OperatorAction, operator_plan
+
+router = APIRouter(prefix="/api/v1", tags=["operator"])
+DryRun = Annotated[bool, Query(description="answer the plan that would run now (200) and run nothing")]
+ACTION_ANSWERS: dict[int | str, dict] = {
+    200: {"model": DryRunOut, "description": "dry run: the plan that would run now; nothing was run"},
+    202: {"model": PlanRecordOut, "description": "the plan started"},
+}
+
+
+async def _act(engine: Engine, who: Principal, reason: str, plan: Plan, dry_run: bool,
+               response: Response) -> dict:
+    if dry_run:
+        response.status_code = 200
+        return {"dry_run": True, "site": engine.site.name, "plan": plan.to_dict()}
+    return (await engine.submit(plan, who.name, reason)).to_dict()
+
+
+def _why(who: Principal, reason: str) -> str:
+    return f"operator {who.name}: {reason}"
+
+
+@router.post("/failover", status_code=202, response_model=PlanRecordOut | DryRunOut, responses=ACTION_ANSWERS)
+async def failover(body: FailoverRequest, who: Operator, engine: EngineDep, response: Response,
+                   dry_run: DryRun = False) -> dict:
+    plan = operator_plan(engine, OperatorAction.FAILOVER, _why(who, body.reason), to=known_host(engine, body.to))
+    return await _act(engine, who, body.reason, plan, dry_run, response)
+
+
+@router.post("/switchover", status_code=202, response_model=PlanRecordOut | DryRunOut, responses=ACTION_ANSWERS)
+async def switchover(body: SwitchoverRequest, who: Operator, engine: EngineDep, response: Response,
+                     dry_run: DryRun = False) -> dict:
+    plan = operator_plan(engine, OperatorAction.SWITCHOVER, _why(who, body.reason), to=known_host(engine, body.to),
+                         drain_timeout_s=body.drain_timeout_s)
+    return await _act(engine, who, body.reason, plan, dry_run, response)
+
+
+@router.post("/failback", status_code=202, response_model=PlanRecordOut | DryRunOut, responses=ACTION_ANSWERS)
+async def failback(body: FailbackRequest, who: Operator, engine: EngineDep, response: Response,
+                   dry_run: DryRun = False) -> dict:
+    plan = operator_plan(engine, OperatorAction.FAILBACK, _why(who, body.reason),
+                         drain_timeout_s=body.drain_timeout_s)
+    return await _act(engine, who, body.reason, plan, dry_run, response)
+
+
+@router.put("/mode", response_model=ModeOut)
+async def set_mode(body: ModeRequest, who: Admin, engine: EngineDep) -> dict:
+    state = await engine.set_mode(body.mode, who.name, body.reason)
+    return {"mode": state.mode.value}
