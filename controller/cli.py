@@ -1,6 +1,7 @@
 """`ccfo`: the command line. Thin dispatch to offline commands and (later) the controller API client.
 
-Exit codes, for scripts: 0 ok; 1 refused or failed (the answer is "no"); 2 usage or config error.
+Exit codes, for scripts: 0 ok; 1 refused or failed (the answer is "no"); 2 usage or config error; 141
+(128 + SIGPIPE) when the reader of the output has gone (`ccfo journal | head`), without a traceback.
 A user's mistake gets one clear line on stderr, never a traceback.
 """
 
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -115,7 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        return _run(build_parser(), argv)
+    except BrokenPipeError:  # `ccfo status | head -1`: the reader has gone, so stop quietly as Unix tools do
+        _drop_stdout()
+        return EXIT_PIPE
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     args = parser.parse_args(argv)
     func: Handler = args.func
     try:
@@ -138,6 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return offline.EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+
+
+EXIT_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool that SIGPIPE ended
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

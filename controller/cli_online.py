@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from ccfo.domain.state import Mode
+from ccfo.platform.auth import Role
 from controller import client
 
 
@@ -17,6 +19,12 @@ def _conn(p: argparse.ArgumentParser) -> None:
 def _follow(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-wait", action="store_true", help="return once the plan has started")
     p.add_argument("--wait-timeout", type=float, default=900.0, metavar="S")
+
+
+def _confirm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", "-y", action="store_true",
+                   help="run without asking (required without a terminal); the plan is not shown first")
+    p.add_argument("--dry-run", action="store_true", help="show the plan the controller would run now, run nothing")
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -41,6 +49,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _follow(p)
     p.add_argument("--to", required=True, metavar="HOST")
     p.add_argument("--reason", required=True)
+    _confirm(p)
     p.set_defaults(func=client.cmd_failover)
 
     p = sub.add_parser("switchover", help="planned switchover to HOST, draining calls first")
@@ -49,6 +58,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--to", required=True, metavar="HOST")
     p.add_argument("--drain-timeout", type=float, default=300.0, metavar="S")
     p.add_argument("--reason", required=True)
+    _confirm(p)
     p.set_defaults(func=client.cmd_switchover)
 
     p = sub.add_parser("failback", help="back to the normal layout after repair")
@@ -56,6 +66,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _follow(p)
     p.add_argument("--drain-timeout", type=float, default=300.0, metavar="S")
     p.add_argument("--reason", required=True)
+    _confirm(p)
     p.set_defaults(func=client.cmd_failback)
 
     p = sub.add_parser("plans", help="list plans (pending, running, history)")
@@ -81,7 +92,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
 
     p = sub.add_parser("mode", help="set the mode: automatic, supervised, manual, maintenance (admin)")
     _conn(p)
-    p.add_argument("mode", choices=["automatic", "supervised", "manual", "maintenance"])
+    p.add_argument("mode", choices=[m.value for m in Mode])
     p.add_argument("--reason", required=True)
     p.set_defaults(func=client.cmd_mode)
 
@@ -97,7 +108,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     tsub = p.add_subparsers(dest="token_cmd", required=True)
     t = tsub.add_parser("add", help="create a token (printed once) and store its digest")
     t.add_argument("name")
-    t.add_argument("--role", required=True, choices=["agent", "viewer", "operator", "admin"])
+    t.add_argument("--role", required=True, choices=[r.name.lower() for r in Role])
     t.add_argument("--tokens-file", required=True)
     t.add_argument("--host", help="agent tokens: the host it may report for")
     t.add_argument("--expires", help="ISO date-time after which the token is refused")

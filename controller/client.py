@@ -2,7 +2,13 @@
 
 Connection options come from flags or the environment: CCFO_URL (default http://127.0.0.1:8080),
 CCFO_TOKEN or CCFO_TOKEN_FILE. Exit codes: 0 ok; 1 refused or failed (HTTP 409, a plan that failed,
-unreachable controller); 2 usage, auth or validation error (HTTP 401/403/422).
+unreachable controller, a confirmation answered no); 2 usage, auth or validation error (HTTP
+401/403/422, an operator action without a terminal to confirm on and without --yes).
+
+Operator actions (failover, switchover, failback) first ask the controller for the plan it would run now
+(`?dry_run=true`, built from the live state), show its numbered steps and ask "Run these N steps on site
+X? [y/N]"; `--yes` skips the question and is required without a terminal; `--dry-run` shows the plan
+and stops. With `--json` the steps and the question go to stderr, so stdout stays JSON.
 """
 
 from __future__ import annotations
@@ -18,6 +24,16 @@ import httpx
 
 from ccfo.clients.api import ApiError
 from ccfo.platform.auth import TokenFileError, add_token, read_secret
+
+EXIT_USAGE = 2
+
+
+class ConfirmationUnavailable(ApiError):
+    """An operator action without --yes where no terminal can answer the question (exit 2)."""
+
+    def __init__(self, command: str) -> None:
+        super().__init__(EXIT_USAGE, f"no terminal to confirm on: review the plan with `ccfo {command} --dry-run`, "
+                                     f"then run it with --yes")
 
 
 def _token(args: argparse.Namespace) -> str:
@@ -113,7 +129,38 @@ def _step_text(step: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
+def plan_lines(plan: dict[str, Any]) -> list[str]:
+    """A plan's title and its numbered steps, as the confirmation shows them."""
+    return [f"{plan['title']}:"] + [f"  {i:>2}. {_step_text(step)}" for i, step in enumerate(plan["steps"], 1)]
+
+
+def confirm(args: argparse.Namespace, preview: dict[str, Any]) -> bool:
+    """Show the plan the dry run answered and ask; True to run it."""
+    plan = preview["plan"]
+    out = sys.stderr if args.json else sys.stdout
+    print("\n".join(plan_lines(plan)), file=out, flush=True)
+    question = f"Run these {len(plan['steps'])} steps on site {preview['site']}? [y/N] "
+    print(question, end="", file=out, flush=True)
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if not answer.endswith("\n"):
+        print(file=out)  # end of input (Ctrl-D): the question's line ends here
+    return answer.strip().lower() in ("y", "yes")
+
+
 def _submit(args: argparse.Namespace, path: str, body: dict[str, Any]) -> int:
+    if not (args.yes or args.dry_run or sys.stdin.isatty()):
+        raise ConfirmationUnavailable(args.command)
+    if args.dry_run or not args.yes:
+        preview = call(args, "POST", path, body, params={"dry_run": "true"})
+        if args.dry_run:
+            _out(args, preview, "\n".join(plan_lines(preview["plan"])) + "\n(dry run: nothing was run)")
+            return 0
+        if not confirm(args, preview):
+            print("not run", file=sys.stderr)
+            return 1
     plan = call(args, "POST", path, body)
     return follow(args, plan) if not args.no_wait else (_out(args, plan, f"plan {plan['id']} started") or 0)
 
@@ -162,8 +209,8 @@ def cmd_journal(args: argparse.Namespace) -> int:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(e["ts"]))
         extra = " ".join(f"{k}={e[k]}" for k in ("host", "plan_id", "step", "actor", "status") if e.get(k) is not None)
         dur = f" {e['duration_s']:.2f}s" if e.get("duration_s") is not None else ""
-        data = e.get("data") or {}
-        text = e.get("reason") or " ".join(str(x) for x in (data.get("text"), data.get("output")) if x)
+        facts = e.get("data") or {}  # not `data`: that is the journal, printed whole with --json
+        text = e.get("reason") or " ".join(str(x) for x in (facts.get("text"), facts.get("output")) if x)
         lines.append(f"{e['id']:>6} {when} {e['kind']:<16} {extra}{dur} {text}".rstrip())
     _out(args, data, "\n".join(lines) or "journal empty")
     return 0

@@ -736,11 +736,12 @@ async def run_campaign(s: Settings) -> dict[str, Any]:
         return campaign.report(time.monotonic() - campaign.t0)
 
 
-def main(s: Settings, json_path: Path | None = None) -> int:
+def main(s: Settings, json_path: Path | None = None, as_json: bool = False) -> int:
+    """Run the campaign; print its summary (or, `as_json`, the whole report); write the report to `json_path`."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         stream=sys.stderr)
     rep = asyncio.run(run_campaign(s))
-    for line in summary_lines(rep):
+    for line in [json.dumps(rep, indent=2, default=str)] if as_json else summary_lines(rep):
         print(line)
     if json_path is not None:
         json_path.write_text(json.dumps(rep, indent=2, default=str))

@@ -167,7 +167,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     s = Settings(runs=args.runs, seed=args.seed, only_run=args.run, root=Path(args.dir), net=args.net,
                  controller_listen=args.controller_listen or f"{args.net}.100:8080", load_cps=args.load_cps,
                  sip_load=args.load_cps > 0)
-    return main(s, Path(args.json) if args.json else None)
+    return main(s, Path(args.report) if args.report else None, as_json=args.json)
 
 
 def add_campaign_parser(lsub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -177,7 +177,9 @@ def add_campaign_parser(lsub: argparse._SubParsersAction) -> None:  # type: igno
     q.add_argument("--seed", default="1", help="the campaign's seed; run I draws from random.Random('SEED:I')")
     q.add_argument("--run", type=int, default=None, help="replay only run I of this seed")
     q.add_argument("--dir", default=".lab-campaign", help="where the campaign's lab lives")
-    q.add_argument("--json", default=None, help="write the full report (figures, runs, violations) here")
+    q.add_argument("--report", default=None, metavar="PATH",
+                   help="write the full report (figures, runs, violations) here, as JSON")
+    q.add_argument("--json", action="store_true", help="print the full report as JSON instead of the summary")
     q.add_argument("--net", default="127.0.7", help="loopback network of the campaign's lab (NET.1, NET.2, ...)")
     q.add_argument("--controller-listen", default=None, help="default NET.100:8080")
     q.add_argument("--load-cps", type=float, default=2.0, help="steady SIPp load, calls/s (0: none)")

@@ -708,6 +708,7 @@ function openFailover(opener) {
     summary: (f) => `Stops CTI and IVR on ${S.status.active_host || "the active host"} at once (calls in progress are ` +
       `cut) and starts them on ${f.host}.`,
     confirm: (f) => `I confirm: fail over to ${f.host} now.`,
+    preview: (f) => dryRun("/failover", { to: f.host }),
     send: (f) => api("/failover", { method: "POST", body: { to: f.host, reason: f.reason } }),
   });
 }
@@ -720,6 +721,7 @@ function openSwitchover(opener) {
     summary: (f) => `Lets the calls on ${S.status.active_host || "the active host"} drain (at most ${f.drain} s), ` +
       `then moves CTI and IVR to ${f.host}.`,
     confirm: (f) => `I confirm: switch over to ${f.host}.`,
+    preview: (f) => dryRun("/switchover", { to: f.host, drain_timeout_s: f.drain }),
     send: (f) => api("/switchover", { method: "POST", body: { to: f.host, reason: f.reason, drain_timeout_s: f.drain } }),
   });
 }
@@ -731,6 +733,7 @@ function openFailback(opener) {
     summary: (f) => `Returns every host to its normal duty: ${home} serves calls again (calls drain for at most ` +
       `${f.drain} s).`,
     confirm: () => `I confirm: fail back to ${home}.`,
+    preview: (f) => dryRun("/failback", { drain_timeout_s: f.drain }),
     send: (f) => api("/failback", { method: "POST", body: { reason: f.reason, drain_timeout_s: f.drain } }),
   });
 }
@@ -767,6 +770,44 @@ function openPlanDecision(plan, op, opener) {
   });
 }
 
+// The plan an operator action would run now, built by the controller from the live state and run by
+// nobody (`?dry_run=true`): the dialog shows its numbered steps, as `ccfo failover` does before asking.
+function dryRun(path, body) {
+  return api(`${path}?dry_run=true`, { method: "POST", body: { ...body, reason: "dry run from the dashboard" } });
+}
+
+function planPreview(box) {
+  let key = null;
+  let ok = false;
+  const show = (...children) => box.replaceChildren(...children);
+  return {
+    ok: () => ok,
+    async refresh(spec, f, update) {
+      const { reason, ...inputs } = f; // the plan does not depend on the reason: ask again only when it could change
+      const mine = JSON.stringify(inputs);
+      if (mine === key) return;
+      key = mine;
+      ok = false;
+      show(h("p", { class: "muted" }, "Asking the controller for the plan…"));
+      update();
+      try {
+        const d = await spec.preview(f);
+        if (mine !== key) return;
+        show(h("p", { class: "plan-question", id: "dlg-plan-question" },
+          `Run these ${d.plan.steps.length} steps on site ${d.site}?`),
+        h("ol", { class: "plan-steps", "data-testid": "dlg-steps", "aria-labelledby": "dlg-plan-question" },
+          d.plan.steps.map((st) => h("li", {}, st.text || st.kind))));
+        ok = true;
+      } catch (err) {
+        if (mine !== key) return;
+        show(h("p", { class: "form-error", "data-testid": "dlg-plan-refused" },
+          `The controller would not run this now: ${err.message}`));
+      }
+      update();
+    },
+  };
+}
+
 function readForm() {
   const f = { reason: $("dlg-reason") ? $("dlg-reason").value.trim() : "" };
   if ($("dlg-host")) f.host = $("dlg-host").value;
@@ -781,8 +822,9 @@ const REASON = { label: "Reason", min: 3, max: 500,
 
 // spec: opener, title, fields, summary(f), verb(f), confirm(f) or null, send(f), and optionally
 // reason (false: none; {label, min, max, help}: a note, optional when min is 0), after() (runs whether
-// the controller accepted the request or not: the panel re-reads what it shows) and home (the id of the
-// panel that gets the focus back when the opener is gone).
+// the controller accepted the request or not: the panel re-reads what it shows), home (the id of the
+// panel that gets the focus back when the opener is gone) and preview(f) (a promise of the dry run: the
+// dialog shows its numbered steps and cannot be submitted until it has them).
 function openDialog(spec) {
   const dlg = $("dialog");
   const want = spec.reason === false ? null : { ...REASON, ...(spec.reason || {}) };
@@ -793,10 +835,13 @@ function openDialog(spec) {
   const confirmLabel = spec.confirm ? h("label", { for: "dlg-confirm", class: "confirm-label" }) : null;
   const submit = h("button", { type: "submit", class: "btn btn-primary", id: "dlg-submit", disabled: true });
   const error = h("p", { class: "form-error", role: "alert", id: "dlg-error" });
+  const planBox = spec.preview ? h("div", { class: "dialog-plan", id: "dlg-plan", "aria-live": "polite" }) : null;
+  const plan = planBox ? planPreview(planBox) : null;
   const form = h("form", { class: "dialog-form", novalidate: true },
     h("h2", { id: "dialog-title" }, spec.title),
     summary,
     ...spec.fields,
+    planBox,
     want ? [h("label", { for: "dlg-reason" }, want.label), reason,
       h("p", { id: "dlg-reason-help", class: "help" }, want.help)] : null,
     confirmBox ? h("div", { class: "confirm" }, confirmBox, confirmLabel) : null,
@@ -811,7 +856,8 @@ function openDialog(spec) {
     setText(submit, sending ? "Sending…" : spec.verb(f));
     const drainOk = f.drain === undefined || (Number.isFinite(f.drain) && f.drain >= 0 && f.drain <= 7200);
     const reasonOk = !want || f.reason.length >= want.min;
-    submit.disabled = sending || !reasonOk || (confirmBox && !confirmBox.checked) || !drainOk;
+    submit.disabled = sending || !reasonOk || (confirmBox && !confirmBox.checked) || !drainOk || (plan && !plan.ok());
+    if (plan && drainOk && !sending) plan.refresh(spec, f, update);
   };
   form.addEventListener("input", update);
   form.addEventListener("change", update);

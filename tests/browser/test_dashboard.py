@@ -219,6 +219,11 @@ async def test_a_failover_without_a_reason_cannot_be_submitted(site, browser):
         dialog = page.get_by_role("dialog", name="Fail over")
         await expect(dialog).to_be_visible()
         await expect(dialog.get_by_label("Target host")).to_have_value("ipc-b")
+        steps = dialog.get_by_test_id("dlg-steps")  # the controller's dry run: the plan it would run now
+        await expect(steps.locator("li").first).to_contain_text("ipc-a")
+        count = await steps.locator("li").count()
+        assert count >= 5, f"a failover plan has its stops, fence, starts and route: {count} steps"
+        await expect(dialog).to_contain_text(f"Run these {count} steps on site ")
         reason = dialog.get_by_label("Reason")
         await expect(reason).to_be_focused()
         submit = dialog.get_by_role("button", name="Fail over to ipc-b")
@@ -243,7 +248,8 @@ async def test_a_failover_without_a_reason_cannot_be_submitted(site, browser):
         await page.keyboard.press("Escape")
         await expect(dialog).to_be_hidden()
         await expect(opener).to_be_focused()
-    assert posts == [], f"nothing may be sent: {posts}"
+    assert posts and all(url.endswith("/api/v1/failover?dry_run=true") for url in posts), \
+        f"only the dry run may be sent: {posts}"
     assert await api.plans("running,finished,failed") == []
     assert await _normal(api)
 
@@ -421,6 +427,7 @@ async def test_an_operator_fails_back_from_the_page(site, browser):
         dialog = page.get_by_role("dialog", name="Fail back")
         await expect(dialog).to_contain_text("ipc-a serves calls again")
         await dialog.get_by_label("Drain timeout (seconds)").fill("5")
+        await expect(dialog.get_by_test_id("dlg-steps")).to_contain_text("ipc-a")  # the plan, from the dry run
         await dialog.get_by_label("Reason").fill("ipc-a repaired")
         await _dialog_confirm(dialog).check()
         await dialog.get_by_role("button", name="Fail back to ipc-a").click()

@@ -152,3 +152,75 @@ def test_world_readable_token_file_is_refused(tmp_path):
         TokenStore.load(f)
     os.chmod(f, 0o600)
     assert stat.S_IMODE(f.stat().st_mode) == 0o600 and TokenStore.load(f)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("path", "body"), [("/api/v1/failover", {"to": "ipc-b"}),
+                                            ("/api/v1/switchover", {"to": "ipc-b", "drain_timeout_s": 5})])
+async def test_a_dry_run_answers_the_plan_from_live_state_and_runs_nothing(api, path, body):
+    await async_wait_until(lambda: api.h.engine.snap is not None, timeout=5)
+    before = api.h.journal.query(limit=None)
+    r = await api.post(path, params={"dry_run": "true"}, json=body | {"reason": "what would it do"},
+                       headers=auth(api, "operator"))
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["dry_run"] is True and d["site"] == api.h.cfg.site.name
+    texts = [s["text"] for s in d["plan"]["steps"]]
+    assert len(texts) >= 5 and any("ipc-b" in t for t in texts), texts
+    assert d["plan"]["action"] == path.rsplit("/", 1)[1]
+    assert api.h.store.plans(None, 50) == [], "a dry run stores no plan"
+    assert [e.kind for e in api.h.journal.query(limit=None)] == [e.kind for e in before], "and journals nothing"
+    assert api.h.engine.running is None and api.h.engine.state.active_host == "ipc-a"
+
+
+@pytest.mark.asyncio
+async def test_a_dry_run_is_refused_as_the_action_would_be(api):
+    for dry in ("true", "false"):  # the site is normal: there is nothing to fail back
+        r = await api.post("/api/v1/failback", params={"dry_run": dry}, json={"reason": "dry or not"},
+                           headers=auth(api, "operator"))
+        assert r.status_code == 409 and "normal state" in r.json()["detail"], r.text
+    r = await api.post("/api/v1/failover", params={"dry_run": "true"}, json={"to": "ipc-b", "reason": "abc"},
+                       headers=auth(api, "viewer"))
+    assert r.status_code == 403, "a dry run needs an operator too"
+
+
+@pytest.mark.asyncio
+async def test_health_endpoints_need_no_token_and_readiness_follows_the_engine(api):
+    assert (await api.get("/healthz")).json() == {"status": "ok"}
+    r = await api.get("/readyz")
+    assert r.status_code == 200 and r.json() == {"status": "ok"}
+    await api.h.engine.stop()  # the control loop ends: the controller cannot act any more
+    r = await api.get("/readyz")
+    assert r.status_code == 503 and r.json()["reasons"] == ["the engine's control loop is not running"]
+    assert (await api.get("/healthz")).status_code == 200, "the process still serves"
+    api.h.journal.close()
+    r = await api.get("/readyz")
+    assert r.status_code == 503 and "journal: the journal is closed" in r.json()["reasons"]
+
+
+def test_create_app_is_short_and_every_route_declares_its_answer(tmp_path):
+    import inspect
+
+    from controller.api import app as app_module
+    from controller.service import build_app
+    from tests.safety.apikit import routes
+
+    assert len(inspect.getsource(app_module.create_app).splitlines()) < 40
+    h = Harness(tmp_path)
+    try:
+        app = build_app(h.engine, TokenStore([]))
+        declared = [(m, p) for m, p, r in routes(app) if r.include_in_schema]
+        assert len(declared) >= 35
+        doc = app.openapi()
+        for method, path in declared:
+            answers = doc["paths"][path][method.lower()]["responses"]
+            ok = [code for code in answers if code.startswith("2")]
+            assert ok, (method, path)
+            for code in ok:
+                content = answers[code].get("content")
+                assert code == "204" or content, (method, path, code)
+                schema = next(iter(content.values()))["schema"] if content else {}
+                assert code == "204" or schema not in ({}, {"type": "object"}), (method, path, schema)
+    finally:
+        h.journal.close()
+        h.store.close()

@@ -7,7 +7,9 @@ that makes no sense now, or a plan already running, is a 409 (controller.api.err
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
 from ccfo.domain.plan import Plan
 from ccfo.platform.auth import Principal
@@ -18,6 +20,7 @@ from controller.engine import Engine
 from controller.operator_plans import OperatorAction, operator_plan
 
 router = APIRouter(prefix="/api/v1", tags=["operator"])
+DRY_RUN = TypeAdapter(DryRunOut)
 DryRun = Annotated[bool, Query(description="answer the plan that would run now (200) and run nothing")]
 ACTION_ANSWERS: dict[int | str, dict] = {
     200: {"model": DryRunOut, "description": "dry run: the plan that would run now; nothing was run"},
@@ -25,11 +28,10 @@ ACTION_ANSWERS: dict[int | str, dict] = {
 }
 
 
-async def _act(engine: Engine, who: Principal, reason: str, plan: Plan, dry_run: bool,
-               response: Response) -> dict:
-    if dry_run:
-        response.status_code = 200
-        return {"dry_run": True, "site": engine.site.name, "plan": plan.to_dict()}
+async def _act(engine: Engine, who: Principal, reason: str, plan: Plan, dry_run: bool) -> dict | JSONResponse:
+    if dry_run:  # 200 and its own body: checked against DryRunOut here, as FastAPI checks the 202 one
+        answer = DRY_RUN.validate_python({"dry_run": True, "site": engine.site.name, "plan": plan.to_dict()})
+        return JSONResponse(DRY_RUN.dump_python(answer, mode="json"), status_code=200)
     return (await engine.submit(plan, who.name, reason)).to_dict()
 
 
@@ -37,27 +39,27 @@ def _why(who: Principal, reason: str) -> str:
     return f"operator {who.name}: {reason}"
 
 
-@router.post("/failover", status_code=202, response_model=PlanRecordOut | DryRunOut, responses=ACTION_ANSWERS)
-async def failover(body: FailoverRequest, who: Operator, engine: EngineDep, response: Response,
-                   dry_run: DryRun = False) -> dict:
+@router.post("/failover", status_code=202, response_model=PlanRecordOut, responses=ACTION_ANSWERS)
+async def failover(body: FailoverRequest, who: Operator, engine: EngineDep,
+                   dry_run: DryRun = False) -> dict | JSONResponse:
     plan = operator_plan(engine, OperatorAction.FAILOVER, _why(who, body.reason), to=known_host(engine, body.to))
-    return await _act(engine, who, body.reason, plan, dry_run, response)
+    return await _act(engine, who, body.reason, plan, dry_run)
 
 
-@router.post("/switchover", status_code=202, response_model=PlanRecordOut | DryRunOut, responses=ACTION_ANSWERS)
-async def switchover(body: SwitchoverRequest, who: Operator, engine: EngineDep, response: Response,
-                     dry_run: DryRun = False) -> dict:
+@router.post("/switchover", status_code=202, response_model=PlanRecordOut, responses=ACTION_ANSWERS)
+async def switchover(body: SwitchoverRequest, who: Operator, engine: EngineDep,
+                     dry_run: DryRun = False) -> dict | JSONResponse:
     plan = operator_plan(engine, OperatorAction.SWITCHOVER, _why(who, body.reason), to=known_host(engine, body.to),
                          drain_timeout_s=body.drain_timeout_s)
-    return await _act(engine, who, body.reason, plan, dry_run, response)
+    return await _act(engine, who, body.reason, plan, dry_run)
 
 
-@router.post("/failback", status_code=202, response_model=PlanRecordOut | DryRunOut, responses=ACTION_ANSWERS)
-async def failback(body: FailbackRequest, who: Operator, engine: EngineDep, response: Response,
-                   dry_run: DryRun = False) -> dict:
+@router.post("/failback", status_code=202, response_model=PlanRecordOut, responses=ACTION_ANSWERS)
+async def failback(body: FailbackRequest, who: Operator, engine: EngineDep,
+                   dry_run: DryRun = False) -> dict | JSONResponse:
     plan = operator_plan(engine, OperatorAction.FAILBACK, _why(who, body.reason),
                          drain_timeout_s=body.drain_timeout_s)
-    return await _act(engine, who, body.reason, plan, dry_run, response)
+    return await _act(engine, who, body.reason, plan, dry_run)
 
 
 @router.put("/mode", response_model=ModeOut)
