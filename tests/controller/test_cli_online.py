@@ -8,7 +8,6 @@ the journal, and a closed pipe (`ccfo status | head -1`) ending quietly.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import pty
@@ -20,56 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from ccfo.domain.state import Mode
-from ccfo.platform.auth import TokenStore, add_token
-from controller.service import build_app, start_services, stop_services
 from controller.store import PlanStatus
-from tests.controller.test_engine import Harness
-from tests.safety.apikit import BackgroundLoop
-from tests.support import async_wait_until
+from tests.controller.apiserver import Server
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[2]
-
-
-class Server:
-    """A controller API on 127.0.0.1:<free port>, its engine cycling on a loop of its own thread."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.bg = BackgroundLoop()
-        tokens = tmp / "tokens.yaml"
-        self.token_file = tmp / "operator.token"
-        self.token_file.write_text(add_token(tokens, "olga", "operator") + "\n")
-        self.token_file.chmod(0o600)
-
-        async def start() -> int:
-            self.h = Harness(tmp)
-            self.app = build_app(self.h.engine, TokenStore.load(tokens))
-            await self.h.start()
-            await start_services(self.app)
-            await async_wait_until(lambda: self.h.engine.snap is not None and self.h.engine.cycles > 2, timeout=10)
-            self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, lifespan="off",
-                                                        log_level="warning"))
-            self.task = asyncio.create_task(self.server.serve())
-            await async_wait_until(lambda: self.server.started, timeout=10)
-            return int(self.server.servers[0].sockets[0].getsockname()[1])
-
-        self.url = f"http://127.0.0.1:{self.bg.run(start())}"
-
-    def plans(self) -> list[Any]:
-        return self.h.store.plans(None, 50)
-
-    def close(self) -> None:
-        async def stop() -> None:
-            self.server.should_exit = True
-            await self.task
-            await stop_services(self.app)
-            await self.h.stop()
-
-        self.bg.run(stop())
-        self.bg.close()
 
 
 @pytest.fixture
