@@ -39,6 +39,10 @@ class ScheduleError(ValueError):
     """A schedule that cannot be added (duplicate id, unknown drill) or removed (unknown, from config)."""
 
 
+class ScheduleNotFound(ScheduleError):
+    """No drill (to schedule) or no schedule (to remove) by that name."""
+
+
 class ScheduleStore:
     """The API's schedules in SQLite (one connection, a lock; callers use asyncio.to_thread)."""
 
@@ -134,7 +138,7 @@ class DrillScheduler:
 
     async def add(self, s: ScheduleModel, who: str) -> dict[str, Any]:
         if not self.known(s.drill):
-            raise ScheduleError(f"no drill named {s.drill!r}")
+            raise ScheduleNotFound(f"no drill named {s.drill!r}")
         if s.id in self.config:
             raise ScheduleError(f"schedule {s.id!r} comes from drills.yaml; choose another id")
         await asyncio.to_thread(self._db().add, s, who)
@@ -146,7 +150,7 @@ class DrillScheduler:
         if schedule_id in self.config:
             raise ScheduleError(f"schedule {schedule_id!r} comes from drills.yaml: change the file")
         if schedule_id not in self._api:
-            raise ScheduleError(f"no schedule {schedule_id!r}")
+            raise ScheduleNotFound(f"no schedule {schedule_id!r}")
         await asyncio.to_thread(self._db().remove, schedule_id)
         del self._api[schedule_id]
         if self._sched is not None and self._sched.get_job(schedule_id) is not None:

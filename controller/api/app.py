@@ -13,12 +13,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from ccfo.platform.auth import TokenStore
 from ccfo.platform.limits import BodyLimit
 from controller.api import errors, schema
+from controller.api.deps import known_query
 from controller.api.routes import (
     agents,
     checklists,
@@ -42,7 +43,8 @@ ROUTERS = (health, status, plans, operator, agents, journal, events, drills, che
 def create_app(engine: Engine, tokens: TokenStore, *, drills: DrillManager, checklists: ChecklistRunner,
                parse_report: Callable[[str, dict[str, Any], float], Any],
                clock: Callable[[], float] = time.time) -> FastAPI:
-    app = FastAPI(title="ccfo controller", version="1", description="Call-center telephony failover controller")
+    app = FastAPI(title="ccfo controller", version="1", description="Call-center telephony failover controller",
+                  dependencies=[Depends(known_query)])  # an unknown query parameter is a 400, not ignored
     app.state.engine, app.state.tokens, app.state.clock = engine, tokens, clock
     app.state.drills, app.state.checklists, app.state.parse_report = drills, checklists, parse_report
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)  # announced or chunked: a body over 64 kB gets 413

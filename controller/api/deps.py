@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ccfo.platform.auth import Principal, Role, TokenStore
@@ -81,3 +82,28 @@ def known_host(engine: Engine, name: str) -> str:
     if name not in engine.site.host_ids:
         raise HTTPException(422, f"unknown host {name!r} (hosts: {', '.join(engine.site.host_ids)})")
     return name
+
+
+_QUERY: dict[int, frozenset[str]] = {}
+
+
+def known_query(request: Request) -> None:
+    """400 for a query parameter the operation does not take (a typo is said, not silently ignored)."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    allowed = _QUERY.get(id(route))
+    if allowed is None:
+        allowed = _QUERY[id(route)] = frozenset(_query_names(route.dependant))
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        takes = f"it takes {', '.join(sorted(allowed))}" if allowed else "it takes none"
+        raise HTTPException(400, f"unknown query parameter {', '.join(map(repr, unknown))}: {takes}")
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """The query parameters an operation takes: its own and its dependencies'."""
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names

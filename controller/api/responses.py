@@ -358,3 +358,38 @@ class ReportEnvelopeOut(TypedDict):
 class HealthOut(TypedDict):
     status: Literal["ok", "unavailable"]
     reasons: NotRequired[list[str]]
+
+
+# --- errors -----------------------------------------------------------------------------------------------
+
+@with_config(OPEN)
+class ProblemsOut(TypedDict):
+    message: str
+    problems: list[str]
+
+
+@with_config(OPEN)
+class ErrorOut(TypedDict):
+    """Every refusal: `detail` says why (a sentence; an invalid checklist's problems)."""
+    detail: str | ProblemsOut
+
+
+WHY = {
+    400: "the request is malformed: a body that is not JSON, or a query parameter this operation does not take",
+    401: "no token, or a wrong or expired one (the answer carries `WWW-Authenticate: Bearer`)",
+    403: "the token's role may not do this (viewers read, operators act, admins change the mode)",
+    404: "no such plan, checklist, run, step, phase, drill, drill run or schedule",
+    409: "refused now, saying why: a plan running (one at a time), a plan in the wrong state, a plan that makes "
+         "no sense in the site's state, a drill that may not start now, a conflicting schedule or checklist step",
+    413: "the request body is over 64 kB",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route that can answer these error codes, each with its body: JSON, also on
+    routes that answer text when they succeed (FastAPI would document the route's own media type)."""
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+    return {code: {"model": ErrorOut, "description": WHY[code], "content": body} for code in codes}
+
+
+AUTH = errors(400, 401, 403)  # every route that needs a token

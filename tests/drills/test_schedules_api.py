@@ -138,13 +138,13 @@ async def test_api_schedules_persist_and_show_their_next_run(api: httpx.AsyncCli
     nxt = datetime.fromisoformat(r.json()["next_run"])
     assert nxt.weekday() == 6 and (nxt.hour, nxt.minute) == (3, 0) and nxt > datetime.now().astimezone()
     r = await api.post("/api/v1/drills/schedules", json=body, headers=auth(api, "operator"))
-    assert r.status_code == 422 and "exists already" in r.text
+    assert r.status_code == 409 and "exists already" in r.text  # a conflict with the schedule that has the id
     bad = {"id": "bad", "drill": "primary-cti-crash", "cron": "0 25 * * *"}
     r = await api.post("/api/v1/drills/schedules", json=bad, headers=auth(api, "operator"))
     assert r.status_code == 422 and "cron" in r.text
     r = await api.post("/api/v1/drills/schedules", json={**bad, "drill": "nope", "cron": "0 3 * * *"},
                        headers=auth(api, "operator"))
-    assert r.status_code == 422 and "no drill named 'nope'" in r.text
+    assert r.status_code == 404 and "no drill named 'nope'" in r.text
     restarted = DrillManager(EngineDrillHost(site.engine))  # a controller restart re-adds the stored schedule
     try:
         await restarted.ensure_started()

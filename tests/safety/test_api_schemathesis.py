@@ -3,8 +3,8 @@
 Every operation of each app's own schema (taken from the app, so a new route is covered without editing this
 file) gets generated requests with a valid token (the agent token for the report push, admin otherwise, so
 the handlers run rather than stop at authentication: authentication has its own tests). Checks: no 5xx, the
-body of every documented response matches its schema, the content type matches. Statuses the schema does
-not list (401, 403, 404, 409, 413, FastAPI documents only 200/422) are by design and are not checked here.
+body of every documented response matches its schema, the content type matches. The controller's document
+lists every status code too: test_controller_schemathesis_all.py runs every check against it over HTTP.
 The agent app serves no schema on purpose (`openapi_url=None`); its schema is still `app.openapi()`.
 
 The event stream (GET /api/v1/events) never ends, so it is checked on its own below, not generated.

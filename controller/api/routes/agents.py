@@ -2,22 +2,33 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path, Response
+from fastapi import APIRouter, Depends, HTTPException, Path, Response
 
 from ccfo.platform.auth import Role
 from controller.api.deps import Caller, ClockDep, EngineDep, get_report_parser, known_host
+from controller.api.models import AgentReport
+from controller.api.responses import AUTH, errors
 
-router = APIRouter(prefix="/api/v1/agents", tags=["agents"])
+router = APIRouter(prefix="/api/v1/agents", tags=["agents"], responses=AUTH | errors(409, 413))
+
+
+HostPath = Annotated[str, Path(max_length=63)]
+
+
+def reporter(host: HostPath, who: Caller, engine: EngineDep) -> str:
+    """The host an agent token may report for (checked before the body is read: 403, then 422 for a host
+    the site does not have)."""
+    if who.role is not Role.AGENT or (who.host is not None and who.host != host):
+        raise HTTPException(403, f"{who.name} may not report for {host}")
+    return known_host(engine, host)
 
 
 @router.post("/{host}/report", status_code=204, response_class=Response, response_model=None)
-async def push_report(host: Annotated[str, Path(max_length=63)], who: Caller, engine: EngineDep, clock: ClockDep,
-                      body: Annotated[dict[str, Any], Body()],
+async def push_report(host: Annotated[str, Depends(reporter)], body: AgentReport, engine: EngineDep, clock: ClockDep,
                       parse: Annotated[Any, Depends(get_report_parser)]) -> None:
-    if who.role is not Role.AGENT or (who.host is not None and who.host != host):
-        raise HTTPException(403, f"{who.name} may not report for {host}")
-    known_host(engine, host)
+    if body.host != host:
+        raise HTTPException(409, f"the report is for {body.host!r}, not {host!r}")
     try:
-        engine.ingest(parse(host, body, clock()))
+        engine.ingest(parse(host, body.model_dump(), clock()))
     except (KeyError, ValueError, TypeError, AttributeError) as exc:  # e.g. a list where an object belongs
         raise HTTPException(422, f"malformed report: {exc}") from exc

@@ -11,17 +11,26 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ccfo.platform.auth import Principal
 from controller.api.deps import ChecklistsDep, Operator, Viewer
 from controller.api.models import Reason
-from controller.api.responses import ChecklistOut, ChecklistsOut, ReportEnvelopeOut, RunsOut, RunStatusOut
+from controller.api.responses import (
+    AUTH,
+    ChecklistOut,
+    ChecklistsOut,
+    ReportEnvelopeOut,
+    RunsOut,
+    RunStatusOut,
+    errors,
+)
 from controller.checklists.report import MEDIA
 from controller.checklists.runner import ChecklistRunner
 from controller.checklists.views import checklist_detail, checklist_summary, run_summary
 
-router = APIRouter(prefix="/api/v1", tags=["checklists"])
+router = APIRouter(prefix="/api/v1", tags=["checklists"], responses=AUTH)
+ACT = errors(404, 409, 413)
 Note = Annotated[str, Field(max_length=2000, description="what was done or seen: recorded with the step")]
 ID = r"^[a-z][a-z0-9_.-]{0,62}$"
 Id = Annotated[str, Path(pattern=ID)]
@@ -40,7 +49,7 @@ class Body(BaseModel):
 
 class StartRunRequest(Body):
     reason: Reason
-    rehearsal: bool = False
+    rehearsal: StrictBool = False
     plan_from: Annotated[str, Field(max_length=80, description="auto (the latest rehearsal), none, or a run id")] \
         = "auto"
 
@@ -68,7 +77,7 @@ async def list_checklists(_: Viewer, runner: ChecklistsDep) -> dict:
     return {"checklists": [checklist_summary(c) for c in found.values()], "problems": [str(p) for p in problems]}
 
 
-@router.get("/checklists/{name}", response_model=ChecklistOut)
+@router.get("/checklists/{name}", response_model=ChecklistOut, responses=errors(404))
 async def get_checklist(name: Id, _: Viewer, runner: ChecklistsDep) -> dict:
     found, problems = await asyncio.to_thread(runner.checklists)
     if name not in found:
@@ -78,7 +87,7 @@ async def get_checklist(name: Id, _: Viewer, runner: ChecklistsDep) -> dict:
     return checklist_detail(found[name])
 
 
-@router.post("/checklists/{name}/runs", status_code=201, response_model=RunStatusOut)
+@router.post("/checklists/{name}/runs", status_code=201, response_model=RunStatusOut, responses=ACT)
 async def start_run(name: Id, body: StartRunRequest, who: Operator, runner: ChecklistsDep) -> dict:
     state = await runner.start_run(name, who.name, body.reason, rehearsal=body.rehearsal, plan_from=body.plan_from)
     return runner.status(state.id)
@@ -94,13 +103,14 @@ async def list_runs(_: Viewer, runner: ChecklistsDep,
     return {"runs": [run_summary(r, now) for r in runs]}
 
 
-@router.get("/checklist-runs/{run}", response_model=RunStatusOut)
+@router.get("/checklist-runs/{run}", response_model=RunStatusOut, responses=errors(404))
 async def get_run(run: RunId, _: Viewer, runner: ChecklistsDep) -> dict:
     await runner.ensure_started()
     return runner.status(run)
 
 
-@router.get("/checklist-runs/{run}/report", response_class=Response, response_model=None, responses=REPORT)
+@router.get("/checklist-runs/{run}/report", response_class=Response, response_model=None,
+            responses=REPORT | errors(404))
 async def get_report(run: RunId, _: Viewer, runner: ChecklistsDep,
                      fmt: Annotated[Literal["md", "html", "json"], Query(alias="format")] = "md",
                      envelope: bool = False) -> Response:
@@ -114,41 +124,41 @@ async def get_report(run: RunId, _: Viewer, runner: ChecklistsDep,
     return PlainTextResponse(text, media_type=MEDIA["md"])
 
 
-@router.post("/checklist-runs/{run}/steps/{step}/done", response_model=RunStatusOut)
+@router.post("/checklist-runs/{run}/steps/{step}/done", response_model=RunStatusOut, responses=ACT)
 async def step_done(run: RunId, step: Id, body: DoneRequest, who: Operator, runner: ChecklistsDep) -> dict:
     return await _op(runner, run, "done", step, who, body.note)
 
 
-@router.post("/checklist-runs/{run}/steps/{step}/fail", response_model=RunStatusOut)
+@router.post("/checklist-runs/{run}/steps/{step}/fail", response_model=RunStatusOut, responses=ACT)
 async def step_fail(run: RunId, step: Id, body: FailRequest, who: Operator, runner: ChecklistsDep) -> dict:
     return await _op(runner, run, "fail", step, who, body.note)
 
 
-@router.post("/checklist-runs/{run}/steps/{step}/skip", response_model=RunStatusOut)
+@router.post("/checklist-runs/{run}/steps/{step}/skip", response_model=RunStatusOut, responses=ACT)
 async def step_skip(run: RunId, step: Id, body: ReasonRequest, who: Operator, runner: ChecklistsDep) -> dict:
     return await _op(runner, run, "skip", step, who, body.reason)
 
 
-@router.post("/checklist-runs/{run}/steps/{step}/retry", response_model=RunStatusOut)
+@router.post("/checklist-runs/{run}/steps/{step}/retry", response_model=RunStatusOut, responses=ACT)
 async def step_retry(run: RunId, step: Id, body: ReasonRequest, who: Operator, runner: ChecklistsDep) -> dict:
     return await _op(runner, run, "retry", step, who, body.reason)
 
 
-@router.post("/checklist-runs/{run}/steps/{step}/confirm", response_model=RunStatusOut)
+@router.post("/checklist-runs/{run}/steps/{step}/confirm", response_model=RunStatusOut, responses=ACT)
 async def step_confirm(run: RunId, step: Id, body: DoneRequest, who: Operator, runner: ChecklistsDep) -> dict:
     return await _op(runner, run, "confirm", step, who, body.note)
 
 
-@router.post("/checklist-runs/{run}/phases/{phase}/rollback", response_model=RunStatusOut)
+@router.post("/checklist-runs/{run}/phases/{phase}/rollback", response_model=RunStatusOut, responses=ACT)
 async def phase_rollback(run: RunId, phase: Id, body: ReasonRequest, who: Operator, runner: ChecklistsDep) -> dict:
     return await _op(runner, run, "rollback", phase, who, body.reason)
 
 
-@router.post("/checklist-runs/{run}/phases/{phase}/retry", response_model=RunStatusOut)
+@router.post("/checklist-runs/{run}/phases/{phase}/retry", response_model=RunStatusOut, responses=ACT)
 async def phase_retry(run: RunId, phase: Id, body: ReasonRequest, who: Operator, runner: ChecklistsDep) -> dict:
     return await _op(runner, run, "retry", phase, who, body.reason)
 
 
-@router.post("/checklist-runs/{run}/abort", response_model=RunStatusOut)
+@router.post("/checklist-runs/{run}/abort", response_model=RunStatusOut, responses=ACT)
 async def abort_run(run: RunId, body: ReasonRequest, who: Operator, runner: ChecklistsDep) -> dict:
     return await _op(runner, run, "abort", "", who, body.reason)

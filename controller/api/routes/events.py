@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from controller.api.deps import EngineDep, Viewer
+from controller.api.responses import AUTH
 
-router = APIRouter(prefix="/api/v1", tags=["events"])
+router = APIRouter(prefix="/api/v1", tags=["events"], responses=AUTH)
 STREAM = {200: {"description": "an endless text/event-stream: `id`, `event` (the kind) and `data` (JSON)",
                 "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
 

@@ -11,10 +11,10 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from controller.api.deps import EngineDep
-from controller.api.responses import HealthOut
+from controller.api.responses import HealthOut, errors
 from controller.engine import Engine
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], responses=errors(400))
 
 
 def not_ready(engine: Engine) -> list[str]:

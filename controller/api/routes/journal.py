@@ -6,10 +6,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from controller.api.deps import EngineDep, Viewer
-from controller.api.responses import JournalOut
+from controller.api.responses import AUTH, JournalOut
 from controller.status import entry_dict
 
-router = APIRouter(prefix="/api/v1", tags=["journal"])
+router = APIRouter(prefix="/api/v1", tags=["journal"], responses=AUTH)
 MAX_ID = 2**63 - 1  # SQLite's largest integer: a larger id is a 422, not an OverflowError (a 500)
 
 

@@ -15,17 +15,17 @@ from ccfo.domain.plan import Plan
 from ccfo.platform.auth import Principal
 from controller.api.deps import Admin, EngineDep, Operator, known_host
 from controller.api.models import FailbackRequest, FailoverRequest, ModeRequest, SwitchoverRequest
-from controller.api.responses import DryRunOut, ModeOut, PlanRecordOut
+from controller.api.responses import AUTH, DryRunOut, ModeOut, PlanRecordOut, errors
 from controller.engine import Engine
 from controller.operator_plans import OperatorAction, operator_plan
 
-router = APIRouter(prefix="/api/v1", tags=["operator"])
+router = APIRouter(prefix="/api/v1", tags=["operator"], responses=AUTH | errors(413))
 DRY_RUN = TypeAdapter(DryRunOut)
 DryRun = Annotated[bool, Query(description="answer the plan that would run now (200) and run nothing")]
 ACTION_ANSWERS: dict[int | str, dict] = {
     200: {"model": DryRunOut, "description": "dry run: the plan that would run now; nothing was run"},
     202: {"model": PlanRecordOut, "description": "the plan started"},
-}
+} | errors(409)
 
 
 async def _act(engine: Engine, who: Principal, reason: str, plan: Plan, dry_run: bool) -> dict | JSONResponse:

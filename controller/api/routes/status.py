@@ -4,11 +4,11 @@ from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
 
 from controller.api.deps import EngineDep, Viewer
-from controller.api.responses import StatusOut
+from controller.api.responses import AUTH, StatusOut
 from controller.metrics import render_metrics
 from controller.status import status
 
-router = APIRouter(tags=["status"])
+router = APIRouter(tags=["status"], responses=AUTH)
 
 
 @router.get("/api/v1/status", response_model=StatusOut)
