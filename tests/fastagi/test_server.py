@@ -18,7 +18,7 @@ C30 = CapacityPolicy()
 
 
 def env_block(script: str = "admit?kind=agent", **extra: str) -> bytes:
-    """An environment like Asterisk 20's (shared/fixtures/asterisk-agi), LF line ends."""
+    """An environment like Asterisk 20's (tests/fixtures/asterisk-agi), LF line ends."""
     lines = {"agi_network": "yes", "agi_network_script": script, "agi_request": f"agi://127.0.0.1:4573/{script}",
              "agi_channel": "SIP/sipp-00000011", "agi_language": "en", "agi_type": "SIP",
              "agi_uniqueid": "1795427911.33", "agi_version": "20.20.1", "agi_callerid": "sipp",
