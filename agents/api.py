@@ -1,6 +1,8 @@
 """The agent's control API (FastAPI): the host report and the actions, behind a bearer token.
 
     GET  /v1/health   unauthenticated liveness: {"status": "ok"}, nothing else
+    GET  /metrics     unauthenticated Prometheus metrics (agents/metrics.py): counts and capacity, no secrets;
+                      the agent's token would also allow actions, so a scraper must not need it
     GET  /v1/report   the host report (agents/report.py)
     POST /v1/actions  run an action (agents/actions.py): 200 with the result (status done or failed),
                       400 refused (unknown service/site/host), 409 action_id reused for another request,
@@ -15,10 +17,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
 
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
+from agents.metrics import CONTENT_TYPE, AgentMetrics
 from ccfo.platform.limits import BodyLimit
 
 log = logging.getLogger("ccfo.agent.api")
@@ -39,7 +42,7 @@ Caller = Annotated[str, Depends(caller)]
 
 
 def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitable[dict[str, Any]]],
-               executor: ActionExecutor) -> FastAPI:
+               executor: ActionExecutor, metrics: AgentMetrics | None = None) -> FastAPI:
     if not tokens:
         raise ValueError("the agent API needs at least one token")
     app = FastAPI(title=f"ccfo agent {host}", version="1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -51,6 +54,12 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
     @app.get("/v1/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    registry = metrics or AgentMetrics(host)
+
+    @app.get("/metrics")
+    async def get_metrics() -> Response:
+        return Response(registry.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/report")
     async def get_report(who: Caller) -> dict[str, Any]:

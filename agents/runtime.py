@@ -39,6 +39,7 @@ from agents.api import create_app
 from agents.auth import Token, TokenError, lab_token, load_token
 from agents.files import from_host_config
 from agents.idempotency import ResultStore
+from agents.metrics import AgentMetrics
 from agents.ports import AmiPort
 from agents.report import ReportBuilder
 from agents.reporter import Reporter, report_url
@@ -118,16 +119,20 @@ class AgentRuntime:
             line_test={"number": self.model.line_test.exten, "context": self.model.line_test.context,
                        "timeout_s": self.model.line_test.timeout_s},
             store=ResultStore(path=self.state_dir / "actions.json"))
+        self.metrics = AgentMetrics(opts.host)
         self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, self.ami)
         self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,
                                                                opts.host), self.token, heartbeat_s=self.heartbeat_s,
-                                 transport=push_transport)
+                                 transport=push_transport, on_push=self.metrics.observe_push)
         self.services.add_listener(self.reporter.poke)
         self.snmp_agi = SnmpAgi(loaded, opts.host, self.services, lambda: self.ami)
         self.services.add_listener(self.snmp_agi.changed)
         host, port = bind_address(opts, self.model.agent)
-        self.server = ApiServer(create_app(opts.host, [self.token], self.report.build, self.executor), host, port,
-                                **self.tls)
+        self.metrics.bind(ami=lambda: self.ami, admission=lambda: self.snmp_agi.admission,
+                          responder=lambda: self.snmp_agi.responder,
+                          services=lambda: {n: s.state.value for n, s in self.services.services().items()})
+        self.server = ApiServer(create_app(opts.host, [self.token], self.report.build, self.executor, self.metrics),
+                                host, port, **self.tls)
         self._tasks: list[asyncio.Task[None]] = []
 
     def _token(self) -> Token:

@@ -36,6 +36,7 @@ _TRIGGERS = frozenset({"Alarm", "AlarmClear", "SpanAlarm", "SpanAlarmClear", "Fu
 ORIGINATE_REASONS = {0: "failed (no free channel, span or driver down, or no such extension)", 1: "hung up",
                      3: "no answer before the timeout", 4: "answered", 5: "busy", 8: "congestion"}
 BATCH = 2000
+MAX_EVENT_CLASSES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +83,7 @@ class AmiMonitor:
         self.on_change = on_change
         self.changed = asyncio.Event()
         self.events_processed = 0
+        self.events_by_class: dict[str, int] = {}  # for /metrics; at most MAX_EVENT_CLASSES names
         self.reconciles = 0
         self.reconcile_error: str | None = None
         self._queue: asyncio.Queue[AmiMessage] = asyncio.Queue()
@@ -171,11 +173,18 @@ class AmiMonitor:
                 else:
                     waiter.items.append(msg)
                 return
+            self._count_event(msg.name)
             self.model.apply_event(msg)
             if msg.name in _TRIGGERS:
                 self._poke.set()
         except Exception:
             log.exception("AMI event could not be applied; skipped: %r", dict(msg.headers))
+
+    def _count_event(self, name: str) -> None:
+        counts = self.events_by_class
+        if name not in counts and len(counts) >= MAX_EVENT_CLASSES:
+            name = "other"  # a peer inventing event names cannot grow the metric without bound
+        counts[name] = counts.get(name, 0) + 1
 
     def _apply_list(self, waiter: _ListWait) -> None:
         if waiter.kind == "PRIShowSpans":

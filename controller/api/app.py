@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
@@ -36,7 +36,7 @@ from controller.api.models import (
 )
 from controller.api.views import status
 from controller.engine import Engine, Refused
-from controller.metrics import render_metrics
+from controller.metrics import CONTENT_TYPE, ControllerMetrics
 from controller.store import PlanStatus
 
 log = logging.getLogger("ccfo.api")
@@ -205,9 +205,11 @@ def create_app(engine: Engine, tokens: TokenStore, parse_report: Callable[[str, 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    exporter = ControllerMetrics(engine)  # this app's own registry (controller/metrics.py)
+
     @app.get("/metrics", response_class=PlainTextResponse)
-    async def metrics(_: Viewer) -> str:
-        return render_metrics(engine)
+    async def metrics(_: Viewer) -> Response:
+        return Response(await exporter.render(), media_type=CONTENT_TYPE)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
