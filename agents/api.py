@@ -1,6 +1,9 @@
 """The agent's control API (FastAPI): the host report and the actions, behind a bearer token.
 
-    GET  /v1/health   unauthenticated liveness: {"status": "ok"}, nothing else
+    GET  /v1/health   unauthenticated liveness: {"status": "ok"}, nothing else (kept for older checks)
+    GET  /healthz     unauthenticated: 200 {"status": "ok"} while the process serves
+    GET  /readyz      unauthenticated: 200 {"status": "ready", "ami": "connected" | "not configured"}, else
+                      503 {"status": "not ready", "ami": "disconnected" | "no secret"}; fixed words, no secrets
     GET  /metrics     unauthenticated Prometheus metrics (agents/metrics.py): counts and capacity, no secrets;
                       the agent's token would also allow actions, so a scraper must not need it
     GET  /v1/report   the host report (agents/report.py)
@@ -18,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
@@ -42,7 +46,9 @@ Caller = Annotated[str, Depends(caller)]
 
 
 def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitable[dict[str, Any]]],
-               executor: ActionExecutor, metrics: AgentMetrics | None = None) -> FastAPI:
+               executor: ActionExecutor, metrics: AgentMetrics | None = None,
+               readiness: Callable[[], tuple[bool, str]] | None = None) -> FastAPI:
+    """`readiness` returns (ready, the AMI word for /readyz); without it the agent counts as ready."""
     if not tokens:
         raise ValueError("the agent API needs at least one token")
     app = FastAPI(title=f"ccfo agent {host}", version="1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -56,6 +62,16 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
         return {"status": "ok"}
 
     registry = metrics or AgentMetrics(host)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        ready, ami = readiness() if readiness is not None else (True, "not configured")
+        body = {"status": "ready" if ready else "not ready", "ami": ami}
+        return JSONResponse(body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
     @app.get("/metrics")
     async def get_metrics() -> Response:
