@@ -54,9 +54,16 @@ class AmiSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class LineTestResult:
+    """A line test's outcome. `target` is what Asterisk dialled (the OriginateResponse's Channel, else the
+    channel we asked for); `asterisk_response`/`asterisk_reason` are its Response and Reason fields (None
+    when no OriginateResponse came)."""
+
     ok: bool
     reason: str
     duration_s: float
+    target: str = ""
+    asterisk_response: str | None = None
+    asterisk_reason: int | None = None
 
 
 @dataclass
@@ -254,28 +261,34 @@ class AmiMonitor:
             raise ValueError("number and context must be 1-64 characters of [0-9A-Za-z*#+_.-]")
         mask = {m.strip().lower() for m in self.config.events.split(",")}
         start = time.monotonic()
+        channel = f"Local/{number}@{context}"
         if not mask & {"on", "all", "call", "yes", "true"}:
-            return LineTestResult(False, "events mask has no 'call': the OriginateResponse would never arrive", 0.0)
-        action = {"Action": "Originate", "Channel": f"Local/{number}@{context}", "Application": "Wait",
+            return LineTestResult(False, "events mask has no 'call': the OriginateResponse would never arrive", 0.0,
+                                  channel)
+        action = {"Action": "Originate", "Channel": channel, "Application": "Wait",
                   "Data": f"{hold_s:g}", "Timeout": str(int(timeout_s * 1000)), "Async": "true",
                   "CallerID": '"ccfo line test" <0>', "Variable": "CCFO_LINETEST=1"}
         try:
             answer = await self.link.send(action, timeout=timeout_s + self.config.action_timeout_s)
         except AmiNotConnected as exc:
-            return LineTestResult(False, f"AMI not connected: {exc.message}", time.monotonic() - start)
+            return LineTestResult(False, f"AMI not connected: {exc.message}", time.monotonic() - start, channel)
         except AmiTimeout:
-            return LineTestResult(False, f"no OriginateResponse within {timeout_s}s", time.monotonic() - start)
-        except AmiError as exc:
-            return LineTestResult(False, f"Originate refused: {exc.message}", time.monotonic() - start)
+            return LineTestResult(False, f"no OriginateResponse within {timeout_s}s", time.monotonic() - start,
+                                  channel)
+        except AmiError as exc:  # Asterisk's own words (Response: Error, Message: ...)
+            return LineTestResult(False, f"Originate refused: {exc.message}", time.monotonic() - start, channel,
+                                  "Error")
         duration = time.monotonic() - start
         result = next((m for m in answer if m.name == "OriginateResponse"), None)
         if result is None:
-            return LineTestResult(False, "Originate answered without an OriginateResponse", duration)
+            return LineTestResult(False, "Originate answered without an OriginateResponse", duration, channel)
         reason_text = result.get("reason")
         reason = int(reason_text) if reason_text.isdigit() else -1
         text = ORIGINATE_REASONS.get(reason, "unknown outcome")
-        ok = result.get("response") == "Success" and reason == 4
-        return LineTestResult(ok, f"{text} (reason {reason})", duration)
+        response = result.get("response") or None
+        ok = response == "Success" and reason == 4
+        return LineTestResult(ok, f"{text} (reason {reason})", duration, result.get("channel") or channel, response,
+                              reason if reason >= 0 else None)
 
     async def db_put(self, family: str, key: str, value: str) -> None:
         await self.link.send({"Action": "DBPut", "Family": family, "Key": key, "Val": value})

@@ -80,6 +80,11 @@ def reason_label(reason: str, fallback: bool) -> str:
     return "capacity"
 
 
+class CapacityUnknown(Exception):
+    """The live source cannot know the capacity now; its message names the cause ("AMI down (...)"),
+    which the policy answer carries instead of a generic "internal error"."""
+
+
 @dataclass
 class AdmissionStats:
     connections: int = 0
@@ -207,6 +212,8 @@ class AdmissionServer:
                            direction=request.direction, limits=cap.limits)
         except TimeoutError:
             return self._fallback(f"live capacity not available within {self._answer_within_s * 1000:.0f} ms")
+        except CapacityUnknown as exc:
+            return self._fallback(f"{exc}: live calls unknown")
         except Exception as exc:
             log.warning("fastagi: cannot decide %s: %s: %s", request.kind, type(exc).__name__, exc)
             return self._fallback(f"internal error ({type(exc).__name__})")
