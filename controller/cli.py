@@ -112,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     from controller import init as init_cmd
     init_cmd.add_parser(sub)
+    from controller import config_reference
+    config_reference.add_parser(sub)
     return parser
 
 
