@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
@@ -67,13 +67,13 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get("/readyz", responses={503: {"description": "not ready: AMI disconnected or its secret unreadable"}})
     async def readyz() -> JSONResponse:
         ready, ami = readiness() if readiness is not None else (True, "not configured")
         body = {"status": "ready" if ready else "not ready", "ami": ami}
         return JSONResponse(body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def get_metrics() -> Response:
         return Response(registry.render(), media_type=CONTENT_TYPE)
 

@@ -90,6 +90,7 @@ def test_the_wheel_carries_the_data_the_services_need(wheel: Path) -> None:
                    "controller/web/app.css", "agents/mib/CCFO-MIB.txt",
                    "drills/sipp/uas_answer.xml", f"{data}config/site.yaml", f"{data}config/rules.yaml",
                    f"{data}config/checklists/weekend-upgrade.yaml", f"{data}config/asterisk/manager-ccfo.conf",
+                   f"{data}config/prometheus/prometheus.yml", f"{data}config/prometheus/alerts.yml",
                    f"{data}systemd/ccfo-agent.service", f"{data}systemd/ccfo-controller.service",
                    f"{data}systemd/50-ccfo-agent.rules", f"{data}systemd/ccfo.sysusers.conf",
                    f"{data}systemd/examples/cti.service", f"{data}mib/CCFO-MIB.txt",
