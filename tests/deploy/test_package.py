@@ -26,6 +26,9 @@ import yaml
 
 from tests.deploy.kit import REPO
 
+# Installing the dependencies for real: ~10 s on a quiet 2-core box, a minute or two when it is busy.
+pytestmark = pytest.mark.timeout(300)
+
 # What the build reads (pyproject.toml's packages, package data and data-files); nothing else of the checkout,
 # where other runs may be writing (.lab, reports, caches) while this one copies.
 SOURCES = ("pyproject.toml", "MANIFEST.in", "README.md", "ccfo", "controller", "agents", "drills", "lab", "config",
@@ -78,8 +81,8 @@ def venv(wheel: Path, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory
     env = tmp_path_factory.mktemp("venv") / "ccfo"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
     python = env / "bin" / "python"
-    pip("--python", str(python), "install", "--no-index", "--find-links", str(wheelhouse), "--quiet", str(wheel),
-        timeout=240)
+    pip("--python", str(python), "install", "--no-index", "--find-links", str(wheelhouse), "--quiet", "--no-compile",
+        str(wheel), timeout=240)  # --no-compile: byte-compiling numpy and friends is most of an install's time
     return env
 
 
