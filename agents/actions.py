@@ -102,7 +102,12 @@ class ActionRefused(ValueError):
 
 
 class ActionFailed(Exception):
-    """An action that ran and did not succeed (AMI not connected, AMI error, line test failed)."""
+    """An action that ran and did not succeed (AMI not connected, AMI error, line test failed); `data` is
+    kept in the failed result (a line test's target and Asterisk's reason)."""
+
+    def __init__(self, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.data = data or {}
 
 
 class ActionConflict(ValueError):
@@ -210,7 +215,7 @@ class ActionExecutor:
             detail, data = await self._handlers[req.action](req)
             status = ActionStatus.DONE
         except (ServiceError, RepointError, ActionFailed) as exc:
-            detail, data, status = str(exc), {}, ActionStatus.FAILED
+            detail, data, status = str(exc), getattr(exc, "data", {}), ActionStatus.FAILED
         except Exception as exc:  # an adapter bug must become a failed action, not a dead agent
             log.exception("action %s %s by %s: unexpected error", req.action_id, what, caller)
             detail, data, status = f"internal error: {type(exc).__name__}: {exc}", {}, ActionStatus.FAILED
@@ -283,6 +288,12 @@ class ActionExecutor:
             raise ActionFailed(f"line test {target}: {exc}") from exc
         data = plain(outcome)
         data = data if isinstance(data, dict) else {"result": data}
+        target = data.get("target") or target  # what Asterisk dialled, when it says
         if data.get("ok") is False:
-            raise ActionFailed(f"line test {target} failed: {data.get('reason') or data.get('detail') or data}")
+            said = ""
+            if data.get("asterisk_response") is not None:
+                said = f"; Asterisk: Response {data['asterisk_response']}" + (
+                    f", Reason {data['asterisk_reason']}" if data.get("asterisk_reason") is not None else "")
+            raise ActionFailed(f"line test {target} failed: {data.get('reason') or data.get('detail') or data}{said}",
+                               data)
         return f"line test {target} passed" + (f": {data['reason']}" if data.get("reason") else ""), data

@@ -1,6 +1,11 @@
 """The agent's control API (FastAPI): the host report and the actions, behind a bearer token.
 
-    GET  /v1/health   unauthenticated liveness: {"status": "ok"}, nothing else
+    GET  /v1/health   unauthenticated liveness: {"status": "ok"}, nothing else (kept for older checks)
+    GET  /healthz     unauthenticated: 200 {"status": "ok"} while the process serves
+    GET  /readyz      unauthenticated: 200 {"status": "ready", "ami": "connected" | "not configured"}, else
+                      503 {"status": "not ready", "ami": "disconnected" | "no secret"}; fixed words, no secrets
+    GET  /metrics     unauthenticated Prometheus metrics (agents/metrics.py): counts and capacity, no secrets;
+                      the agent's token would also allow actions, so a scraper must not need it
     GET  /v1/report   the host report (agents/report.py)
     POST /v1/actions  run an action (agents/actions.py): 200 with the result (status done or failed),
                       400 refused (unknown service/site/host), 409 action_id reused for another request,
@@ -15,10 +20,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
+from agents.metrics import CONTENT_TYPE, AgentMetrics
 from ccfo.platform.limits import BodyLimit
 
 log = logging.getLogger("ccfo.agent.api")
@@ -39,7 +46,9 @@ Caller = Annotated[str, Depends(caller)]
 
 
 def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitable[dict[str, Any]]],
-               executor: ActionExecutor) -> FastAPI:
+               executor: ActionExecutor, metrics: AgentMetrics | None = None,
+               readiness: Callable[[], tuple[bool, str]] | None = None) -> FastAPI:
+    """`readiness` returns (ready, the AMI word for /readyz); without it the agent counts as ready."""
     if not tokens:
         raise ValueError("the agent API needs at least one token")
     app = FastAPI(title=f"ccfo agent {host}", version="1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -51,6 +60,22 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
     @app.get("/v1/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    registry = metrics or AgentMetrics(host)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", responses={503: {"description": "not ready: AMI disconnected or its secret unreadable"}})
+    async def readyz() -> JSONResponse:
+        ready, ami = readiness() if readiness is not None else (True, "not configured")
+        body = {"status": "ready" if ready else "not ready", "ami": ami}
+        return JSONResponse(body, status_code=200 if ready else 503, headers={"Cache-Control": "no-store"})
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    async def get_metrics() -> Response:
+        return Response(registry.render(), media_type=CONTENT_TYPE)
 
     @app.get("/v1/report")
     async def get_report(who: Caller) -> dict[str, Any]:

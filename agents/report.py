@@ -3,7 +3,9 @@
 Served at GET /v1/report and pushed to the controller. When AMI is not connected, `spans`, `calls` and
 `channels` are null (unknown), never "all lines down": losing the AMI link says nothing about the lines.
 `board.driver` combines what the service backend says about the driver service (inactive/failed = down,
-an isolated board) with what AMI sees (a loaded driver with its channels open). Times are Unix seconds.
+an isolated board) with what AMI sees (a loaded driver with its channels open); while AMI is lost it is
+"unknown". Every configured span is listed: one Asterisk does not report is "unknown" (dchannel "unknown",
+not healthy), never left out. Times are Unix seconds.
 Holds no secret: no token, no AMI credentials (the AMI error text is the monitor's, which has none).
 """
 
@@ -37,11 +39,14 @@ def _word(value: Any) -> str:
 
 
 def driver_state(service_state: ServiceState, ami: AmiSnapshotView | None) -> str:
-    """The board driver: down if its service is stopped or failed (isolation), else AMI's view, else the
-    service's, else unknown."""
+    """The board driver: down if its service is stopped or failed (isolation), else AMI's view. While the
+    AMI link is lost nobody can see the board, so it is unknown (a running driver service proves nothing
+    about the card); only a host with no AMI link at all (`ami` None) falls back to the service's view."""
     if service_state in (ServiceState.INACTIVE, ServiceState.FAILED):
         return "down"
-    if ami is not None and ami.connected:
+    if ami is not None:
+        if not ami.connected:
+            return "unknown"
         seen = _word(ami.driver)
         if seen in ("up", "down"):
             return seen

@@ -51,7 +51,8 @@ class Reporter:
     def __init__(self, build: Callable[[], Awaitable[dict[str, Any]]], url: str, token: Token, *,
                  heartbeat_s: float = 1.0, timeout_s: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 on_push: Callable[[float, bool], None] | None = None) -> None:
         self.build = build
         self.url = url
         self.token = token
@@ -67,6 +68,7 @@ class Reporter:
         self.failed = 0
         self.failing_since: float | None = None
         self.last_error: str | None = None
+        self.on_push = on_push  # (seconds, ok) after every push: the /metrics latency histogram
 
     def poke(self, *_: object) -> None:
         """Something changed: push now (callable from listeners with any arguments)."""
@@ -98,6 +100,13 @@ class Reporter:
 
     async def push(self, client: httpx.AsyncClient, report: dict[str, Any]) -> bool:
         """POST one report; True when the controller took it (2xx)."""
+        started = time.monotonic()
+        ok = await self._post(client, report)
+        if self.on_push is not None:
+            self.on_push(time.monotonic() - started, ok)
+        return ok
+
+    async def _post(self, client: httpx.AsyncClient, report: dict[str, Any]) -> bool:
         try:
             answer = await client.post(self.url, json=report,
                                        headers={"Authorization": f"Bearer {self.token.secret}"})

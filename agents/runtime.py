@@ -39,6 +39,7 @@ from agents.api import create_app
 from agents.auth import Token, TokenError, lab_token, load_token
 from agents.files import from_host_config
 from agents.idempotency import ResultStore
+from agents.metrics import AgentMetrics
 from agents.ports import AmiPort
 from agents.report import ReportBuilder
 from agents.reporter import Reporter, report_url
@@ -118,17 +119,28 @@ class AgentRuntime:
             line_test={"number": self.model.line_test.exten, "context": self.model.line_test.context,
                        "timeout_s": self.model.line_test.timeout_s},
             store=ResultStore(path=self.state_dir / "actions.json"))
+        self.metrics = AgentMetrics(opts.host)
         self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, self.ami)
         self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,
                                                                opts.host), self.token, heartbeat_s=self.heartbeat_s,
-                                 transport=push_transport)
+                                 transport=push_transport, on_push=self.metrics.observe_push)
         self.services.add_listener(self.reporter.poke)
         self.snmp_agi = SnmpAgi(loaded, opts.host, self.services, lambda: self.ami)
         self.services.add_listener(self.snmp_agi.changed)
         host, port = bind_address(opts, self.model.agent)
-        self.server = ApiServer(create_app(opts.host, [self.token], self.report.build, self.executor), host, port,
-                                **self.tls)
+        self.metrics.bind(ami=lambda: self.ami, admission=lambda: self.snmp_agi.admission,
+                          responder=lambda: self.snmp_agi.responder,
+                          services=lambda: {n: s.state.value for n, s in self.services.services().items()})
+        self.server = ApiServer(create_app(opts.host, [self.token], self.report.build, self.executor, self.metrics,
+                                           self.readiness), host, port, **self.tls)
         self._tasks: list[asyncio.Task[None]] = []
+
+    def readiness(self) -> tuple[bool, str]:
+        """GET /readyz: ready while AMI is logged in, or when no AMI secret is configured at all (a host run
+        without Asterisk on purpose); a configured secret that cannot be read is not ready."""
+        if isinstance(self.ami, NoAmi):
+            return (True, "not configured") if self.ami.deliberate else (False, "no secret")
+        return (True, "connected") if self.ami.snapshot().connected else (False, "disconnected")
 
     def _token(self) -> Token:
         try:
@@ -155,8 +167,12 @@ class AgentRuntime:
         ami = self.model.ami
         secret = _read_secret(self.loaded, ami.secret_file, ami.secret_env)
         if secret is None:
-            log.error("no AMI secret (ami.secret_file / ami.secret_env): running without AMI")
-            return NoAmi("no AMI secret configured (ami.secret_file / ami.secret_env)")
+            if not (ami.secret_file or ami.secret_env):
+                log.warning("no AMI secret configured (ami.secret_file / ami.secret_env): running without AMI")
+                return NoAmi("no AMI secret configured (ami.secret_file / ami.secret_env)", deliberate=True)
+            log.error("the AMI secret (ami.secret_file / ami.secret_env) cannot be read or is empty: running without "
+                      "AMI")
+            return NoAmi("the configured AMI secret cannot be read or is empty")
         from agents.ami import AmiMonitor
         board = self.model.board
         return AmiMonitor(ami.host, ami.port, ami.username, secret, board_channel_regex=board.channel_pattern,
@@ -227,8 +243,9 @@ class AgentRuntime:
 class NoAmi:
     """The AMI side when none can be set up: always disconnected, with the reason as its error."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, deliberate: bool = False) -> None:
         from types import SimpleNamespace
+        self.deliberate = deliberate  # no secret configured at all, as opposed to one that cannot be read
         calls = SimpleNamespace(ivr=0, agent=0, fax=0)
         self._snap = SimpleNamespace(connected=False, last_ok=None, error=reason, driver="unknown", spans=(),
                                      calls=calls, channels_available=0, channels_free=0)

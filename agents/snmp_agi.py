@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
-from agents.fastagi import AdmissionServer, LiveCapacity
+from agents.fastagi import AdmissionServer, CapacityUnknown, LiveCapacity
 from agents.report import driver_state
 from agents.server import split_host_port
 from ccfo.domain.capacity import HostLoad
@@ -44,10 +44,6 @@ WATCH_INTERVAL_S = 5.0  # the responder's own re-read: a safety net beside the c
 
 class SnmpAgiError(Exception):
     """The SNMP responder or the admission server cannot start (address taken, no AES); says which."""
-
-
-class CapacityUnknown(Exception):
-    """The live calls are not known (no AMI link): admission answers by its fail-open/closed policy."""
 
 
 def infer_duty(role: str, states: Mapping[str, str], runs_as: Mapping[str, Collection[str]],
@@ -109,10 +105,11 @@ def _updown(value: Any) -> bool | None:
 
 
 def live_capacity(ami: Any, policy: CapacityPolicy, fax_channels: int) -> LiveCapacity:
-    """C, X, Y and fax calls now, from the AMI snapshot; CapacityUnknown while the AMI link is down."""
+    """C, X, Y and fax calls now, from the AMI snapshot; CapacityUnknown ("AMI down (why)") while the AMI
+    link is down, so the admission's policy answer names the real cause."""
     snap = ami.snapshot()
     if not snap.connected:
-        raise CapacityUnknown(snap.error or "AMI link down")
+        raise CapacityUnknown(f"AMI down ({snap.error or 'not connected'})")
     calls = snap.calls
     return LiveCapacity(int(snap.channels_available), HostLoad(int(calls.ivr), int(calls.agent), int(calls.fax)),
                         policy, fax_channels)

@@ -113,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_agent(sub)
     demo.add_parser(sub, main)  # the demo runs `ccfo ...` commands: it gets this entry point, not an import
     init_cmd.add_parser(sub)
+    from controller import config_reference
+    config_reference.add_parser(sub)
     return parser
 
 

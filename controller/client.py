@@ -1,9 +1,10 @@
 """The CLI commands that talk to a running controller's API (status, failover, approve, mode, ...).
 
-Connection options come from flags or the environment: CCFO_URL (default http://127.0.0.1:8080),
-CCFO_TOKEN or CCFO_TOKEN_FILE. Exit codes: 0 ok; 1 refused or failed (HTTP 409, a plan that failed,
-unreachable controller, a confirmation answered no); 2 usage, auth or validation error (HTTP
-401/403/422, an operator action without a terminal to confirm on and without --yes).
+Connection options come from flags or the environment: CCFO_URL (default: a lab running in ./.lab, else
+http://127.0.0.1:8080), CCFO_TOKEN or CCFO_TOKEN_FILE (a running lab's operator token only when the URL is
+the lab's too, so a lab token never goes to another controller). Exit codes: 0 ok; 1 refused or failed
+(HTTP 409, a plan that failed, unreachable controller, a confirmation answered no); 2 usage, auth or
+validation error (HTTP 401/403/422, an operator action without a terminal to confirm on and without --yes).
 
 Operator actions (failover, switchover, failback) first ask the controller for the plan it would run now
 (`?dry_run=true`, built from the live state), show its numbered steps and ask "Run these N steps on site
@@ -24,6 +25,7 @@ import httpx
 
 from ccfo.clients.api import ApiError
 from ccfo.platform.auth import TokenFileError, add_token, read_secret
+from lab.running import RunningLab, running_lab
 
 EXIT_USAGE = 2
 
@@ -36,22 +38,32 @@ class ConfirmationUnavailable(ApiError):
                                      f"then run it with --yes")
 
 
-def _token(args: argparse.Namespace) -> str:
+def _lab(args: argparse.Namespace) -> RunningLab | None:
+    """A lab running in ./.lab, when neither --url nor $CCFO_URL names a controller."""
+    if getattr(args, "url", None) or os.environ.get("CCFO_URL"):
+        return None
+    return running_lab()
+
+
+def _token(args: argparse.Namespace, lab: RunningLab | None = None) -> str:
     if getattr(args, "token_file", None):
         return read_secret(__import__("pathlib").Path(args.token_file))
     if os.environ.get("CCFO_TOKEN"):
         return os.environ["CCFO_TOKEN"]
     if os.environ.get("CCFO_TOKEN_FILE"):
         return read_secret(__import__("pathlib").Path(os.environ["CCFO_TOKEN_FILE"]))
+    if lab is not None and lab.operator_token.is_file():
+        return read_secret(lab.operator_token)
     raise TokenFileError("no token: pass --token-file, or set CCFO_TOKEN or CCFO_TOKEN_FILE")
 
 
 def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
          params: dict[str, Any] | None = None) -> Any:
-    url = (args.url or os.environ.get("CCFO_URL") or "http://127.0.0.1:8080").rstrip("/")
+    lab = _lab(args)
+    url = (args.url or os.environ.get("CCFO_URL") or (lab.api if lab else "") or "http://127.0.0.1:8080").rstrip("/")
     try:
         r = httpx.request(method, url + path, json=body, params=params, timeout=30,
-                          headers={"Authorization": f"Bearer {_token(args)}"})
+                          headers={"Authorization": f"Bearer {_token(args, lab)}"})
     except httpx.HTTPError as exc:
         raise ApiError(1, f"cannot reach the controller at {url}: {exc}") from exc
     if r.status_code >= 400:

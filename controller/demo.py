@@ -4,8 +4,9 @@ Starts the lab (two simulated IPC hosts with their Asterisk, services and agents
 the PDU and the controller), then runs a disaster drill on it (`primary-cti-crash` by default): SIPp
 verification calls in the steady state, the primary's CTI killed, the controller's proposal approved as
 the operator on duty, the failover followed step by step, calls verified on the standby, and the way
-back (failback). It prints the drill's report and journal and leaves the lab and its dashboard running.
-`--offline` walks the offline commands instead.
+back (failback). It prints the drill's report and journal and leaves the lab and its dashboard running
+(`--down`: stops it at the end, as tests/test_demo.py does; `--net`/`--controller-listen` put it on other
+loopback addresses). `--offline` walks the offline commands instead.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction, ccfo: Callable[[list[str]], int]
     p.add_argument("--dir", default=".lab", help="lab directory")
     p.add_argument("--offline", action="store_true", help="walk the offline commands only (no lab)")
     p.add_argument("--drill", default="primary-cti-crash", help="the drill scenario to run on the lab")
+    p.add_argument("--net", default="127.0.1", help="the lab's loopback network (NET.1, NET.2, ...)")
+    p.add_argument("--controller-listen", default="127.0.0.1:8080", help="the lab controller's HOST:PORT")
+    p.add_argument("--down", action="store_true", help="stop the lab at the end (default: leave it running)")
     p.set_defaults(func=run, ccfo_main=ccfo)
 
 
@@ -76,9 +80,18 @@ def run_lab(args: argparse.Namespace) -> int:
         _section("A lab is already running here: stopping it first")
         _ccfo(args, ["lab", "down", "--dir", args.dir])
     _section("Start the lab site: two IPC hosts, their Asterisk (lab AMI), services, agents, DBs, PDU, controller")
-    code = _ccfo(args, ["lab", "up", "--dir", args.dir])
+    code = _ccfo(args, ["lab", "up", "--dir", args.dir, "--net", args.net, "--controller-listen", args.controller_listen])
     if code:
         return code
+    try:
+        return _drill(args, lab_dir)
+    finally:
+        if args.down:
+            _section("Stop the lab")
+            _ccfo(args, ["lab", "down", "--dir", args.dir])
+
+
+def _drill(args: argparse.Namespace, lab_dir: Path) -> int:
     demo = Demo(lab_dir)
     conn = ["--url", demo.api, "--token-file", str(demo.operator_file)]
     demo.wait("both agents reporting", lambda: all(h["reachable"] for h in demo.get("/api/v1/status")["hosts"]
@@ -108,8 +121,9 @@ def run_lab(args: argparse.Namespace) -> int:
     _ccfo(args, ["drill", "history", *conn])
     print(f"\nDashboard: {demo.dashboard}  (log in with the token in {demo.operator_file})")
     print(f"Drill reports: {lab_dir / 'reports'}")
-    print(f"The lab keeps running. Try: .venv/bin/ccfo lab inject --dir {args.dir} ipc-a span 1 red")
-    print(f"Stop it with: .venv/bin/ccfo lab down --dir {args.dir}")
+    if not args.down:
+        print(f"The lab keeps running. Try: .venv/bin/ccfo lab inject --dir {args.dir} ipc-a span 1 red")
+        print(f"Stop it with: .venv/bin/ccfo lab down --dir {args.dir}")
     return code
 
 

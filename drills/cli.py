@@ -3,7 +3,9 @@
 `run` drives the drill from this process: it talks to the controller's API (CCFO_URL, or the config's
 controller URL; an operator token from --token-file, CCFO_TOKEN, CCFO_TOKEN_FILE, or in a lab
 CONFIG/secrets/operator.token), injects faults through the lab's control API (the lab directory: --lab,
-else the config directory's parent) or a real site's agents, and runs SIPp for the calls. Exit codes:
+else the config directory's parent) or a real site's agents, and runs SIPp for the calls. Without --config
+(and $CCFO_CONFIG) a lab running in ./.lab is used, else ./config; with neither, one line says what to
+pass (lab.running). Exit codes:
 0 every check passed; 1 the drill failed, was skipped, or could not start; 2 usage or config error.
 """
 
@@ -21,8 +23,23 @@ from typing import Any
 from ccfo.config.loader import LoadedConfig, load_config
 from drills import dryrun, report
 from drills.model import find, library, load_scenario
+from lab.running import NO_LAB_HINT, default_config
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class NoConfig(Exception):
+    """No config directory given and none to be found (the message says what to pass)."""
+
+
+def _resolve(args: argparse.Namespace, need: bool = True) -> None:
+    """Fill in args.config: --config, $CCFO_CONFIG, a running lab's, or ./config (noted on stderr)."""
+    args.config, note = default_config(args.config)
+    if note == NO_LAB_HINT:
+        if need:
+            raise NoConfig(note)
+    elif note:
+        print(f"ccfo drill: {note}", file=sys.stderr)
 
 
 def _config(args: argparse.Namespace) -> LoadedConfig:
@@ -56,6 +73,22 @@ def _token(args: argparse.Namespace) -> str:
     raise TokenFileError("no token: pass --token-file, or set CCFO_TOKEN or CCFO_TOKEN_FILE")
 
 
+def _resolving(need: bool = True) -> Any:
+    """Wrap a command: resolve its config first; a missing config is one line on stderr and exit 2."""
+    def wrap(func: Any) -> Any:
+        def run(args: argparse.Namespace) -> int:
+            try:
+                _resolve(args, need)
+            except NoConfig as exc:
+                print(f"ccfo drill {args.drill_cmd}: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            return int(func(args))
+        run.__name__ = func.__name__
+        return run
+    return wrap
+
+
+@_resolving(need=False)
 def cmd_list(args: argparse.Namespace) -> int:
     from ccfo.config.yamlpos import ConfigError
     cfg = _config(args) if Path(args.config, "site.yaml").exists() else None
@@ -78,6 +111,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r["valid"] for r in rows) else EXIT_USAGE
 
 
+@_resolving()
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _config(args)
     scenario = load_scenario(find(args.name, _extra(args)), cfg)
@@ -140,6 +174,7 @@ def _get(args: argparse.Namespace, path: str, params: dict[str, Any] | None = No
     return r.json()
 
 
+@_resolving(need=False)
 def cmd_history(args: argparse.Namespace) -> int:
     data = _get(args, "/api/v1/drills/history", {"limit": args.limit})
     if args.json:
@@ -154,6 +189,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+@_resolving(need=False)
 def cmd_schedules(args: argparse.Namespace) -> int:
     data = _get(args, "/api/v1/drills/schedules")
     if args.json:
@@ -170,8 +206,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     dsub = p.add_subparsers(dest="drill_cmd", required=True)
 
     def common(q: argparse.ArgumentParser, conn: bool = True) -> None:
-        q.add_argument("--config", default=os.environ.get("CCFO_CONFIG", "config"),
-                       help="config directory (default: ./config, or $CCFO_CONFIG)")
+        q.add_argument("--config", default=None,
+                       help="config directory (default: $CCFO_CONFIG, a lab running in ./.lab, else ./config)")
         q.add_argument("--json", action="store_true")
         if conn:
             q.add_argument("--url", help="controller API (default $CCFO_URL, else the config's controller URL)")

@@ -43,7 +43,7 @@ HostPort = Annotated[str, AfterValidator(_host_port)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class FaultKind(StrEnum):
@@ -76,37 +76,58 @@ class StateModel(Strict):
     """A site state to check against the controller's status; every field is optional."""
 
     state: StateLabel | None = None
+    """The site state the controller must show."""
     active_host: Name | None = None
+    """The host that must run CTI/IVR."""
     duties: dict[Name, DutyName] = Field(default_factory=dict)
+    """Each listed host's duty."""
     board_isolated: dict[Name, bool] = Field(default_factory=dict)
+    """Whether each listed host's board must be isolated."""
     active_db: Name | None = None
-    active_db_changed: bool | None = None  # compared with the active database when the drill started
+    """The database site that must be active."""
+    active_db_changed: bool | None = None
+    """Whether the active database must differ from the one active when the drill started."""
     min_channels: Annotated[int, Field(ge=0, le=100000)] | None = None
+    """At least this many channels must serve calls."""
 
 
 class SteadyStateModel(StateModel):
     calls: list[CallKind] = Field(default_factory=lambda: [CallKind.INBOUND])
-    within_s: Seconds = 60.0  # after the way back: how long the steady state may take to hold again
+    """Verification calls that must succeed before the fault and after the way back."""
+    within_s: Seconds = 60.0
+    """After the way back: how long the steady state may take to hold again."""
 
 
 class CallsInProgressModel(Strict):
     """Lab: calls up on the active host when the fault starts; the callers hang up after a while."""
 
     ivr: Annotated[int, Field(ge=0, le=500)] = 0
+    """Lab: IVR calls up on the active host when the fault starts."""
     agent: Annotated[int, Field(ge=0, le=250)] = 0
+    """Lab: agent calls up on the active host when the fault starts."""
     hang_up_after_s: Annotated[float, Field(ge=0, le=3600)] = 2.0
+    """Lab: the callers hang up after this many seconds."""
 
 
 class FaultModel(Strict):
     kind: FaultKind
+    """The fault to inject (service_crash, span_alarm, host_unreachable and db_down need the lab)."""
     host: Name | None = None
+    """The host the fault hits."""
     service: Name | None = None
+    """service_crash/service_stop: the service."""
     span: Annotated[int, Field(ge=1, le=255)] | None = None
+    """span_alarm: the span number."""
     alarm: Literal["red", "yellow", "blue"] = "red"
-    db_site: Name = "active"  # db_down: a database site, or "active" (the one active when the drill starts)
-    to: Name | None = None  # switchover: the host that takes over
+    """span_alarm: the alarm colour."""
+    db_site: Name = "active"
+    """db_down: a database site, or "active" (the one active when the drill starts)."""
+    to: Name | None = None
+    """switchover: the host that takes over."""
     drain_timeout_s: Seconds = 60.0
+    """switchover: seconds to let calls drain before the services move."""
     calls_in_progress: CallsInProgressModel | None = None
+    """Lab: calls up when the fault starts."""
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> FaultModel:
@@ -157,60 +178,91 @@ class FaultModel(Strict):
 
 class DetectModel(Strict):
     within_s: Seconds
-    fault: str | None = None  # default: the injected fault's name
+    """Seconds from the fault to the controller seeing it."""
+    fault: str | None = None
+    """The fault name the controller must report (default: the injected fault's name)."""
 
 
 class DecideModel(Strict):
     action: Action
+    """The action the controller must decide."""
     rule: Name | None = None
+    """The rule that must decide it."""
     within_s: Seconds
+    """Seconds from the fault to the decision."""
 
 
 class PlanExpectModel(Strict):
-    within_s: Seconds  # the plan (a rule's, or the operator's switchover) has finished
-    approve: bool = True  # the runner approves a proposed plan, as the operator on duty
+    within_s: Seconds
+    """Seconds until the plan (a rule's, or the operator's switchover) has finished."""
+    approve: bool = True
+    """The runner approves a proposed plan, as the operator on duty."""
 
 
 class StateExpectModel(StateModel):
     within_s: Seconds
+    """Seconds until the site shows this state."""
 
 
 class RecoverModel(Strict):
-    within_s: Seconds  # fault -> the first inbound call answered by the expected active host
-    active_host: Name | None = None  # default: expect.state.active_host, else the steady state's
+    within_s: Seconds
+    """Seconds from the fault to the first inbound call answered by the expected active host."""
+    active_host: Name | None = None
+    """The host that must answer (default: expect.state.active_host, else the steady state's)."""
 
 
 class ExpectModel(Strict):
     detect: DetectModel | None = None
+    """The fault is detected in time."""
     decide: DecideModel | None = None
+    """The right decision is taken in time."""
     plan: PlanExpectModel | None = None
+    """The plan finishes in time."""
     state: StateExpectModel | None = None
+    """The site reaches this state in time."""
     recover: RecoverModel
+    """Calls are answered again in time (the recovery time objective)."""
     calls: list[CallKind] = Field(default_factory=lambda: [CallKind.INBOUND])
-    max_failed_calls: Annotated[int, Field(ge=0)] | None = None  # of the steady load, during the drill
+    """Verification calls that must succeed after recovery."""
+    max_failed_calls: Annotated[int, Field(ge=0)] | None = None
+    """Of the steady load, at most this many calls may fail during the drill (none: not judged)."""
 
 
 class LoadModel(Strict):
-    rate_cps: Annotated[float, Field(ge=0, le=50)] = 2.0  # 0: no steady load
+    rate_cps: Annotated[float, Field(ge=0, le=50)] = 2.0
+    """Calls per second of steady load during the drill (0: none)."""
 
 
 class WayBackModel(Strict):
-    restore: bool = True  # undo the fault (start what was stopped, clear the alarm, power on, reconnect)
-    failback: Literal["auto", "always", "never"] = "auto"  # auto: when a host is not in its home duty
+    restore: bool = True
+    """Undo the fault (start what was stopped, clear the alarm, power on, reconnect)."""
+    failback: Literal["auto", "always", "never"] = "auto"
+    """Fail back after the drill: auto (when a host is not in its home duty), always or never."""
     drain_timeout_s: Seconds = 5.0
+    """The failback's drain timeout, in seconds."""
     within_s: Seconds = 240.0
+    """Seconds the way back may take."""
 
 
 class ScenarioModel(Strict):
     name: Name
+    """The drill's name (`ccfo drill run NAME`)."""
     description: str
+    """What the drill rehearses, one or two sentences."""
     source: str = ""
-    target: Name = "lab"  # "lab", or the name of a real site (site.name in site.yaml)
+    """Where the scenario comes from (e.g. a section of the source plan)."""
+    target: Name = "lab"
+    """"lab", or the name of a real site (site.name in site.yaml)."""
     steady_state: SteadyStateModel
+    """What must hold before the fault (and again after the way back)."""
     fault: FaultModel
+    """The fault to inject."""
     expect: ExpectModel
+    """What the controller and the site must do, with time limits."""
     load: LoadModel = LoadModel()
+    """Steady call load during the drill."""
     way_back: WayBackModel = WayBackModel()
+    """How the drill returns the site to normal."""
 
     @property
     def lab(self) -> bool:
@@ -232,8 +284,11 @@ class ScenarioModel(Strict):
 
 class ExtensionsModel(Strict):
     inbound: str = "100"
+    """The extension of an inbound IVR call."""
     agent: str = "200"
+    """The extension that transfers a caller to an agent."""
     outbound: str = "300"
+    """The extension prefix of a call out."""
 
 
 class SipModel(Strict):
@@ -241,10 +296,15 @@ class SipModel(Strict):
     where the agent peer points (the drill answers as the agent), and the far end of test calls out."""
 
     endpoints: dict[Name, HostPort] = Field(min_length=1)
+    """Each host's SIP address (ADDRESS:PORT) the drill's callers call."""
     caller: str
+    """The address the drill's callers bind."""
     agent_phone: HostPort
+    """ADDRESS:PORT the agent peer points at (the drill answers as the agent)."""
     dialout: HostPort
+    """ADDRESS:PORT of the far end of test calls out."""
     extensions: ExtensionsModel = ExtensionsModel()
+    """The dialplan extensions the calls use."""
 
 
 def _cron(v: str) -> str:
@@ -258,10 +318,15 @@ def _cron(v: str) -> str:
 
 class ScheduleModel(Strict):
     id: Name
+    """The schedule's id."""
     drill: Name
+    """The drill to run."""
     cron: Annotated[str, AfterValidator(_cron)] | None = None
+    """When, as a cron expression (minute hour day month weekday); give cron or at."""
     at: datetime | None = None
+    """Once, at this date and time (ISO 8601); give cron or at."""
     enabled: bool = True
+    """Whether the schedule runs."""
 
     @model_validator(mode="after")
     def _one_trigger(self) -> ScheduleModel:
@@ -272,8 +337,11 @@ class ScheduleModel(Strict):
 
 class DrillsConfigModel(Strict):
     sip: SipModel | None = None
+    """The site's SIP plan for verification calls (real sites; the lab has its own)."""
     schedules: list[ScheduleModel] = Field(default_factory=list)
+    """Drills the controller runs on a schedule."""
     reports_dir: str | None = None
+    """Where drill reports go (default: the controller's var/drill-reports)."""
 
 
 # --------------------------------------------------------------------------- loading

@@ -57,7 +57,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             (root / "lab.json").unlink()
     (root / "lab.error").unlink(missing_ok=True)
     log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - the child keeps it
-    proc = subprocess.Popen([sys.executable, "-m", "lab.supervisor", "--dir", str(root), "--net", args.net,
+    proc = subprocess.Popen([sys.executable, "-m", "lab.supervisor", "--dir", str(root.resolve()), "--net", args.net,
                              "--controller-listen", args.controller_listen, "--control-port", str(args.control_port)],
                             cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()

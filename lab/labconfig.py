@@ -5,7 +5,8 @@ addresses (127.0.1.1 for ipc-a, 127.0.1.2 for ipc-b by default), the `command` s
 lab's stand-in daemons, config files under the lab directory, database sites as lab TCP endpoints,
 fencing through the lab PDU, and freshly generated secrets (0600) for the agents, AMI, SNMP, PDU and
 operators. Each host's SNMP responder (SNMPv3 user `ccfo`, one generated key pair for the site) listens
-on its own address, port 1161, and its FastAGI admission server on port 4573; the controller receives
+on its own address, port 1161 (keeping the source's own notify_targets), and its FastAGI admission server on
+port 4573; the controller receives
 the agents' notifications on its own address, port 1162. The result is validated with the same loader
 as production.
 """
@@ -151,7 +152,8 @@ def _lab_host(host: dict[str, Any], name: str, addr: str, layout: LabLayout, ami
     host["ami"] = {**host.get("ami", {}), "host": addr, "port": layout.ami_port, "secret_file": "secrets/ami-secret",
                    "ping_interval_s": 1.0, "ping_timeout_s": 1.0, "reconcile_interval_s": 2.0}
     host["snmp"] = {"address": addr, "port": layout.snmp_port, "user": "ccfo",
-                    "auth_key_file": "secrets/snmp-auth-key", "priv_key_file": "secrets/snmp-priv-key"}
+                    "auth_key_file": "secrets/snmp-auth-key", "priv_key_file": "secrets/snmp-priv-key",
+                    "notify_targets": host.get("snmp", {}).get("notify_targets", [])}  # the source's own NMS
     host["agi"] = {"listen": f"{addr}:{layout.agi_port}", "fail_open": True, "enabled": True}
     host["services"] = {svc: {**spec, "unit": None, "start": _svc_cmd("start", svc, run),
                               "stop": _svc_cmd("stop", svc, run), "status": _svc_cmd("status", svc, run)}

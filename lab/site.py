@@ -190,6 +190,20 @@ class LabSite:
         self.procs["controller"] = ctl
         await _wait_file(ready, ctl, timeout)
 
+    async def kill_controller(self) -> int:
+        """SIGKILL the controller process (no shutdown code runs, as in a power cut); its exit status."""
+        ctl = self.procs["controller"]
+        if ctl.proc is None or not ctl.alive:
+            raise LabError("the controller is not running")
+        ctl.signal(signal.SIGKILL)
+        return await ctl.proc.wait()
+
+    async def start_controller(self, timeout: float = 60.0) -> None:
+        """Start the controller again over the same config and journal (after `kill_controller`)."""
+        if self.procs.get("controller") and self.procs["controller"].alive:
+            raise LabError("the controller is already running")
+        await self._start_controller(timeout)
+
     # --- operations ---------------------------------------------------------------------------
 
     def token(self, role: str) -> str:

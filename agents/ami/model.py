@@ -42,7 +42,7 @@ class SpanStatus:
 
     span: int
     alarm: str
-    dchannel: bool
+    dchannel: bool | None  # None: not known (a configured span Asterisk does not report)
     channels: int
     healthy: bool
 
@@ -95,6 +95,7 @@ class HostModel:
         self.driver = DriverState.UNKNOWN
         self.driver_detail = "not polled yet"
         self._pri_running = False  # set by the PRIShowSpans pass, read by the DAHDIShowChannels pass
+        self._spans_listed = False  # PRIShowSpans has answered once: configured spans it lacks are unknown
 
     # ----------------------------------------------------------------- channels
     def _classify(self, name: str, app: str = "") -> _Chan:
@@ -170,6 +171,7 @@ class HostModel:
             if number is not None and item.get("order", "Primary") in ("Primary", ""):
                 seen[number] = item
         self._pri_running = bool(seen)
+        self._spans_listed = True
         if not seen:
             for span in self.spans.values():
                 span.dchannel = False
@@ -237,11 +239,15 @@ class HostModel:
         return CallCounts(ivr=voice - 2 * agent, agent=agent, fax=fax)
 
     def spans_status(self) -> tuple[SpanStatus, ...]:
+        """Every span Asterisk reports, and, once it has been asked (PRIShowSpans), every configured span
+        it does not report, as unknown: a span missing from Asterisk is out of service, not absent."""
         up = self.driver is DriverState.UP
-        return tuple(
-            SpanStatus(s.number, s.alarm, s.dchannel, s.bearer, up and s.alarm == "ok" and s.dchannel)
-            for s in sorted(self.spans.values(), key=lambda s: s.number)
-        )
+        out = {s.number: SpanStatus(s.number, s.alarm, s.dchannel, s.bearer, up and s.alarm == "ok" and s.dchannel)
+               for s in self.spans.values()}
+        if self._spans_listed:
+            for number, channels in self._span_channels.items():
+                out.setdefault(number, SpanStatus(number, "unknown", None, channels, False))
+        return tuple(out[n] for n in sorted(out))
 
 
 _HANDLERS = {

@@ -36,6 +36,7 @@ _TRIGGERS = frozenset({"Alarm", "AlarmClear", "SpanAlarm", "SpanAlarmClear", "Fu
 ORIGINATE_REASONS = {0: "failed (no free channel, span or driver down, or no such extension)", 1: "hung up",
                      3: "no answer before the timeout", 4: "answered", 5: "busy", 8: "congestion"}
 BATCH = 2000
+MAX_EVENT_CLASSES = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,9 +54,16 @@ class AmiSnapshot:
 
 @dataclass(frozen=True, slots=True)
 class LineTestResult:
+    """A line test's outcome. `target` is what Asterisk dialled (the OriginateResponse's Channel, else the
+    channel we asked for); `asterisk_response`/`asterisk_reason` are its Response and Reason fields (None
+    when no OriginateResponse came)."""
+
     ok: bool
     reason: str
     duration_s: float
+    target: str = ""
+    asterisk_response: str | None = None
+    asterisk_reason: int | None = None
 
 
 @dataclass
@@ -82,6 +90,7 @@ class AmiMonitor:
         self.on_change = on_change
         self.changed = asyncio.Event()
         self.events_processed = 0
+        self.events_by_class: dict[str, int] = {}  # for /metrics; at most MAX_EVENT_CLASSES names
         self.reconciles = 0
         self.reconcile_error: str | None = None
         self._queue: asyncio.Queue[AmiMessage] = asyncio.Queue()
@@ -171,11 +180,18 @@ class AmiMonitor:
                 else:
                     waiter.items.append(msg)
                 return
+            self._count_event(msg.name)
             self.model.apply_event(msg)
             if msg.name in _TRIGGERS:
                 self._poke.set()
         except Exception:
             log.exception("AMI event could not be applied; skipped: %r", dict(msg.headers))
+
+    def _count_event(self, name: str) -> None:
+        counts = self.events_by_class
+        if name not in counts and len(counts) >= MAX_EVENT_CLASSES:
+            name = "other"  # a peer inventing event names cannot grow the metric without bound
+        counts[name] = counts.get(name, 0) + 1
 
     def _apply_list(self, waiter: _ListWait) -> None:
         if waiter.kind == "PRIShowSpans":
@@ -245,28 +261,34 @@ class AmiMonitor:
             raise ValueError("number and context must be 1-64 characters of [0-9A-Za-z*#+_.-]")
         mask = {m.strip().lower() for m in self.config.events.split(",")}
         start = time.monotonic()
+        channel = f"Local/{number}@{context}"
         if not mask & {"on", "all", "call", "yes", "true"}:
-            return LineTestResult(False, "events mask has no 'call': the OriginateResponse would never arrive", 0.0)
-        action = {"Action": "Originate", "Channel": f"Local/{number}@{context}", "Application": "Wait",
+            return LineTestResult(False, "events mask has no 'call': the OriginateResponse would never arrive", 0.0,
+                                  channel)
+        action = {"Action": "Originate", "Channel": channel, "Application": "Wait",
                   "Data": f"{hold_s:g}", "Timeout": str(int(timeout_s * 1000)), "Async": "true",
                   "CallerID": '"ccfo line test" <0>', "Variable": "CCFO_LINETEST=1"}
         try:
             answer = await self.link.send(action, timeout=timeout_s + self.config.action_timeout_s)
         except AmiNotConnected as exc:
-            return LineTestResult(False, f"AMI not connected: {exc.message}", time.monotonic() - start)
+            return LineTestResult(False, f"AMI not connected: {exc.message}", time.monotonic() - start, channel)
         except AmiTimeout:
-            return LineTestResult(False, f"no OriginateResponse within {timeout_s}s", time.monotonic() - start)
-        except AmiError as exc:
-            return LineTestResult(False, f"Originate refused: {exc.message}", time.monotonic() - start)
+            return LineTestResult(False, f"no OriginateResponse within {timeout_s}s", time.monotonic() - start,
+                                  channel)
+        except AmiError as exc:  # Asterisk's own words (Response: Error, Message: ...)
+            return LineTestResult(False, f"Originate refused: {exc.message}", time.monotonic() - start, channel,
+                                  "Error")
         duration = time.monotonic() - start
         result = next((m for m in answer if m.name == "OriginateResponse"), None)
         if result is None:
-            return LineTestResult(False, "Originate answered without an OriginateResponse", duration)
+            return LineTestResult(False, "Originate answered without an OriginateResponse", duration, channel)
         reason_text = result.get("reason")
         reason = int(reason_text) if reason_text.isdigit() else -1
         text = ORIGINATE_REASONS.get(reason, "unknown outcome")
-        ok = result.get("response") == "Success" and reason == 4
-        return LineTestResult(ok, f"{text} (reason {reason})", duration)
+        response = result.get("response") or None
+        ok = response == "Success" and reason == 4
+        return LineTestResult(ok, f"{text} (reason {reason})", duration, result.get("channel") or channel, response,
+                              reason if reason >= 0 else None)
 
     async def db_put(self, family: str, key: str, value: str) -> None:
         await self.link.send({"Action": "DBPut", "Family": family, "Key": key, "Val": value})

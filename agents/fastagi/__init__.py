@@ -4,6 +4,6 @@
 library; the capacity math is `ccfo.domain.capacity.admit`.
 """
 
-from agents.fastagi.server import AdmissionServer, AdmissionStats, LiveCapacity
+from agents.fastagi.server import AdmissionServer, AdmissionStats, CapacityUnknown, LiveCapacity
 
-__all__ = ["AdmissionServer", "AdmissionStats", "LiveCapacity"]
+__all__ = ["AdmissionServer", "AdmissionStats", "CapacityUnknown", "LiveCapacity"]

@@ -1,7 +1,7 @@
 """The FastAGI wire protocol, as far as admission needs it: the environment block, commands, replies.
 
 Asterisk opens a TCP connection, sends `agi_<name>: <value>` lines ending with an empty line (LF line
-ends, see shared/fixtures/asterisk-agi), then reads one reply line per command we send:
+ends, see tests/fixtures/asterisk-agi), then reads one reply line per command we send:
 `200 result=1`, `200 result=1 (value)`, `510 Invalid or unknown command`, a multi-line `520-...` usage
 reply closed by `520 End of proper usage.`, and `511 Command Not Permitted on a dead channel`. After a
 caller hangs up it may send an unsolicited `HANGUP` line before the next reply.

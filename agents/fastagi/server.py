@@ -24,7 +24,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from agents.fastagi.protocol import (
@@ -57,6 +57,34 @@ class LiveCapacity(NamedTuple):
 LiveSource = Callable[[], LiveCapacity | tuple | Awaitable[LiveCapacity | tuple]]
 
 
+# Admission answers by result and a short reason (what `reason_label` returns).
+ADMISSION_REASONS = ("capacity", "no_room", "fax_full", "inbound_limit", "outbound_limit", "ami_down",
+                     "capacity_timeout", "internal_error", "bad_request", "overloaded", "other")
+
+
+def reason_label(reason: str, fallback: bool) -> str:
+    """The `reason` label of the agent's admissions metric: a closed set, from the reason sentence."""
+    text = reason.lower()
+    if fallback:
+        for needle, label in (("ami down", "ami_down"), ("not available within", "capacity_timeout"),
+                              ("internal error", "internal_error"), ("overloaded", "overloaded"),
+                              ("bad request", "bad_request"), ("cut short", "bad_request"),
+                              ("too long", "bad_request"), ("no complete request", "bad_request")):
+            if needle in text:
+                return label
+        return "other"
+    for needle, label in (("no room", "no_room"), ("fax pool full", "fax_full"), ("inbound limit", "inbound_limit"),
+                          ("outbound limit", "outbound_limit")):
+        if needle in text:
+            return label
+    return "capacity"
+
+
+class CapacityUnknown(Exception):
+    """The live source cannot know the capacity now; its message names the cause ("AMI down (...)"),
+    which the policy answer carries instead of a generic "internal error"."""
+
+
 @dataclass
 class AdmissionStats:
     connections: int = 0
@@ -65,6 +93,7 @@ class AdmissionStats:
     fallback: int = 0  # answered by policy after an internal error or a bad request
     unanswered: int = 0  # the peer left before we could answer
     max_latency_s: float = 0.0
+    by_result_reason: dict[tuple[str, str], int] = field(default_factory=dict)  # for /metrics
 
 
 class Decision(NamedTuple):
@@ -183,6 +212,8 @@ class AdmissionServer:
                            direction=request.direction, limits=cap.limits)
         except TimeoutError:
             return self._fallback(f"live capacity not available within {self._answer_within_s * 1000:.0f} ms")
+        except CapacityUnknown as exc:
+            return self._fallback(f"{exc}: live calls unknown")
         except Exception as exc:
             log.warning("fastagi: cannot decide %s: %s: %s", request.kind, type(exc).__name__, exc)
             return self._fallback(f"internal error ({type(exc).__name__})")
@@ -190,6 +221,8 @@ class AdmissionServer:
 
     def _count(self, decision: Decision, env: dict[str, str], latency_s: float) -> None:
         self.stats.max_latency_s = max(self.stats.max_latency_s, latency_s)
+        key = ("admitted" if decision.admit else "refused", reason_label(decision.reason, decision.fallback))
+        self.stats.by_result_reason[key] = self.stats.by_result_reason.get(key, 0) + 1
         if decision.fallback:
             self.stats.fallback += 1
             log.warning("fastagi: %s %s: %s", env.get("agi_channel", "?"),

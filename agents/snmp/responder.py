@@ -78,6 +78,7 @@ class SnmpResponder:
         self._last: HostView | None = None
         self._watch: asyncio.Task[None] | None = None
         self.notifications_sent = 0
+        self.notifications_by_kind: dict[str, int] = {}  # for /metrics
 
     @property
     def layout(self) -> L.Layout:
@@ -170,6 +171,8 @@ class SnmpResponder:
             return []
         for item in outgoing:
             log.info("snmp: notify %s", item.describe())
+            name = item.kind.name.lower()
+            self.notifications_by_kind[name] = self.notifications_by_kind.get(name, 0) + 1
             self._sender.send(item.kind, item.varbinds, self._instrum.uptime_ticks())
         self.notifications_sent += len(outgoing)
         return outgoing

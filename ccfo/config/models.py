@@ -24,6 +24,7 @@ def Range(lo: float, hi: float) -> AfterValidator:
         if not lo <= v <= hi:
             raise ValueError(f"must be {lo:g}..{hi:g}, got {v:g}")
         return v
+    check.bounds = (lo, hi)  # type: ignore[attr-defined]  # read by the config reference (controller/config_reference.py)
     return AfterValidator(check)
 
 
@@ -42,57 +43,87 @@ Regex = Annotated[str, AfterValidator(_regex)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class SpanModel(Strict):
     span: Annotated[int, Range(1, 255)]
+    """The span number as chan_dahdi numbers it (1 = the first span of the board)."""
     kind: SpanKind = SpanKind.E1_PRI
+    """The span type."""
     channels: Annotated[int, Range(1, 31)]
+    """Bearer (voice) channels on the span: 30 on an E1 PRI, 23 on a T1 PRI."""
     trunk: Trunk = Trunk.CARRIER
+    """Where the span goes: the carrier's network or an internal PBX."""
 
 
 class LimitsModel(Strict):
     inbound_max: Annotated[int, Range(0, 10000)] | None = None
+    """At most this many channels for inbound calls on the host (none: no limit)."""
     outbound_max: Annotated[int, Range(0, 10000)] | None = None
+    """At most this many channels for outbound calls on the host (none: no limit)."""
 
 
 class DriverModel(Strict):
     """How the board driver is started and stopped (isolate/restore), like a managed service."""
 
-    unit: str | None = None  # systemd backend (default DRIVER_SERVICE.service)
-    start: list[str] | None = None  # command backend: argv lists
+    unit: str | None = None
+    """systemd backend: the driver's unit (default DRIVER_SERVICE.service)."""
+    start: list[str] | None = None
+    """command backend: the argv that starts the board driver."""
     stop: list[str] | None = None
+    """command backend: the argv that stops the board driver (isolates the board)."""
     status: list[str] | None = None
+    """command backend: the argv whose exit status says whether the driver runs (0: active)."""
 
 
 class BoardModel(Strict):
     driver_service: Name = "dahdi"
+    """The name of the board driver service (isolate_board stops it, restore_board starts it)."""
     driver: DriverModel = DriverModel()
+    """How the agent starts, stops and checks the driver service."""
     channel_pattern: Regex = "^DAHDI/"
+    """Regular expression matching the board's channel names in Asterisk (calls on other channels are not counted)."""
     spans: list[SpanModel] = Field(min_length=1)
+    """The board's PRI spans, as chan_dahdi numbers them."""
     limits: LimitsModel = LimitsModel()
+    """Per-direction channel limits for admission."""
 
 
 class AgentEndpointModel(Strict):
     url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?(/.*)?$")]
+    """The agent's API URL as the controller reaches it (http or https)."""
     token_file: str | None = None
+    """File holding the agent's bearer token (the controller uses it to call the agent; the agent accepts it)."""
     token_env: str | None = None
-    listen: str | None = None  # host:port the agent binds; default from url
-    tls_cert_file: str | None = None  # the agent serves HTTPS with this certificate (PEM) and key
+    """Environment variable holding the token, instead of token_file."""
+    listen: str | None = None
+    """HOST:PORT the agent binds (default: the host and port of url)."""
+    tls_cert_file: str | None = None
+    """The agent serves HTTPS with this certificate (PEM); its key is tls_key_file."""
     tls_key_file: str | None = None
-    ca_file: str | None = None  # the controller verifies the agent's certificate with this CA (PEM)
+    """The private key (PEM) of tls_cert_file; a secret file (mode 0600/0640)."""
+    ca_file: str | None = None
+    """The controller verifies the agent's certificate with this CA (PEM)."""
 
 
 class AmiModel(Strict):
     host: str = "127.0.0.1"
+    """Asterisk's AMI address (the agent talks to its own host's Asterisk)."""
     port: Port = 5038
+    """Asterisk's AMI TCP port (manager.conf `port`)."""
     username: str = "ccfo"
+    """The AMI user (manager.conf section; config/asterisk/manager-ccfo.conf)."""
     secret_file: str | None = None
+    """File holding the AMI user's secret. Without secret_file and secret_env the agent runs without AMI."""
     secret_env: str | None = None
+    """Environment variable holding the AMI secret, instead of secret_file."""
     ping_interval_s: Annotated[float, Range(0.1, 600)] = 5.0
+    """Seconds between AMI Pings; a missed Ping reconnects."""
     ping_timeout_s: Annotated[float, Range(0.1, 60)] = 2.0
+    """Seconds to wait for a Ping's answer before the link counts as lost."""
     reconcile_interval_s: Annotated[float, Range(0.1, 3600)] = 10.0
+    """Seconds between full re-reads of spans and channels (PRIShowSpans, DAHDIShowChannels, CoreShowChannels)."""
 
 
 def _host_port(v: str) -> str:
@@ -114,50 +145,81 @@ class NotifyTargetModel(Strict):
     """
 
     host: str
+    """Where the notifications go (an NMS or trap receiver address)."""
     port: Port = 162
+    """The receiver's UDP port."""
     kind: Literal["trap", "inform"] = "trap"
+    """trap (fire and forget) or inform (acknowledged, retried)."""
     community_file: str | None = None
+    """SNMPv2c: file holding the community (give this or user, not both)."""
     user: SnmpUser | None = None
+    """SNMPv3: the USM user (authPriv, SHA and AES)."""
     auth_key_file: str | None = None
+    """SNMPv3: file holding the user's authentication passphrase (on a host's target: default the host's snmp keys)."""
     priv_key_file: str | None = None
+    """SNMPv3: file holding the user's privacy passphrase (on a host's target: default the host's snmp keys)."""
 
 
 class SnmpModel(Strict):
-    address: str | None = None  # the responder binds it (default: all addresses); the controller polls it
+    address: str | None = None
+    """The responder binds this address (default: all addresses); the controller polls it."""
     port: Port = 161
+    """The responder's UDP port."""
     user: SnmpUser = "ccfo"
+    """The SNMPv3 user of the responder (authPriv)."""
     auth_key_file: str | None = None
+    """File holding the SNMPv3 authentication passphrase; without keys or a community the host runs without SNMP."""
     priv_key_file: str | None = None
-    community_file: str | None = None  # optional read-only v2c
-    notify_targets: list[NotifyTargetModel] = Field(default_factory=list)  # besides the controller's receiver
+    """File holding the SNMPv3 privacy passphrase."""
+    community_file: str | None = None
+    """Optional read-only SNMPv2c community file."""
+    notify_targets: list[NotifyTargetModel] = Field(default_factory=list)
+    """Where the host's notifications go besides the controller's receiver (an NMS)."""
 
 
 class AgiModel(Strict):
     """The FastAGI admission server the dialplan asks before a transfer (agents/fastagi)."""
 
     enabled: bool = True
+    """Serve FastAGI admission (the dialplan asks it before a transfer)."""
     listen: HostPort = "127.0.0.1:4573"
-    fail_open: bool = True  # on an internal error: admit (True) or refuse (False)
+    """HOST:PORT of the FastAGI admission server."""
+    fail_open: bool = True
+    """When the live capacity cannot be known (AMI down, an internal error): admit (true) or refuse (false)."""
 
 
 class ServiceModel(Strict):
     runs_as: list[Duty] = Field(default_factory=list)
+    """The duties in which this service runs on the host (primary, standby, takeover)."""
     critical: bool = False
-    unit: str | None = None  # systemd backend: the unit name (default NAME.service)
-    start: list[str] | None = None  # command backend: argv lists
+    """A critical service (CTI, IVR) never runs on two hosts at once."""
+    unit: str | None = None
+    """systemd backend: the unit name (default NAME.service)."""
+    start: list[str] | None = None
+    """command backend: the argv that starts the service."""
     stop: list[str] | None = None
+    """command backend: the argv that stops the service."""
     status: list[str] | None = None
+    """command backend: the argv whose exit status says whether the service runs (0: active)."""
 
 
 class DbFileModel(Strict):
     id: Name
+    """The file's id (repoint_db and the report name it)."""
     path: str
+    """The file's path on the host (only whitelisted files can be changed)."""
     format: Literal["ini", "keyvalue", "regex"]
-    section: str | None = None  # ini
-    key: str | None = None  # ini and keyvalue
-    pattern: Regex | None = None  # regex: one group, replaced by the value
-    value: str = "{host}"  # template: {host} {port} {site}
+    """How the database host is written in it: an ini key, a key=value line, or a regular expression."""
+    section: str | None = None
+    """ini: the section holding key."""
+    key: str | None = None
+    """ini and keyvalue: the key whose value names the database host."""
+    pattern: Regex | None = None
+    """regex: a regular expression with one group, replaced by the value."""
+    value: str = "{host}"
+    """The value written, a template of {host}, {port} and {site} of the target database site."""
     readers: list[Name] = Field(default_factory=list)
+    """Services that read the file (restarted after a repoint)."""
 
 
 class LineTestModel(Strict):
@@ -165,126 +227,206 @@ class LineTestModel(Strict):
 
     # Originate Local/EXTEN@CONTEXT: the dialplan there dials the test number out through the board.
     context: str = "ccfo-linetest"
+    """The dialplan context of the line dial test (config/asterisk/extensions-ccfo.conf)."""
     exten: str = "s"
+    """The extension dialled in context (Originate Local/EXTEN@CONTEXT)."""
     timeout_s: Annotated[float, Range(1, 300)] = 20.0
+    """Seconds to wait for the test call's answer."""
 
 
 class HostModel(Strict):
     role: Role
+    """The host's designed (home) role."""
     address: str
+    """The host's address (the controller polls its SNMP responder there)."""
     agent: AgentEndpointModel
+    """The host's agent: its API URL, token and TLS."""
     ami: AmiModel = AmiModel()
+    """How the agent reaches the host's Asterisk Manager Interface."""
     snmp: SnmpModel = SnmpModel()
+    """The host's SNMP responder (CCFO-MIB) and notification targets."""
     agi: AgiModel = AgiModel()
+    """The host's FastAGI admission server."""
     board: BoardModel
+    """The host's digital voice board and its driver."""
     fax_channels: Annotated[int, Range(0, 64)] = 4
+    """Channels of the separate fax board (a fax pool of its own)."""
     service_backend: Literal["systemd", "command"] = "systemd"
+    """How the agent runs services: systemd units (D-Bus) or commands (start/stop/status argv)."""
     services: dict[Name, ServiceModel]
+    """The host's managed services (CTI, IVR, KCXP, KCBP and their replicas)."""
     db_config_files: list[DbFileModel] = Field(default_factory=list)
+    """The database config files the agent may repoint (the whitelist)."""
     line_test: LineTestModel = LineTestModel()
-    backup_dir: str = "/var/lib/ccfo/backups"  # where repoint_db keeps its timestamped backups
+    """The line dial test (Originate through the board)."""
+    backup_dir: str = "/var/lib/ccfo/backups"
+    """Where repoint_db keeps its timestamped backups."""
 
 
 class AppServerModel(Strict):
     agent: AgentEndpointModel
+    """The application server's agent (it runs only repoint_db)."""
     db_config_files: list[DbFileModel] = Field(default_factory=list)
+    """The database config files this agent may repoint."""
 
 
 class DbSiteModel(Strict):
     host: str
+    """The database site's address (written into the config files)."""
     port: Port = 1521
+    """The database site's port."""
 
 
 class DatabasesModel(Strict):
     active: Name
+    """The database site the hosts point at now."""
     sites: dict[Name, DbSiteModel] = Field(min_length=2, max_length=2)
+    """Exactly two database sites (DDS replicates one to the other)."""
 
 
 class CapacityModel(Strict):
     channels_per_ivr_call: Annotated[int, Range(1, 4)] = 1
+    """Channels an IVR-only call holds (X)."""
     channels_per_agent_call: Annotated[int, Range(1, 8)] = 2
+    """Channels a call transferred to an agent holds (Y): X + 2Y <= C per host."""
     reserve_for_transfers: Annotated[int, Range(0, 1000)] = 0
+    """Channels only transfers to agents may use (new IVR calls leave them free)."""
 
 
 class ControllerModel(Strict):
     listen: str = "127.0.0.1:8080"
-    url: str | None = None  # where agents push their reports (default: http://LISTEN)
+    """HOST:PORT the controller's API and dashboard listen on."""
+    url: str | None = None
+    """Where agents push their reports (default: http://LISTEN)."""
     tokens_file: str | None = None
+    """The operators' and agents' token file (hashes; `ccfo token add`)."""
     journal: str = "var/journal.sqlite"
+    """The journal (SQLite) file, relative to the config directory unless absolute."""
     mode: Mode = Mode.SUPERVISED
+    """The mode at first start: supervised (propose, a person approves), automatic, manual or maintenance."""
     heartbeat_s: Annotated[float, Range(0.05, 600)] = 1.0
+    """Seconds between agent reports."""
     missed_heartbeats: Annotated[int, Range(1, 100)] = 3
+    """Heartbeats without a report before a host counts as unreachable."""
     poll_interval_s: Annotated[float, Range(0.05, 3600)] = 5.0
-    snmp_trap_listen: HostPort | None = None  # receive the agents' notifications here (they all send to it)
-    snmp_nms_targets: list[NotifyTargetModel] = Field(default_factory=list)  # the controller's own events
-    snmp_poll_interval_s: Annotated[float, Range(0, 3600)] = 10.0  # safety-net SNMP poll; 0: none
-    tls_cert_file: str | None = None  # the API serves HTTPS with this certificate (PEM) and key
+    """Seconds between control cycles when nothing wakes the engine earlier."""
+    snmp_trap_listen: HostPort | None = None
+    """HOST:PORT where the controller receives the agents' notifications (they all send there)."""
+    snmp_nms_targets: list[NotifyTargetModel] = Field(default_factory=list)
+    """Where the controller sends its own events (plan started, failed, ...)."""
+    snmp_poll_interval_s: Annotated[float, Range(0, 3600)] = 10.0
+    """Seconds between safety-net SNMP polls of the agents (0: none)."""
+    tls_cert_file: str | None = None
+    """The API serves HTTPS with this certificate (PEM); its key is tls_key_file."""
     tls_key_file: str | None = None
-    ca_file: str | None = None  # agents verify the controller's certificate with this CA (PEM)
+    """The private key (PEM) of tls_cert_file; a secret file."""
+    ca_file: str | None = None
+    """Agents verify the controller's certificate with this CA (PEM)."""
 
 
 class PduModel(Strict):
     host: str
+    """The PDU's SNMP address."""
     port: Port = 161
+    """The PDU's SNMP UDP port."""
     community_file: str | None = None
+    """File holding the PDU's SNMP write community."""
     outlets: dict[Name, Annotated[int, Range(1, 64)]]
+    """Each host's outlet number on the PDU."""
 
 
 class FencingModel(Strict):
     method: Literal["pdu", "operator"] = "operator"
+    """How an unreachable primary is fenced before the standby starts CTI/IVR: power off at a PDU, or an operator
+    confirms it is off.
+    """
     pdu: PduModel | None = None
+    """The PDU, when method is pdu."""
 
 
 class RoutingModel(Strict):
     method: Literal["astdb", "none"] = "astdb"
+    """How inbound calls are steered to the serving host: AstDB (the front PBX reads it) or none."""
     astdb_family: str = "ccfo"
+    """The AstDB family holding the inbound hosts."""
     astdb_key: str = "inbound_hosts"
+    """The AstDB key holding the inbound hosts (comma-separated host names)."""
 
 
 class SiteInfoModel(Strict):
     name: Name
+    """The site's name (shown on the dashboard; drills target it by name)."""
     snmp_enterprise: Annotated[int, Range(1, 2**31 - 1)] = 32473
+    """Your SNMP enterprise number (the CCFO-MIB is placed under it)."""
     description: str = ""
+    """A sentence about the site."""
 
 
 class SiteFileModel(Strict):
     site: SiteInfoModel
+    """The site's name and SNMP enterprise."""
     hosts: dict[Name, HostModel] = Field(min_length=1)
+    """The IPC hosts, by name."""
     databases: DatabasesModel
+    """The two database sites and which one is active."""
     capacity: CapacityModel = CapacityModel()
+    """The channel arithmetic of calls (X + 2Y <= C)."""
     controller: ControllerModel = ControllerModel()
+    """The controller daemon."""
     fencing: FencingModel = FencingModel()
+    """How a silent primary is fenced."""
     routing: RoutingModel = RoutingModel()
+    """How inbound calls are steered."""
     app_servers: dict[Name, AppServerModel] = Field(default_factory=dict)
+    """Application servers whose database config files are repointed too (each runs an agent)."""
 
 
 class MatchModel(Strict):
     role: RoleMatch
+    """Which host the faults must be on: primary (the one running CTI/IVR now), standby, any, or active_db."""
     faults: list[FaultKind] = Field(min_length=1)
+    """The fault kinds the rule matches (any of them)."""
     services: list[Name] | None = None
+    """For service_down: only these services (none: any)."""
 
 
 class RuleModel(Strict):
     id: Name
+    """The rule's id (decisions and plans name it)."""
     description: str
+    """What the rule is for, one sentence."""
     source: str = ""
+    """Where the rule comes from (e.g. a section of the source plan)."""
     match: MatchModel
+    """The faults the rule reacts to."""
     debounce_s: Seconds = 3.0
+    """Seconds a fault must persist before the rule acts."""
     action: Action
+    """The plan the rule builds."""
     approval: Approval = Approval.MODE
+    """mode: the site's mode decides (supervised: approve; automatic: run); always: an operator approves even in
+    automatic mode.
+    """
 
 
 class FlapModel(Strict):
     window_s: Annotated[float, Range(1, 86400)] = 300.0
+    """The window in which fault transitions are counted."""
     max_transitions: Annotated[int, Range(2, 1000)] = 4
+    """More transitions than this in the window: flapping, reported and not acted on."""
 
 
 class PolicyModel(Strict):
     hold_down_s: Seconds = 600.0
+    """After an automatic plan, seconds before another one may run automatically."""
     default_debounce_s: Seconds = 3.0
+    """The debounce of rules that do not set their own."""
     flap: FlapModel = FlapModel()
+    """Flap detection."""
 
 
 class RulesFileModel(Strict):
     policy: PolicyModel = PolicyModel()
+    """Site-wide decision policy."""
     rules: list[RuleModel] = Field(min_length=1)
+    """The rules, in priority order: when faults match several rules, the earliest one acts first."""

@@ -28,7 +28,7 @@ MARK = {"done": "[done]", "skipped": "[skip]", "running": "[ .. ]", "failed": "[
 
 
 def _conn(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--url", default=None, help="controller API (default $CCFO_URL or http://127.0.0.1:8080)")
+    p.add_argument("--url", default=None, help="controller API (default $CCFO_URL, a lab running in ./.lab, or http://127.0.0.1:8080)")
     p.add_argument("--token-file", default=None, help="API token file (default $CCFO_TOKEN_FILE, or $CCFO_TOKEN)")
     p.add_argument("--json", action="store_true")
 

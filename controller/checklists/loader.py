@@ -60,13 +60,16 @@ Text = Annotated[str, Field(min_length=3, max_length=300)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class ServiceRef(Strict):
     service: Name
+    """The service."""
     host: Name | None = None
+    """The host (give host or hosts)."""
     hosts: Annotated[list[Name], Field(min_length=1)] | None = None
+    """The hosts (give host or hosts)."""
 
     @model_validator(mode="after")
     def _one_host_field(self) -> ServiceRef:
@@ -77,13 +80,21 @@ class ServiceRef(Strict):
 
 class CheckModel(Strict):
     site_state: Literal["normal", "degraded", "failed over", "maintenance", "down"] | None = None
+    """The site state must be this."""
     hosts_reachable: Annotated[list[Name], Field(min_length=1)] | None = None
+    """These hosts' agents must report."""
     capacity_at_least: Annotated[int, Field(ge=1, le=10000)] | None = None
+    """At least this many channels must serve calls."""
     service_active: ServiceRef | None = None
+    """The service must be active on the host(s)."""
     service_inactive: ServiceRef | None = None
+    """The service must be stopped on the host(s)."""
     services_as_planned: Literal[True] | None = None
+    """Every host runs exactly what its duty says."""
     db_site: Name | None = None
+    """The active database site must be this."""
     line_test: Name | None = None
+    """A line dial test on this host must pass."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> CheckModel:
@@ -116,9 +127,13 @@ _NEEDS_TO = (ActionKind.SWITCHOVER, ActionKind.FAILOVER, ActionKind.REPOINT_DB)
 
 class ActionModel(Strict):
     plan: ActionKind
+    """The plan to run: switchover, failover, failback, repoint_db, stop_services or start_services."""
     to: Name | None = None
+    """switchover/failover: the host that takes over; repoint_db: the database site."""
     drain_timeout: Duration = 60.0
+    """How long calls may drain before services move (a duration)."""
     hosts: list[Name] = Field(default_factory=list)
+    """stop_services/start_services: only these hosts (default: all)."""
 
     @model_validator(mode="after")
     def _fields_fit(self) -> ActionModel:
@@ -134,14 +149,20 @@ class ActionModel(Strict):
 
 class CallTestModel(Strict):
     call: CallKind
+    """The test call: inbound, outbound or agent_answer."""
     host: Name | None = None
+    """The host that must handle it (default: the active host)."""
     calls: Annotated[int, Field(ge=1, le=100)] = 1
+    """How many calls."""
 
 
 class RollbackModel(Strict):
     title: Text
+    """What the rollback does."""
     action: ActionModel | None = None
+    """An automatic rollback: this plan."""
     check: CheckModel | None = None
+    """An automatic rollback: this check must pass."""
 
     @model_validator(mode="after")
     def _at_most_one(self) -> RollbackModel:
@@ -156,19 +177,33 @@ _SPEC_FIELD = {StepKind.CHECK: "check", StepKind.ACTION: "action", StepKind.CALL
 
 class StepModel(Strict):
     id: Name
+    """The step's id (unique in the checklist)."""
     title: Text
+    """What the step does."""
     owner: Name
+    """Who does it (a team or role name)."""
     kind: StepKind
+    """manual, check, drill, action or call_test."""
     planned: Duration
-    after: list[Name] | None = None  # default: the step before it in the phase
+    """Planned duration (90s, 5m, 1h30m); a rehearsal's real durations replace it."""
+    after: list[Name] | None = None
+    """Steps it waits for (default: the step before it in the phase; [] for none)."""
     check: CheckModel | None = None
+    """check steps: the check."""
     action: ActionModel | None = None
+    """action steps: the plan to run."""
     call_test: CallTestModel | None = None
+    """call_test steps: the test calls."""
     drill: Name | None = None
-    confirm: bool | None = None  # default: actions and drills wait for an operator's confirmation
+    """drill steps: the drill scenario's name."""
+    confirm: bool | None = None
+    """Wait for an operator's go (default: actions and drills wait, checks and calls do not)."""
     timeout: Duration | None = None
+    """How long an automatic step may run (a duration; default by kind)."""
     rollback: RollbackModel | None = None
+    """How to undo the step when its phase is rolled back."""
     notes: Annotated[str, Field(max_length=2000)] = ""
+    """Notes shown with the step."""
 
     @model_validator(mode="after")
     def _spec_fits_kind(self) -> StepModel:
@@ -197,17 +232,26 @@ class StepModel(Strict):
 
 class PhaseModel(Strict):
     id: Name
+    """The phase's id."""
     title: Text
+    """What the phase is."""
     start: Annotated[PlannedStart, BeforeValidator(parse_start)] | None = None
+    """When the phase may start (e.g. `sat 08:00`); none: when the previous phase is done."""
     maintenance: bool = False
+    """Hold maintenance mode during the phase (restored after it)."""
     steps: Annotated[list[StepModel], Field(min_length=1)]
+    """The phase's steps."""
 
 
 class ChecklistModel(Strict):
     name: Name
+    """The checklist's name (`ccfo checklist start NAME`)."""
     title: Text
+    """A title for the dashboard and the report."""
     description: Annotated[str, Field(max_length=4000)] = ""
+    """What the checklist is for."""
     phases: Annotated[list[PhaseModel], Field(min_length=1)]
+    """The phases, in order; a phase starts when every step of the one before is done or skipped."""
 
 
 # --------------------------------------------------------------------------- loading

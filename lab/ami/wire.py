@@ -1,7 +1,7 @@
 """AMI wire format as Asterisk 20 writes it: message rendering, request parsing, event-class masks.
 
 Holds only byte/str shaping and the event-class table; no sockets, no state. Everything here mirrors
-what the recorded transcripts in `shared/fixtures/asterisk-ami/` show (CRLF line ends, one empty
+what the recorded transcripts in `tests/fixtures/asterisk-ami/` show (CRLF line ends, one empty
 line after each message, the banner as a single line with no empty line after it).
 """
 

@@ -91,9 +91,14 @@ async def test_line_test_outcomes() -> None:
         assert ok.ok and ok.reason == "answered (reason 4)" and 0 <= ok.duration_s < 2
         missing = await mon.line_test("999", "ccfo-linetest", timeout_s=2)
         assert not missing.ok and missing.reason.endswith("(reason 0)")
+        # what Asterisk said and what it dialled travel with the result (fixture e2: Channel, Response, Reason)
+        assert (missing.target, missing.asterisk_response, missing.asterisk_reason) == (
+            "Local/999@ccfo-linetest", "Failure", 0)
         lab.set_dialplan(noanswer=["5550000"])
         silent = await mon.line_test("5550000", "ccfo-linetest", timeout_s=0.2)
         assert not silent.ok and silent.reason == "no answer before the timeout (reason 3)"
+        assert (silent.target, silent.asterisk_response, silent.asterisk_reason) == (
+            "Local/5550000@ccfo-linetest", "Failure", 3)
         assert silent.duration_s >= 0.2
         lab.set_span_alarm(1, "red")
         lab.set_span_alarm(2, "los")

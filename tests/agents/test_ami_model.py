@@ -125,3 +125,14 @@ def test_event_driven_counts_match_the_lab_host(ops: list[tuple[str, int]]) -> N
         assert model.counts() == CallCounts(truth["ivr"], truth["agent"], truth["fax"])
         healthy = sum(s.channels for s in model.spans_status() if s.healthy)
         assert healthy == sum(s.bearer for s in host.spans.values() if host.span_healthy(s))
+
+
+def test_configured_spans_asterisk_does_not_report_are_unknown_not_dropped() -> None:
+    model = HostModel(span_channels={1: 30, 2: 30})
+    assert model.spans_status() == (), "nothing is claimed before Asterisk has been asked"
+    model.reconcile_pri_spans(pri_spans((1, 16, "No", "Yes")))  # span 2 is configured, Asterisk lists only 1
+    status = model.spans_status()
+    assert [(s.span, s.alarm, s.dchannel, s.channels, s.healthy) for s in status] == [
+        (1, "ok", True, 30, True), (2, "unknown", None, 30, False)]
+    model.reconcile_pri_spans([])  # no PRI span running at all: both still shown
+    assert [(s.span, s.healthy) for s in model.spans_status()] == [(1, False), (2, False)]

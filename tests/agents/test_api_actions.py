@@ -127,9 +127,14 @@ async def test_line_test_through_ami(host: Host) -> None:
     ok = await host.executor.run(req("l1", "line_test"), "ctl")
     assert ok.ok and host.ami.line_tests == [{"number": "s", "context": "ccfo-linetest", "timeout_s": 20.0}]
     assert ok.detail == "line test s@ccfo-linetest passed: answered (reason 4)"
-    host.ami.line_test_result = {"ok": False, "reason": "no answer before the timeout (reason 3)"}
+    host.ami.line_test_result = {"ok": False, "reason": "no answer before the timeout (reason 3)",
+                                 "target": "Local/s@ccfo-linetest", "asterisk_response": "Failure",
+                                 "asterisk_reason": 3, "duration_s": 20.0}
     bad = await host.executor.run(req("l2", "line_test"), "ctl")
-    assert bad.status is ActionStatus.FAILED and "no answer before the timeout (reason 3)" in bad.detail
+    assert bad.status is ActionStatus.FAILED
+    assert bad.detail == ("line test Local/s@ccfo-linetest failed: no answer before the timeout (reason 3); "
+                          "Asterisk: Response Failure, Reason 3"), bad.detail
+    assert bad.data == host.ami.line_test_result, "the failed result keeps Asterisk's reason and the target"
 
 
 @pytest.mark.asyncio

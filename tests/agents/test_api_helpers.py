@@ -6,15 +6,18 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
+
+import pytest
 
 from agents import lab_services
 from agents.actions import ActionExecutor
 from agents.auth import Token
 from agents.files import ConfigFiles, DbTarget, FileSpec
 from agents.idempotency import ResultStore
-from agents.report import ReportBuilder
-from agents.services import CommandBackend, ServiceManager, ServiceSpec
+from agents.report import ReportBuilder, driver_state
+from agents.services import CommandBackend, ServiceManager, ServiceSpec, ServiceState
 
 LAB = lab_services.command("VERB", "NAME", "DIR")[:-4]  # python -S -P .../lab_services.py
 TOKEN = Token("controller-token", "s3cret-agent-token-0123456789")
@@ -116,3 +119,20 @@ def make_host(root: Path, *, store: ResultStore | None = None, verify_timeout_s:
     executor = ActionExecutor("ipc-a", manager, files, ami, hosts=["ipc-a", "ipc-b"], store=store)
     report = ReportBuilder("ipc-a", "primary", manager, files, ami)
     return Host(root, manager, files, ami, executor, report, db_file)
+
+
+@pytest.mark.parametrize(("service", "connected", "ami_driver", "expected"), [
+    (ServiceState.INACTIVE, True, "up", "down"),  # isolated or stopped: down whatever AMI says
+    (ServiceState.FAILED, False, None, "down"),
+    (ServiceState.ACTIVE, True, "up", "up"),
+    (ServiceState.ACTIVE, True, "down", "down"),  # the service runs, Asterisk sees no channels
+    (ServiceState.ACTIVE, False, None, "unknown"),  # AMI lost: not the service manager's "up"
+    (ServiceState.UNKNOWN, False, None, "unknown"),
+])
+def test_board_driver_state(service: ServiceState, connected: bool, ami_driver: str | None, expected: str) -> None:
+    snap = SimpleNamespace(connected=connected, driver=ami_driver)
+    assert driver_state(service, snap) == expected  # type: ignore[arg-type]
+
+
+def test_board_driver_without_any_ami_link_is_the_service_managers_view() -> None:
+    assert driver_state(ServiceState.ACTIVE, None) == "up"

@@ -149,16 +149,9 @@ def start_agent(root: Path, cfg: Path, *extra: str) -> Agent:
 
 @pytest.fixture
 def lab_ami(tmp_path: Path) -> Iterator[dict[str, Any]]:
-    secret = tmp_path / "lab-ami-secret"
-    secret.write_text(AMI_SECRET)
-    ready = tmp_path / "lab-ami.json"
-    proc = subprocess.Popen([sys.executable, "-m", "lab.ami", "--port", "0", "--control-port", "0", "--spans",
-                             "1:30,2:30", "--secret-file", str(secret), "--ready-file", str(ready)],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc, info = start_lab_ami(tmp_path)
     try:
-        wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=20)
-        assert proc.poll() is None, "the lab AMI server did not start"
-        yield json.loads(ready.read_text())
+        yield info
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -336,3 +329,68 @@ def test_runtime_wiring_in_process(tmp_path: Path) -> None:
     assert bind_address(Options("x"), url) == ("10.20.1.11", 9101)  # type: ignore[arg-type]
     assert bind_address(Options("x", listen="127.0.1.1:0"), url) == ("127.0.1.1", 0)  # type: ignore[arg-type]
     assert report_url(None, "0.0.0.0:8080", "ipc-a") == "http://127.0.0.1:8080/api/v1/agents/ipc-a/report"
+
+
+# --- health and readiness ----------------------------------------------------------------------------------
+
+def start_lab_ami(tmp_path: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
+    secret = tmp_path / "lab-ami-secret"
+    secret.write_text(AMI_SECRET)
+    ready = tmp_path / "lab-ami.json"
+    proc = subprocess.Popen([sys.executable, "-m", "lab.ami", "--port", "0", "--control-port", "0", "--spans",
+                             "1:30,2:30", "--secret-file", str(secret), "--ready-file", str(ready)],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: ready.exists() or proc.poll() is not None, timeout=20)
+    assert proc.poll() is None, "the lab AMI server did not start"
+    return proc, json.loads(ready.read_text())
+
+
+def probe(api: str, path: str) -> tuple[int, dict[str, Any]]:
+    r = httpx.get(f"{api}{path}", timeout=5)  # no token: load balancers and keepalived have none
+    return r.status_code, r.json()
+
+
+def test_healthz_and_readyz_answer_without_a_token_and_follow_the_ami_session(
+        tmp_path: Path, receiver: tuple[Receiver, str]) -> None:
+    _, url = receiver
+    ami, info = start_lab_ami(tmp_path)
+    agent = start_agent(tmp_path, write_config(tmp_path, url, info["ami_port"]))
+    try:
+        api = agent.ready["api"]
+        assert probe(api, "/healthz") == (200, {"status": "ok"})
+        wait_until(lambda: probe(api, "/readyz") == (200, {"status": "ready", "ami": "connected"}), timeout=10,
+                   describe=lambda: probe(api, "/readyz"))
+        ami.terminate()
+        ami.wait(timeout=10)
+        wait_until(lambda: probe(api, "/readyz") == (503, {"status": "not ready", "ami": "disconnected"}),
+                   timeout=10, describe=lambda: probe(api, "/readyz"))
+        assert probe(api, "/healthz") == (200, {"status": "ok"}), "the process still serves"
+        r = httpx.get(f"{api}/readyz", timeout=5)
+        assert r.headers["cache-control"] == "no-store"
+        assert AMI_SECRET not in r.text and TOKEN not in r.text and "127.0.0.1" not in r.text
+    finally:
+        agent.stop()
+        if ami.poll() is None:
+            ami.terminate()
+            ami.wait(timeout=10)
+        stop_daemons(tmp_path / "run")
+
+
+@pytest.mark.parametrize(("secret", "expected"), [
+    (None, (True, "not configured")),  # no AMI on purpose: ready
+    ("", (False, "no secret")),  # a configured secret that is empty: not ready
+])
+def test_readiness_without_ami(tmp_path: Path, secret: str | None, expected: tuple[bool, str]) -> None:
+    from agents.runtime import AgentRuntime, NoAmi, Options
+    from ccfo.config.loader import load_config
+
+    cfg = write_config(tmp_path, "http://127.0.0.1:9", 9)
+    site = json.loads((cfg / "site.yaml").read_text())
+    if secret is None:
+        del site["hosts"]["ipc-a"]["ami"]["secret_file"]
+    else:
+        (cfg / "secrets" / "ami-secret").write_text(secret)
+    (cfg / "site.yaml").write_text(json.dumps(site))
+    runtime = AgentRuntime(load_config(cfg), Options("ipc-a", state_dir=tmp_path / "state"))
+    assert isinstance(runtime.ami, NoAmi)
+    assert runtime.readiness() == expected

@@ -278,7 +278,7 @@ async def test_a_new_runner_over_the_same_journal_loses_nothing(world):
     await world.step_is("drill", "awaiting_confirmation")
     await world.op("confirm", "drill")
     await asyncio.wait_for(world.drills.started.wait(), 10)
-    await world.runner.close()  # the controller dies while the drill runs
+    await world.runner.close()  # stopped while the drill runs (SIGKILL of the real process: test_lab_controller_crash)
     third = world.new_runner(Journal(path))
     await third.start()
     s = third.status(before["id"])

@@ -141,7 +141,10 @@ async def test_bodies_and_queries_are_bounded(api):
 @pytest.mark.asyncio
 async def test_metrics(api):
     r = await api.get("/metrics", headers=auth(api, "viewer"))
-    assert r.status_code == 200 and 'ccfo_host_channels{host="ipc-a"}' in r.text and "ccfo_cycles_total" in r.text
+    assert r.status_code == 200 and 'ccfo_host_channels{host="ipc-a"}' in r.text
+    assert "ccfo_engine_cycles_total" in r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert (await api.get("/metrics")).status_code == 401
 
 
 def test_world_readable_token_file_is_refused(tmp_path):

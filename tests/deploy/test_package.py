@@ -1,13 +1,14 @@
-"""The wheel: built from a copy of the source tree, installed into a fresh virtualenv, then `ccfo init` and
-`ccfo check-config` run from that venv, far from the source tree, so the example config must come from
-the installed package (share/ccfo), never from the checkout.
+"""The wheel: built from a copy of the source tree, installed into a fresh virtualenv together with its
+declared dependencies, then `ccfo init` and `ccfo check-config` run from that venv, far from the source tree,
+so the example config must come from the installed package (share/ccfo), never from the checkout.
 
 Offline and quick: the wheel is built without build isolation by the dev venv's setuptools and wheel (the
-`test` extra installs them, as the build-system table asks). The new venv has no pip (`--without-pip`; the
-dev venv's pip installs into it with `--python`) and sees ccfo's dependencies through a .pth line naming the
-dev venv's site-packages, so `pip install --no-index` resolves the wheel's declared dependencies against
-them without downloading anything: a missing or misspelt dependency fails the install. The test asserts
-that `controller` is imported from the new venv, not the checkout.
+`test` extra installs them, as the build-system table asks). The dependencies are installed for real, from a
+local wheelhouse (.cache/wheelhouse): `pip download` fills it once from pip's configured indexes, pinned to
+the versions the dev venv runs (`pip freeze` as constraints); the install itself is `pip install --no-index
+--find-links wheelhouse`, so a missing or misspelt dependency fails it. The new venv sees nothing of the dev
+venv (no .pth, no system site-packages): the test asserts that `controller` and its dependencies are
+imported from the new venv.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import importlib.metadata
 import shutil
 import subprocess
 import sys
-import sysconfig
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -24,6 +25,9 @@ import pytest
 import yaml
 
 from tests.deploy.kit import REPO
+
+# Installing the dependencies for real: ~10 s on a quiet 2-core box, a minute or two when it is busy.
+pytestmark = pytest.mark.timeout(300)
 
 # What the build reads (pyproject.toml's packages, package data and data-files); nothing else of the checkout,
 # where other runs may be writing (.lab, reports, caches) while this one copies.
@@ -61,14 +65,24 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def wheelhouse(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wheels of every declared dependency, at the dev venv's versions, in a folder kept between runs."""
+    house = REPO / ".cache" / "wheelhouse"
+    house.mkdir(parents=True, exist_ok=True)
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = tmp_path_factory.mktemp("pins") / "constraints.txt"
+    pins.write_text(pip("freeze", "--exclude-editable").stdout)
+    pip("download", "--quiet", "--only-binary=:all:", "-c", str(pins), "-d", str(house), *deps, timeout=240)
+    return house
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, wheelhouse: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = tmp_path_factory.mktemp("venv") / "ccfo"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True, timeout=120)
     python = env / "bin" / "python"
-    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    (Path(purelib) / "zz-ccfo-test-deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    pip("--python", str(python), "install", "--no-index", "--quiet", str(wheel))  # dependencies resolved
+    pip("--python", str(python), "install", "--no-index", "--find-links", str(wheelhouse), "--quiet", "--no-compile",
+        str(wheel), timeout=240)  # --no-compile: byte-compiling numpy and friends is most of an install's time
     return env
 
 
@@ -79,6 +93,7 @@ def test_the_wheel_carries_the_data_the_services_need(wheel: Path) -> None:
                    "controller/web/app.css", "agents/mib/CCFO-MIB.txt",
                    "drills/sipp/uas_answer.xml", f"{data}config/site.yaml", f"{data}config/rules.yaml",
                    f"{data}config/checklists/weekend-upgrade.yaml", f"{data}config/asterisk/manager-ccfo.conf",
+                   f"{data}config/prometheus/prometheus.yml", f"{data}config/prometheus/alerts.yml",
                    f"{data}systemd/ccfo-agent.service", f"{data}systemd/ccfo-controller.service",
                    f"{data}systemd/50-ccfo-agent.rules", f"{data}systemd/ccfo.sysusers.conf",
                    f"{data}systemd/examples/cti.service", f"{data}mib/CCFO-MIB.txt",
@@ -91,9 +106,11 @@ def test_the_wheel_carries_the_data_the_services_need(wheel: Path) -> None:
 
 def test_installed_ccfo_init_then_check_config(venv: Path, tmp_path: Path) -> None:
     ccfo = venv / "bin" / "ccfo"
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import controller; print(controller.__file__)"],
-                           capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    assert where.startswith(str(venv)), where
+    probe = "import controller, fastapi, pysnmp, pydantic, yaml; print(*(m.__file__ for m in " \
+            "(controller, fastapi, pysnmp, pydantic, yaml)), sep=chr(10))"
+    where = subprocess.run([str(venv / "bin" / "python"), "-I", "-c", probe], capture_output=True, text=True,
+                           check=True, cwd=tmp_path).stdout.split()
+    assert len(where) == 5 and all(w.startswith(str(venv)) for w in where), where
     done = subprocess.run([str(ccfo), "init", "--site", "acme-callcenter", "--controller-url",
                            "https://10.20.0.5:8443", "etc-ccfo"], capture_output=True, text=True, cwd=tmp_path,
                           timeout=120)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from agents.fastagi.protocol import (
@@ -16,14 +14,13 @@ from agents.fastagi.protocol import (
     set_variable,
 )
 from ccfo.domain.capacity import CallKind, Direction
+from tests.recordings import AGI_FIXTURES, recording
 
-FIXTURE = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "asterisk-agi" / "fastagi_admit_session.rx.raw"
+FIXTURE = AGI_FIXTURES / "fastagi_admit_session.rx.raw"
 
 
 def recorded_env() -> bytes:
-    if not FIXTURE.exists():
-        pytest.skip(f"fixture {FIXTURE} not present")
-    return FIXTURE.read_bytes().split(b"\n\n", 1)[0] + b"\n\n"
+    return recording(FIXTURE).read_bytes().split(b"\n\n", 1)[0] + b"\n\n"
 
 
 def test_parse_the_recorded_environment() -> None:

@@ -18,7 +18,7 @@ C30 = CapacityPolicy()
 
 
 def env_block(script: str = "admit?kind=agent", **extra: str) -> bytes:
-    """An environment like Asterisk 20's (shared/fixtures/asterisk-agi), LF line ends."""
+    """An environment like Asterisk 20's (tests/fixtures/asterisk-agi), LF line ends."""
     lines = {"agi_network": "yes", "agi_network_script": script, "agi_request": f"agi://127.0.0.1:4573/{script}",
              "agi_channel": "SIP/sipp-00000011", "agi_language": "en", "agi_type": "SIP",
              "agi_uniqueid": "1795427911.33", "agi_version": "20.20.1", "agi_callerid": "sipp",
@@ -226,3 +226,26 @@ async def test_concurrent_sessions(server: AdmissionServer, live: list[object]) 
     results = await asyncio.gather(*(ask(server, "admit?kind=agent") for _ in range(50)))
     assert {r.variables["CCFO_ADMIT"] for r in results} == {"yes"}
     assert server.stats.admitted == 50
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("fail_open", [True, False])
+async def test_with_ami_down_the_policy_answer_names_ami_down(fail_open: bool) -> None:
+    """The agent's live source (agents.snmp_agi.live_capacity) over a lost AMI link: the answer says
+    "AMI down" and why, not "internal error"."""
+    from types import SimpleNamespace
+
+    from agents.snmp_agi import live_capacity
+
+    lost = SimpleNamespace(snapshot=lambda: SimpleNamespace(connected=False, error="connection refused"))
+    srv = AdmissionServer(lambda: live_capacity(lost, C30, 4), port=0, fail_open=fail_open)
+    await srv.start()
+    try:
+        ex = await ask(srv, "admit?kind=agent")
+    finally:
+        await srv.close()
+    reason = ex.variables["CCFO_REASON"]
+    assert ex.variables["CCFO_ADMIT"] == ("yes" if fail_open else "no")
+    assert reason.startswith("AMI down (connection refused)"), reason
+    assert "internal error" not in reason and ("fail-open" if fail_open else "fail-closed") in reason
+    assert srv.stats.by_result_reason == {("admitted" if fail_open else "refused", "ami_down"): 1}

@@ -141,6 +141,11 @@ async def test_standby_fault_takes_the_standby_out(site):
 
 async def test_database_site_down_repoints_config_files_with_backups(site):
     lab, api = site
+    files = {host: {f["id"]: Path(f["path"]) for f in lab.site["hosts"][host]["db_config_files"]}
+             for host in ("ipc-a", "ipc-b")}
+    originals = {host: {fid: path.read_bytes() for fid, path in by_id.items()} for host, by_id in files.items()}
+    shenzhen = lab.site["databases"]["sites"]["shenzhen"]["host"].encode()
+    assert all(shenzhen in data for by_id in originals.values() for data in by_id.values()), originals
     await lab.inject("db", "shenzhen", "down")
     proposed = await async_wait_until(lambda: api.plans("proposed"), timeout=30)
     assert proposed[0]["action"] == "repoint_db"
@@ -151,8 +156,13 @@ async def test_database_site_down_repoints_config_files_with_backups(site):
         etc = lab.layout.host_dir(host) / "etc"
         assert f"host = {shanghai}" in (etc / "kcbp-db.ini").read_text()
         assert f"db.host={shanghai}" in (etc / "db.properties").read_text()
-        backups = list((lab.layout.host_dir(host) / "backups").iterdir())
-        assert len(backups) == 2 and all("shenzhen" not in b.name or True for b in backups)
+        # One whole backup per repointed file, holding exactly the content from before the change.
+        backups = {b.name.split(".", 1)[0]: b.read_bytes() for b in (lab.layout.host_dir(host) / "backups").iterdir()
+                   if b.name.endswith(".bak")}
+        assert sorted(backups) == sorted(files[host]), backups
+        for fid, data in backups.items():
+            assert data == originals[host][fid], f"{host} {fid}: backup differs from the original content"
+            assert data != files[host][fid].read_bytes(), f"{host} {fid}: the file was not changed"
     restarts = [e for e in await api.journal(plan_id=proposed[0]["id"], kind="step_finished")
                 if e["data"]["text"].startswith("restart")]
     assert {e["data"]["text"] for e in restarts} == {"restart kcbp on ipc-a", "restart cti on ipc-a",

@@ -9,15 +9,14 @@ exact bytes. Comparison is about framing and field names, not values that differ
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+
+from tests.recordings import AMI_FIXTURES, recording
 
 from .amiclient import BANNER, Msg, parse_fields
 
-FIXTURES = Path(os.environ.get("CCFO_AMI_FIXTURES",
-                               Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "asterisk-ami"))
+FIXTURES = AMI_FIXTURES
 # Events the lab models; recorded events outside this set (VarSet, Newexten, DialBegin, ...) are ignored.
 MODELED = frozenset({
     "FullyBooted", "SuccessfulAuth", "Shutdown", "Newchannel", "Newstate", "Hangup", "HangupRequest",
@@ -47,9 +46,9 @@ class Recording:
 
 
 def load(name: str) -> Recording:
-    txt = (FIXTURES / f"{name}.txt").read_text().split("\n")
-    rx = (FIXTURES / f"{name}.rx.raw").read_bytes()
-    tx = (FIXTURES / f"{name}.tx.raw").read_bytes()
+    txt = recording(FIXTURES / f"{name}.txt").read_text().split("\n")
+    rx = recording(FIXTURES / f"{name}.rx.raw").read_bytes()
+    tx = recording(FIXTURES / f"{name}.tx.raw").read_bytes()
     banner, _, rest = rx.partition(b"\r\n")
     replies = [Msg(m + b"\r\n\r\n", parse_fields(m.strip(b"\r\n")))
                for m in rest.split(b"\r\n\r\n") if m.strip(b"\r\n")]

@@ -9,7 +9,7 @@ import pytest
 from lab.ami import LabAmiServer, NoCapacity, UnknownCall
 from tests.support import async_wait_until
 
-from .replay import FIXTURES, collapse, load
+from .replay import collapse, load
 from .test_ami_faults import watcher
 from .test_ami_session import barrier
 
@@ -28,8 +28,6 @@ def recorded_schemas(name: str) -> dict[str, list[str]]:
 
 @pytest.mark.asyncio
 async def test_agent_call_events_have_the_recorded_layouts(lab: LabAmiServer) -> None:
-    if not FIXTURES.is_dir():
-        pytest.skip(f"fixtures folder {FIXTURES} not found")
     recorded = recorded_schemas("c3_events_direct_agent_call")
     client = await watcher(lab)
     call_id = lab.start_ivr_call(caller="13812345678")

@@ -19,7 +19,7 @@ from lab.ami import DEFAULT_MODULES, LabAmiServer
 from tests.support import async_wait_until
 
 from .amiclient import Msg, RawAmi
-from .replay import FIXTURES, check_framing, compare_step, load, solicited
+from .replay import check_framing, compare_step, load, solicited
 
 WITH_SIP = set(DEFAULT_MODULES) | {"chan_sip"}
 
@@ -113,8 +113,6 @@ async def _collect(client: RawAmi, lab: LabAmiServer, step_no: int, step_action_
 async def test_replay_matches_recording(case: Case) -> None:
     if case.skip:
         pytest.skip(case.skip)
-    if not FIXTURES.is_dir():
-        pytest.skip(f"{case.name}: fixtures folder {FIXTURES} not found")
     recording = load(case.name)
     kwargs: dict[str, Any] = {"login_fail_delay_s": 0.05, "time_scale": 0.01, "restart_delay_s": 0.01}
     lab = LabAmiServer("127.0.0.1", 0, **{**kwargs, **case.server})

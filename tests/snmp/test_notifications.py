@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import socket
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -26,56 +24,32 @@ from controller.snmp import (
     SnmpPoller,
     TrapReceiver,
 )
+from tests.snmp import trapd as trapkit
 from tests.snmp.conftest import (
     COMMUNITY,
-    MIB_DIR,
     NMS_USER,
     TRAP_COMMUNITY,
     USER,
-    free_udp_port,
     need,
     run_tool,
     sample_view,
 )
+from tests.snmp.trapd import TrapDaemon, v3_sender_line
 from tests.support import async_wait_until
 
 RED_SPAN_2 = (SpanView(1, "ok", True, 30), SpanView(2, "red", False, 30))
 
 
-@dataclass
-class TrapDaemon:
-    port: int
-    log: Path
-
-    def text(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
-
-
 @contextlib.asynccontextmanager
 async def snmptrapd(tmp_path: Path, mib_cache: Path, env: dict[str, str], sender_engine_id: bytes | None = None
                     ) -> AsyncIterator[TrapDaemon]:
-    conf, log = tmp_path / "snmptrapd.conf", tmp_path / "traps.log"
     lines = [f"authCommunity log {TRAP_COMMUNITY.reveal()}",
              f"createUser {NMS_USER.name} SHA {NMS_USER.auth_key.reveal()} AES {NMS_USER.priv_key.reveal()}",
              f"authUser log {NMS_USER.name} priv"]
     if sender_engine_id:
-        lines += [f"createUser -e 0x{sender_engine_id.hex()} {USER.name} SHA {USER.auth_key.reveal()} AES "
-                  f"{USER.priv_key.reveal()}", f"authUser log {USER.name} priv"]
-    conf.write_text("\n".join(lines) + "\n")
-    port = free_udp_port()
-    proc = await asyncio.create_subprocess_exec(
-        need("snmptrapd"), "-f", "-C", "-c", str(conf), "-Lf", str(log), "-M", f"{mib_cache}:{MIB_DIR}",
-        "-m", "CCFO-MIB", "-F", "%B %P: %v\n", f"udp:127.0.0.1:{port}", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    daemon = TrapDaemon(port, log)
-    try:
-        await async_wait_until(lambda: "NET-SNMP version" in daemon.text() or proc.returncode is not None, 5.0)
-        assert proc.returncode is None, daemon.text()
+        lines += v3_sender_line(USER, sender_engine_id)
+    async with trapkit.snmptrapd(tmp_path, mib_cache, env, lines) as daemon:
         yield daemon
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-        await proc.wait()
 
 
 @pytest.mark.asyncio

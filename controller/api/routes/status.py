@@ -1,14 +1,24 @@
-"""GET /api/v1/status (the site as the dashboard and `ccfo status` show it) and GET /metrics."""
+"""GET /api/v1/status (the site as the dashboard and `ccfo status` show it) and GET /metrics (Prometheus)."""
 
-from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
 
 from controller.api.deps import EngineDep, Viewer
 from controller.api.responses import AUTH, StatusOut
-from controller.metrics import render_metrics
+from controller.metrics import CONTENT_TYPE, ControllerMetrics
 from controller.status import status
 
 router = APIRouter(tags=["status"], responses=AUTH)
+
+
+def exporter(request: Request) -> ControllerMetrics:
+    """This app's own exporter and registry (controller/metrics.py), made on the first scrape."""
+    state = request.app.state
+    if getattr(state, "metrics", None) is None:
+        state.metrics = ControllerMetrics(state.engine)
+    return state.metrics  # type: ignore[no-any-return]
 
 
 @router.get("/api/v1/status", response_model=StatusOut)
@@ -16,7 +26,7 @@ async def get_status(who: Viewer, engine: EngineDep) -> dict:
     return status(engine) | {"you": {"name": who.name, "role": who.role.name.lower()}}
 
 
-@router.get("/metrics", response_model=str, response_class=PlainTextResponse,
-            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
-async def metrics(_: Viewer, engine: EngineDep) -> str:
-    return render_metrics(engine)
+@router.get("/metrics", response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}})
+async def metrics(_: Viewer, metrics: Annotated[ControllerMetrics, Depends(exporter)]) -> Response:
+    return Response(await metrics.render(), media_type=CONTENT_TYPE)
