@@ -80,7 +80,8 @@ def run_lab(args: argparse.Namespace) -> int:
         _section("A lab is already running here: stopping it first")
         _ccfo(args, ["lab", "down", "--dir", args.dir])
     _section("Start the lab site: two IPC hosts, their Asterisk (lab AMI), services, agents, DBs, PDU, controller")
-    code = _ccfo(args, ["lab", "up", "--dir", args.dir, "--net", args.net, "--controller-listen", args.controller_listen])
+    code = _ccfo(args, ["lab", "up", "--dir", args.dir, "--net", args.net,
+                        "--controller-listen", args.controller_listen])
     if code:
         return code
     try:

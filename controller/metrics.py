@@ -30,8 +30,8 @@ from prometheus_client.registry import Collector
 
 from ccfo.domain.faults import FaultKind
 from ccfo.domain.state import Mode
-from controller.status import host_capacity
 from controller.journal import EntryKind, Journal, JournalEntry
+from controller.status import host_capacity
 from controller.store import PlanStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
