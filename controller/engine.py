@@ -19,6 +19,17 @@ from typing import Any
 from ccfo.domain.faults import Fault, FaultTracker
 from ccfo.domain.health import HostHealth, SiteSnapshot, faults, snapshot
 from ccfo.domain.plan import Action, Plan
+from ccfo.domain.proposals import (
+    Change,
+    Declined,
+    ForgetDeclined,
+    OpenProposal,
+    Propose,
+    Supersede,
+    Withdraw,
+    reconcile,
+    situation,
+)
 from ccfo.domain.rules import Decision, Disposition, evaluate
 from ccfo.domain.state import Mode, SiteState
 from controller.events import EventBus
@@ -46,7 +57,7 @@ class Engine:
         self.reports: dict[str, HostHealth] = {}
         self.db_down: frozenset[str] = frozenset()
         self.decision: Decision | None = None
-        self._declined: list[Any] | None = None  # steps of the plan an operator rejected, for this situation
+        self._declined: Declined | None = None  # the plan an operator rejected, for this situation
         self.snap: SiteSnapshot | None = None
         self.running: PlanRecord | None = None
         self._run_task: asyncio.Task[None] | None = None
@@ -114,33 +125,53 @@ class Engine:
     # --- one cycle ----------------------------------------------------------------------------
 
     async def cycle(self) -> Decision:
+        """One cycle; it never raises: a failure becomes the decision "cycle failed: ... (see log)"."""
         async with self._lock:
-            now = self.clock()
-            self.cycles += 1
-            self.snap = snapshot(self.site, self.reports, now, self.heartbeat_s, self.missed, self.db_down)
-            starting = self._starting(now)
-            if starting:
-                self.decision = Decision(None, Action.NONE, Disposition.NONE, starting)
-                return self.decision
-            present = faults(self.site, self.state, self.snap)
-            await self._journal_fault_changes(set(self.tracker.present()), present, now)
-            self.tracker = self.tracker.observe(present, now)
-            waiting = self._not_deciding(now)
-            if waiting:  # observe and journal faults, but do not decide
-                self.decision = Decision(None, Action.NONE, Disposition.NONE, waiting)
-                await self.events.publish("status", {"cycle": self.cycles})
-                return self.decision
-            decision = evaluate(self.site, self.state, self.tracker, self.policy, now)
-            if self.decision is None or _sentence(decision) != _sentence(self.decision):
-                self._declined = None  # a new situation: a plan rejected for the old one may be proposed again
-                log.info("decision: %s", decision.reason)
-                if decision.disposition is not Disposition.NONE or self.decision is not None:
-                    await self._journal(EntryKind.DECISION, reason=decision.reason, status=decision.disposition.value,
-                                        data=decision.to_dict())
-            self.decision = decision
-            await self._act(decision, now)
+            try:
+                return await self._cycle()
+            except Exception as exc:
+                return await self._cycle_failed(exc)
+
+    async def _cycle(self) -> Decision:
+        now = self.clock()
+        self.cycles += 1
+        self.snap = snapshot(self.site, self.reports, now, self.heartbeat_s, self.missed, self.db_down)
+        starting = self._starting(now)
+        if starting:
+            self.decision = Decision(None, Action.NONE, Disposition.NONE, starting)
+            return self.decision
+        present = faults(self.site, self.state, self.snap)
+        await self._journal_fault_changes(set(self.tracker.present()), present, now)
+        self.tracker = self.tracker.observe(present, now)
+        waiting = self._not_deciding(now)
+        if waiting:  # observe and journal faults, but do not decide
+            self.decision = Decision(None, Action.NONE, Disposition.NONE, waiting)
             await self.events.publish("status", {"cycle": self.cycles})
-            return decision
+            return self.decision
+        decision = evaluate(self.site, self.state, self.tracker, self.policy, now)
+        if self.decision is None or _sentence(decision) != _sentence(self.decision):
+            log.info("decision: %s", decision.reason)
+            if decision.disposition is not Disposition.NONE or self.decision is not None:
+                await self._journal(EntryKind.DECISION, reason=decision.reason, status=decision.disposition.value,
+                                    data=decision.to_dict())
+        self.decision = decision
+        await self._act(decision, now)
+        await self.events.publish("status", {"cycle": self.cycles})
+        return decision
+
+    async def _cycle_failed(self, exc: Exception) -> Decision:
+        """Patroni's "Unexpected exception raised, please report it as a BUG": say so, once, and live on."""
+        log.exception("cycle %d failed", self.cycles)
+        failed = Decision(None, Action.NONE, Disposition.NONE, f"cycle failed: {type(exc).__name__}: {exc} (see log)")
+        changed = self.decision is None or _sentence(failed) != _sentence(self.decision)
+        self.decision = failed
+        try:
+            if changed:
+                await self._journal(EntryKind.DECISION, reason=failed.reason, status="failed", data=failed.to_dict())
+            await self.events.publish("status", {"cycle": self.cycles, "failed": failed.reason})
+        except Exception:  # the journal or the bus may be what failed: the log has it
+            log.exception("cannot record the failed cycle")
+        return failed
 
     def _not_deciding(self, now: float) -> str | None:
         """Why this cycle must not decide: a plan is changing the world (its own stops look like faults),
@@ -164,11 +195,7 @@ class Engine:
     async def _act(self, d: Decision, now: float) -> None:
         if self.running is not None:
             return
-        if d.plan is None:
-            if d.disposition is Disposition.NONE:
-                await self._withdraw(d, now)
-            return
-        if d.disposition is Disposition.EXECUTE:
+        if d.plan is not None and d.disposition is Disposition.EXECUTE:
             rec = await asyncio.to_thread(self.store.add_plan, d.plan, status=PlanStatus.RUNNING,
                                           source=d.rule or "rule", requested_by="controller", reason=d.reason, now=now)
             self.state = replace(self.state, last_automatic_at=now)
@@ -176,40 +203,31 @@ class Engine:
             await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor="controller", reason=d.reason,
                                 data=rec.to_dict())
             self._start(rec)
-        elif d.disposition is Disposition.PROPOSE:
-            await self._propose(d, now)
+            return
+        proposed = await asyncio.to_thread(self.store.plans, {PlanStatus.PROPOSED}, 500)
+        open_ = tuple(OpenProposal(r.id, r.plan.steps, r.requested_by == "controller") for r in proposed)
+        for change in reconcile(d, open_, self._declined):
+            await self._carry_out(change, now)
 
-    async def _withdraw(self, d: Decision, now: float) -> None:
-        """The situation that made the controller propose a plan has cleared: an approval must not run a
-        failover nobody needs any more. Operators' own proposals stay theirs to reject."""
-        for rec in self.store.plans({PlanStatus.PROPOSED}):
-            if rec.requested_by != "controller":
-                continue
-            why = f"the situation cleared: {d.reason}"
-            await asyncio.to_thread(self.store.update_plan, rec, now, status=PlanStatus.SUPERSEDED, error=why)
-            await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor="controller", reason=why,
-                                status=PlanStatus.SUPERSEDED.value)
-            await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value, "error": why})
-
-    async def _propose(self, d: Decision, now: float) -> None:
-        assert d.plan is not None
-        if self._declined is not None and d.plan.to_dict()["steps"] == self._declined:
-            return  # an operator rejected this very plan for this very situation
-        for rec in self.store.plans({PlanStatus.PROPOSED}):
-            if rec.plan.to_dict()["steps"] == d.plan.to_dict()["steps"]:
-                return  # already proposed
-            if rec.requested_by == "controller":
-                why = "the situation changed; a new plan was proposed"
+    async def _carry_out(self, change: Change, now: float) -> None:
+        """Apply one change `reconcile` decided: the store, the journal and the event stream."""
+        match change:
+            case ForgetDeclined():
+                self._declined = None
+            case Withdraw(plan_id, why) | Supersede(plan_id, why):
+                rec = self.store.get_plan(plan_id)
+                if rec is None or rec.status is not PlanStatus.PROPOSED:
+                    return  # an operator decided it meanwhile
                 await asyncio.to_thread(self.store.update_plan, rec, now, status=PlanStatus.SUPERSEDED, error=why)
                 await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor="controller", reason=why,
                                     status=PlanStatus.SUPERSEDED.value)
-                await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value,
-                                                   "error": why})
-        rec = await asyncio.to_thread(self.store.add_plan, d.plan, status=PlanStatus.PROPOSED,
-                                      source=d.rule or "rule", requested_by="controller", reason=d.reason, now=now)
-        await self._journal(EntryKind.PLAN_PROPOSED, plan_id=rec.id, actor="controller", reason=d.reason,
-                            data=rec.to_dict())
-        await self.events.publish("plan", rec.to_dict())
+                await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value, "error": why})
+            case Propose(plan, rule, reason):
+                rec = await asyncio.to_thread(self.store.add_plan, plan, status=PlanStatus.PROPOSED, source=rule,
+                                              requested_by="controller", reason=reason, now=now)
+                await self._journal(EntryKind.PLAN_PROPOSED, plan_id=rec.id, actor="controller", reason=reason,
+                                    data=rec.to_dict())
+                await self.events.publish("plan", rec.to_dict())
 
     # --- running plans ------------------------------------------------------------------------
 
@@ -221,10 +239,24 @@ class Engine:
         try:
             outcome = await self.executor.run(rec, self.state, self._set_state)
             await self.events.publish("plan", {"id": rec.id, "status": outcome.status.value, "error": outcome.error})
+        except Exception as exc:  # no plan stays RUNNING silently
+            await self._executor_crashed(rec, exc)
         finally:
             self.running = None
             self.tracker = FaultTracker.empty(self.tracker.flap)  # faults are re-seen against the new roles
             self.wake()
+
+    async def _executor_crashed(self, rec: PlanRecord, exc: Exception) -> None:
+        log.exception("plan %s: the executor crashed", rec.id)
+        error = f"internal error in the executor: {type(exc).__name__}: {exc} (see log)"
+        try:
+            latest = await asyncio.to_thread(self.store.get_plan, rec.id) or rec
+            await asyncio.to_thread(self.store.update_plan, latest, self.clock(), status=PlanStatus.FAILED, error=error)
+            await self._journal(EntryKind.PLAN_FAILED, plan_id=rec.id, status="failed", reason=error,
+                                data={"step": latest.next_step, "internal": True})
+            await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.FAILED.value, "error": error})
+        except Exception:
+            log.exception("plan %s: cannot record the executor's crash", rec.id)
 
     async def _set_state(self, state: SiteState) -> None:
         self.state = state
@@ -274,7 +306,8 @@ class Engine:
         rec = self._plan(plan_id, {PlanStatus.PROPOSED})
         rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.REJECTED,
                                       decided_by=who, decided_reason=reason)
-        self._declined = rec.plan.to_dict()["steps"]  # not proposed again until the situation changes
+        # not proposed again until the situation changes
+        self._declined = Declined(situation(self.decision), rec.plan.steps) if self.decision else None
         await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor=who, reason=reason)
         return rec
 

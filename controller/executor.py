@@ -17,7 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ccfo.domain.health import DriverState, HostHealth, ServiceState
+from ccfo.domain.checks import checks_hold, service_is
+from ccfo.domain.health import HostHealth, ServiceState
 from ccfo.domain.plan import Step, StepKind
 from ccfo.domain.state import SiteState
 from ccfo.ports import AgentActionFailed, AgentClient, AgentUnreachable, FenceFailed, Fencer, Notifier
@@ -130,7 +131,7 @@ class Executor:
                 res = await self.agents.action(host, action_id, step.kind.value, service=step.service,
                                                timeout_s=timeout)
                 want = ServiceState.INACTIVE if step.kind is StepKind.STOP else ServiceState.ACTIVE
-                await self._until(host, lambda h: _service_is(h, step.service or "", want), timeout,
+                await self._until(host, lambda h: service_is(h, step.service or "", want), timeout,
                                   f"{step.service} {want.value}")
                 return res.detail or f"{step.service} {want.value}"
             case StepKind.ISOLATE_BOARD | StepKind.RESTORE_BOARD:
@@ -142,8 +143,9 @@ class Executor:
             case StepKind.ROUTE_INBOUND:
                 return await self._route(action_id, step, timeout)
             case StepKind.VERIFY:
-                await self._until(host, lambda h: _checks_hold(h, step.checks), timeout, ", ".join(step.checks))
-                return "verified: " + ", ".join(step.checks)
+                what = ", ".join(map(str, step.checks))
+                await self._until(host, lambda h: checks_hold(h, step.checks), timeout, what)
+                return "verified: " + what
             case StepKind.FENCE:
                 return await self._fence(plan_id, step, timeout)
             case StepKind.WAIT_DRAINED:
@@ -172,7 +174,7 @@ class Executor:
             await asyncio.sleep(POLL_S)
 
     async def _route(self, action_id: str, step: Step, timeout: float) -> str:
-        targets = [h for h in (step.target or "").split(",") if h]
+        targets = list(step.targets)
         done, skipped = [], []
         for host in self.host_ids or tuple(targets):
             try:
@@ -187,10 +189,10 @@ class Executor:
 
     async def _fence(self, plan_id: str, step: Step, timeout: float) -> str:
         host = step.host or ""
-        required = [c.split(":", 1)[1] for c in step.checks]
+        required = [c.arg for c in step.checks]
         try:
             report = await self.agents.report(host)
-            if all(_service_is(report, s, ServiceState.INACTIVE) for s in required):
+            if checks_hold(report, step.checks):
                 return f"{', '.join(required)} confirmed stopped by the agent"
             seen = "still running per its agent"
         except AgentUnreachable as exc:
@@ -232,27 +234,6 @@ class Executor:
             await self.notifier.notify(event, message, data)
         except Exception:  # observers never break the executor
             log.exception("notifier failed for %s", event)
-
-
-def _service_is(report: HostHealth, name: str, want: ServiceState) -> bool:
-    state = report.services.get(name, ServiceState.UNKNOWN)
-    if want is ServiceState.INACTIVE:
-        return state in (ServiceState.INACTIVE, ServiceState.FAILED)
-    return state is want
-
-
-def _checks_hold(report: HostHealth, checks: tuple[str, ...]) -> bool:
-    for check in checks:
-        kind, _, arg = check.partition(":")
-        if kind == "active" and not _service_is(report, arg, ServiceState.ACTIVE):
-            return False
-        if kind == "inactive" and not _service_is(report, arg, ServiceState.INACTIVE):
-            return False
-        if kind == "board" and report.driver is not (DriverState.DOWN if arg == "down" else DriverState.UP):
-            return False
-        if kind == "db" and report.db_site != arg:
-            return False
-    return True
 
 
 def _summary(report: HostHealth) -> str:

@@ -221,3 +221,37 @@ async def test_reject_leaves_the_world_alone(lab):
     assert lab.store.get_plan(proposed[0].id).status is PlanStatus.REJECTED
     with pytest.raises(Refused):
         await lab.engine.approve(proposed[0].id, "alice", "changed my mind")
+
+
+@pytest.mark.asyncio
+async def test_a_failed_cycle_says_so_and_the_loop_lives_on(lab):
+    real = lab.engine._cycle
+    calls = []
+
+    async def broken():
+        calls.append(1)
+        raise RuntimeError("the snapshot exploded")
+    lab.engine._cycle = broken  # an internal fault injected into the cycle (no public seam exists for a bug)
+    d = await lab.engine.cycle()
+    assert d.reason == "cycle failed: RuntimeError: the snapshot exploded (see log)"
+    entry = lab.journal.query(kinds="decision")[0]
+    assert entry.status == "failed" and entry.reason == d.reason
+    lab.engine._cycle = real
+    cycles = lab.engine.cycles
+    await async_wait_until(lambda: lab.engine.cycles > cycles + 2, timeout=5)
+    assert not lab.engine.decision.reason.startswith("cycle failed")
+
+
+@pytest.mark.asyncio
+async def test_an_executor_crash_fails_the_plan_visibly(lab):
+    async def crash(rec, state, on_state):
+        raise RuntimeError("executor bug")
+    lab.engine.executor.run = crash
+    from ccfo.domain.plan import build_switchover
+    rec = await lab.engine.submit(build_switchover(lab.engine.site, lab.engine.state, "ipc-b", 30, "x"), "bob", "r")
+    await lab.engine.wait_idle(5)
+    got = lab.store.get_plan(rec.id)
+    assert got.status is PlanStatus.FAILED and "RuntimeError: executor bug" in got.error
+    failed = lab.journal.query(kinds="plan_failed", plan_id=rec.id)
+    assert len(failed) == 1 and "executor bug" in failed[0].reason
+    assert lab.engine.running is None
