@@ -15,7 +15,7 @@ from ccfo.domain.plan import (
     build_switchover,
     critical_start_index,
 )
-from ccfo.domain.rules import Disposition, evaluate
+from ccfo.domain.rules import Disposition, NoSafeTarget, evaluate, failover_target
 from ccfo.domain.site import Duty
 from ccfo.domain.state import Mode, SiteState
 from tests.domain.factories import (
@@ -321,3 +321,16 @@ def test_critical_start_index_finds_cti_starts():
     plan = build_failover(SITE, normal_state(), "ipc-b", "x")
     assert critical_start_index(plan, "ipc-b", ["cti", "ivr"]) == index(plan, StepKind.START, "ipc-b", "cti")
     assert critical_start_index(plan, "ipc-a", ["cti", "ivr"]) is None
+
+
+def test_no_safe_failover_target_is_a_typed_answer():
+    """Regression: `_failover_target` said "unsafe" with a "!"-prefixed string, which any caller could take
+    for a host id."""
+    after = site_after_failover()  # ipc-b took over, ipc-a is out: no standby left
+    assert failover_target(SITE, after, "ipc-b", {}) == NoSafeTarget("no standby host is in service")
+    present = {svc_down("ipc-b", "cti"): NOW}
+    faulty = failover_target(SITE, normal_state(), "ipc-a", present)
+    assert faulty == NoSafeTarget("ipc-b has faults of its own (ipc-b:service:cti=down)")
+    assert failover_target(SITE, primary_board_isolated().with_host("ipc-b", board_isolated=True), "ipc-a", {}) \
+        == NoSafeTarget("ipc-b has its board isolated")
+    assert failover_target(SITE, normal_state(), "ipc-a", {}) == "ipc-b"
