@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -21,7 +20,8 @@ from ccfo.domain.checks import checks_hold, service_is
 from ccfo.domain.health import HostHealth, ServiceState
 from ccfo.domain.plan import Step, StepKind
 from ccfo.domain.state import SiteState
-from ccfo.ports import AgentActionFailed, AgentClient, AgentUnreachable, FenceFailed, Fencer, Notifier
+from ccfo.platform.clock import SYSTEM_CLOCK
+from ccfo.ports import AgentActionFailed, AgentClient, AgentUnreachable, Clock, FenceFailed, Fencer, Notifier
 from controller.journal import EntryKind, Journal
 from controller.store import PlanRecord, PlanStatus, Store
 
@@ -43,7 +43,7 @@ class Outcome:
 
 class Executor:
     def __init__(self, agents: AgentClient, fencer: Fencer, notifier: Notifier, journal: Journal, store: Store,
-                 clock: Callable[[], float] = time.time, host_ids: tuple[str, ...] = ()) -> None:
+                 clock: Clock = SYSTEM_CLOCK, host_ids: tuple[str, ...] = ()) -> None:
         self.agents, self.fencer, self.notifier = agents, fencer, notifier
         self.journal, self.store, self.clock = journal, store, clock
         self.host_ids = host_ids
@@ -63,12 +63,12 @@ class Executor:
         return [k for k, e in self._confirmations.items() if not e.is_set()]
 
     async def _journal(self, kind: str, **fields: object) -> None:
-        await asyncio.to_thread(self.journal.append, kind, ts=self.clock(), **fields)  # type: ignore[arg-type]
+        await asyncio.to_thread(self.journal.append, kind, ts=self.clock.now(), **fields)  # type: ignore[arg-type]
 
     async def run(self, rec: PlanRecord, state: SiteState,
                   on_state: Callable[[SiteState], Awaitable[None]]) -> Outcome:
         """Run `rec` from its next step. Returns the final status and the site state it left."""
-        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.RUNNING)
+        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.RUNNING)
         self._attempt = rec.attempt
         for index in range(rec.next_step, len(rec.plan.steps)):
             step = rec.plan.steps[index]
@@ -76,24 +76,24 @@ class Executor:
             if ok and step.kind is StepKind.SET_STATE and step.state:
                 state = state.apply(step.state)
                 await on_state(state)
-            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), next_step=index + 1)
+            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), next_step=index + 1)
             if self.progress:
                 await self.progress(rec, index, "finished" if ok else "failed")
             if not ok and not step.best_effort:
                 error = f"step {index + 1} ({step.describe()}) failed: {detail}"
-                await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.FAILED,
+                await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.FAILED,
                                         error=error)
                 await self._journal(EntryKind.PLAN_FAILED, plan_id=rec.id, status="failed", reason=error,
                                     data={"step": index, "done": index, "not_done": len(rec.plan.steps) - index})
                 await self._notify("plan_failed", error, {"plan_id": rec.id})
                 return Outcome(PlanStatus.FAILED, state, error)
-        await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.FINISHED)
+        await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.FINISHED)
         await self._journal(EntryKind.PLAN_FINISHED, plan_id=rec.id, status="finished", data={"title": rec.plan.title})
         return Outcome(PlanStatus.FINISHED, state)
 
     async def _run_step(self, rec: PlanRecord, index: int, step: Step) -> tuple[bool, str]:
-        started = self.clock()
-        t0 = time.monotonic()
+        started = self.clock.now()
+        t0 = self.clock.monotonic()
         await self._journal(EntryKind.STEP_STARTED, plan_id=rec.id, step=index, host=step.host,
                             data={"step": step.to_dict(), "text": step.describe()})
         if self.progress:
@@ -112,7 +112,7 @@ class Executor:
             log.exception("plan %s step %d crashed", rec.id, index + 1)
             detail = f"internal error: {type(exc).__name__}: {exc}"
         finally:
-            duration = time.monotonic() - t0
+            duration = self.clock.monotonic() - t0
             kind = EntryKind.STEP_FINISHED if ok else EntryKind.STEP_FAILED
             status = "ok" if ok else ("failed (best effort, continuing)" if step.best_effort else "failed")
             await self._journal(kind, plan_id=rec.id, step=index, host=step.host, status=status,
@@ -159,7 +159,7 @@ class Executor:
 
     async def _until(self, host: str, predicate: Callable[[HostHealth], bool], timeout: float, what: str) -> HostHealth:
         """Poll the agent's fresh report until `predicate` holds; fail with the last state seen."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         last: object = None
         while True:
             try:
@@ -169,9 +169,9 @@ class Executor:
                 last = _summary(report)
             except AgentUnreachable as exc:
                 last = f"agent unreachable: {exc}"
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 raise StepFailed(f"{what} not reached on {host} within {timeout:g} s; last seen: {last}")
-            await asyncio.sleep(POLL_S)
+            await self.clock.sleep(POLL_S)
 
     async def _route(self, action_id: str, step: Step, timeout: float) -> str:
         targets = list(step.targets)
@@ -206,16 +206,26 @@ class Executor:
         await self._notify("fence_confirmation_needed", f"confirm {host} is off to continue plan {plan_id}",
                            {"plan_id": plan_id, "host": host})
         try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            raise StepFailed(f"{host} {seen}; no operator confirmation within {timeout:g} s") from None
+            if not await self._wait(event, timeout):
+                raise StepFailed(f"{host} {seen}; no operator confirmation within {timeout:g} s")
         finally:
             self._confirmations.pop((plan_id, host), None)
         return f"{host} {seen}: an operator confirmed it is powered off"
 
+    async def _wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Wait for `event` at most `timeout` seconds of the executor's clock; True if it was set."""
+        waiter = asyncio.ensure_future(event.wait())
+        timer = asyncio.ensure_future(self.clock.sleep(timeout))
+        try:
+            await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, timer):
+                task.cancel()
+            await asyncio.gather(waiter, timer, return_exceptions=True)
+        return event.is_set()
+
     async def _drain(self, host: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         calls = -1
         while True:
             try:
@@ -225,9 +235,9 @@ class Executor:
                     return f"{host} drained"
             except AgentUnreachable:
                 return f"{host} unreachable: nothing left to drain there"
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 return f"drain timeout: {calls} call(s) still up on {host} after {timeout:g} s"
-            await asyncio.sleep(POLL_S * 4)
+            await self.clock.sleep(POLL_S * 4)
 
     async def _notify(self, event: str, message: str, data: dict[str, object]) -> None:
         try:

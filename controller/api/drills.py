@@ -10,6 +10,7 @@ No `from __future__ import annotations`: FastAPI resolves the dependency annotat
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import weakref
@@ -24,6 +25,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ccfo.config.yamlpos import ConfigError
 from ccfo.domain.plan import PlanRefused, build_failback, build_switchover
 from ccfo.platform.auth import Principal, Role
+from ccfo.ports import Claim
+from controller.admission import claim_drill
 from controller.api.views import status as status_view
 from controller.engine import Engine, Refused
 from controller.store import PlanStatus
@@ -46,8 +49,9 @@ def manager_for(engine: Engine) -> "DrillManager":
 class EngineController:
     """The runner's ControllerPort on the engine itself, acting as `who`."""
 
-    def __init__(self, engine: Engine, who: str) -> None:
+    def __init__(self, engine: Engine, who: str, claim: Claim | None = None) -> None:
         self.engine, self.who = engine, who
+        self.claim = claim  # the drill run's claim: the plans it starts run inside it
 
     async def status(self) -> dict[str, Any]:
         return status_view(self.engine)
@@ -69,14 +73,14 @@ class EngineController:
             raise ControllerError(str(exc)) from exc
 
     async def approve(self, plan_id: str, reason: str) -> dict[str, Any]:
-        return await self._op(self.engine.approve, plan_id, reason)
+        return await self._op(functools.partial(self.engine.approve, within=self.claim), plan_id, reason)
 
     async def reject(self, plan_id: str, reason: str) -> dict[str, Any]:
         return await self._op(self.engine.reject, plan_id, reason)
 
     async def _submit(self, build: Callable[[], Any], reason: str) -> dict[str, Any]:
         try:
-            return (await self.engine.submit(build(), self.who, reason)).to_dict()
+            return (await self.engine.submit(build(), self.who, reason, within=self.claim)).to_dict()
         except (PlanRefused, Refused) as exc:
             raise ControllerError(str(exc)) from exc
 
@@ -167,25 +171,29 @@ class DrillManager:
 
     async def start(self, name: str, who: str) -> dict[str, Any]:
         scenario = self.scenario(name)
+        run_id = new_run_id(name)
+        claim, why = await claim_drill(self.engine.claims, run_id, name, who)  # admission, as for a plan
         async with self._lock:  # the guard and the start, as one: two requests cannot both pass
-            why = await self.guard(scenario)
-            run_id = new_run_id(name)
+            why = why or await self.guard(scenario)
             ex = self.engine.executor
             try:
                 runner = None if why else make_runner(
-                    scenario, self.cfg, EngineController(self.engine, who), ex.agents, ex.fencer, lab_dir=None,
-                    reports_dir=Path(self.engine.journal.path).parent / "reports" / "drills", who=who, run_id=run_id)
+                    scenario, self.cfg, EngineController(self.engine, who, claim), ex.agents, ex.fencer,
+                    lab_dir=None, reports_dir=Path(self.engine.journal.path).parent / "reports" / "drills", who=who,
+                    run_id=run_id)
             except Exception as exc:  # no lab running, unreadable drills.yaml: say so, start nothing
                 why = f"{type(exc).__name__}: {exc}"
-            if why or runner is None:
+            if why or runner is None or claim is None:
+                if claim is not None:
+                    await self.engine.claims.release(claim)
                 await self.skip(name, why or "not startable", who)
                 raise HTTPException(409, f"drill {name} not started: {why}")
             rec = {"id": run_id, "drill": name, "status": "running", "by": who, "report": None}
             self.runs[run_id] = rec
-            self.tasks[run_id] = asyncio.create_task(self._run(rec, runner), name=f"drill-{run_id}")
+            self.tasks[run_id] = asyncio.create_task(self._run(rec, runner, claim), name=f"drill-{run_id}")
         return rec
 
-    async def _run(self, rec: dict[str, Any], runner: Any) -> None:
+    async def _run(self, rec: dict[str, Any], runner: Any, claim: Claim) -> None:
         try:
             doc = await runner.run()
             rec.update(status=doc["status"], report=doc)
@@ -197,6 +205,7 @@ class DrillManager:
             rec.update(status="error", error=str(exc))
         finally:
             self.tasks.pop(rec["id"], None)
+            await self.engine.claims.release(claim)
             with contextlib.suppress(Exception):
                 await runner.target.aclose()
 

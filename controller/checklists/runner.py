@@ -358,5 +358,5 @@ def runner_for_engine(engine: Any) -> ChecklistRunner:
     def library() -> tuple[dict[str, Checklist], list[Problem]]:
         return load_checklists(directory, engine.site, drill_names(Path(engine.cfg.directory)))
 
-    return ChecklistRunner(engine.journal, EngineSite(engine), drills, calls, library, clock=engine.clock,
+    return ChecklistRunner(engine.journal, EngineSite(engine), drills, calls, library, clock=engine.clock.now,
                            events=engine.events)

@@ -15,7 +15,7 @@ from ccfo.platform.auth import TokenStore, add_token
 from controller.api.app import create_app
 from controller.checklists.loader import load_checklists
 from tests.checklists.doubles import CallsTestDouble, DrillsTestDouble
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.support import async_wait_until
 
 pytestmark = pytest.mark.asyncio

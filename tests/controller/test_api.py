@@ -14,7 +14,7 @@ from ccfo.clients.agent_http import parse_report
 from ccfo.platform.auth import TokenFileError, TokenStore, add_token
 from controller.api.app import create_app
 from controller.store import PlanStatus
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.support import async_wait_until
 
 

@@ -19,7 +19,7 @@ from controller.api.drills import DrillManager, manager_for
 from controller.store import PlanStatus
 from drills.model import ScheduleModel
 from drills.schedule import DrillScheduler
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.drills.test_runner_site import SITE_DRILL, drill_file, steady
 from tests.support import async_wait_until
 

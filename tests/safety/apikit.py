@@ -74,7 +74,7 @@ class ControllerApi(_Api):
         from ccfo.clients.agent_http import parse_report
         from ccfo.platform.auth import TokenStore, add_token
         from controller.api.app import create_app
-        from tests.controller.test_engine import Harness
+        from tests.controller.harness import Harness
 
         self.root = root or Path(tempfile.mkdtemp(prefix="ccfo-api-"))
         tokens_file = self.root / "tokens.yaml"

@@ -33,7 +33,7 @@ def controller_schema() -> dict:
     from ccfo.clients.agent_http import parse_report
     from ccfo.platform.auth import TokenStore
     from controller.api.app import create_app
-    from tests.controller.test_engine import Harness
+    from tests.controller.harness import Harness
 
     with tempfile.TemporaryDirectory() as d:
         h = Harness(Path(d))
