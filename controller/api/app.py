@@ -26,6 +26,7 @@ from ccfo.platform.limits import BodyLimit
 from controller.api import schema
 from controller.api.checklists import checklist_router
 from controller.api.drills import router as drills_router
+from controller.api.idempotency import Idempotency
 from controller.api.models import (
     ConfirmOffRequest,
     DecisionRequest,
@@ -56,6 +57,7 @@ def create_app(engine: Engine, tokens: TokenStore, parse_report: Callable[[str, 
     bearer = HTTPBearer(auto_error=False)
 
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)  # announced or chunked: a body over 64 kB gets 413
+    app.add_middleware(Idempotency)  # a repeated request with the same Idempotency-Key gets the first answer
 
     def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         who = tokens.authenticate(creds.credentials, clock()) if creds else None

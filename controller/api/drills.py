@@ -172,9 +172,10 @@ class DrillManager:
     async def start(self, name: str, who: str) -> dict[str, Any]:
         scenario = self.scenario(name)
         run_id = new_run_id(name)
-        claim, why = await claim_drill(self.engine.claims, run_id, name, who)  # admission, as for a plan
+        why = await self.guard(scenario)  # a drill that cannot run now does not hold the site, even briefly
+        claim, why = await claim_drill(self.engine.claims, run_id, name, who) if not why else (None, why)
         async with self._lock:  # the guard and the start, as one: two requests cannot both pass
-            why = why or await self.guard(scenario)
+            why = why or await self.guard(scenario)  # again, holding the claim
             ex = self.engine.executor
             try:
                 runner = None if why else make_runner(
