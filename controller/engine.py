@@ -1,9 +1,13 @@
 """The control loop: snapshot -> faults -> decide -> propose or execute, one cycle at a time.
 
 A cycle never dies and returns a typed Decision with one human sentence (logged once when it changes,
-shown on the dashboard). Agent reports and SNMP notifications wake the loop early; polling is the safety
-net. One plan runs at a time: a second request is refused naming the running plan. Modes act like
-Patroni's pause: the engine always observes and decides, and acts only when the mode allows.
+shown on the dashboard); a cycle that fails says so ("cycle failed: ... (see log)") and the loop lives
+on. Proposal bookkeeping is decided purely (ccfo.domain.proposals.reconcile); the engine carries it out.
+Agent reports and SNMP notifications wake the loop early; polling is the safety net. One piece of work
+at a time: every start of a plan, the engine's own included, claims the site through the WorkClaim
+port (`_admit`), and a second request is refused naming the work that holds it. The engine and its
+executor read time from one injected Clock. Modes act like Patroni's pause: the engine always observes
+and decides, and acts only when the mode allows.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -28,7 +32,6 @@ from ccfo.domain.proposals import (
     Supersede,
     Withdraw,
     reconcile,
-    situation,
 )
 from ccfo.domain.rules import Decision, Disposition, evaluate
 from ccfo.domain.state import Mode, SiteState
@@ -37,16 +40,13 @@ from controller.claims import LocalWorkClaim
 from controller.events import EventBus
 from controller.executor import Executor
 from controller.journal import EntryKind, Journal
+from controller.operations import PlanOperations, Refused
 from controller.store import PlanRecord, PlanStatus, Store, new_plan_id
 
 log = logging.getLogger("ccfo.engine")
 
 
-class Refused(Exception):
-    """An operator request that cannot be carried out now; the message says why (HTTP 409)."""
-
-
-class Engine:
+class Engine(PlanOperations):
     def __init__(self, cfg: Any, store: Store, journal: Journal, executor: Executor, events: EventBus,
                  claims: WorkClaim | None = None) -> None:
         self.cfg, self.site, self.policy = cfg, cfg.site, cfg.policy
@@ -327,78 +327,7 @@ class Engine:
         if task is not None and not task.done():
             await asyncio.wait_for(asyncio.shield(task), timeout)
 
-    # --- operator actions ---------------------------------------------------------------------
-
-    @contextlib.asynccontextmanager
-    async def _deciding(self, plan_id: str) -> AsyncIterator[None]:
-        """Decisions on one plan (approve, reject, resume, abort) one at a time: the second request reads
-        the state the first left and is refused naming it."""
-        lock = self._plan_locks.setdefault(plan_id, asyncio.Lock())
-        async with lock:
-            yield
-
-    async def submit(self, plan: Plan, who: str, reason: str, *, within: Claim | None = None) -> PlanRecord:
-        """Operator-requested plan (failover, switchover, failback): runs at once, approval is implicit."""
-        if self.state.mode is Mode.MAINTENANCE:
-            log.info("operator %s runs %s in maintenance mode", who, plan.title)
-        plan_id = new_plan_id()
-
-        async def prepare() -> PlanRecord:
-            rec = await asyncio.to_thread(self.store.add_plan, plan, status=PlanStatus.RUNNING, source="operator",
-                                          requested_by=who, reason=reason, now=self.clock.now(), plan_id=plan_id)
-            await self._journal(EntryKind.OPERATOR_ACTION, plan_id=rec.id, actor=who, reason=reason,
-                                data={"action": plan.action.value, "title": plan.title})
-            await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor=who, reason=reason,
-                                data=rec.to_dict())
-            return rec
-        return await self._admit(Work(WorkKind.PLAN, plan_id, plan.title, who), within, prepare)
-
-    async def approve(self, plan_id: str, who: str, reason: str, *, within: Claim | None = None) -> PlanRecord:
-        async with self._deciding(plan_id):
-            proposed = self._plan(plan_id, {PlanStatus.PROPOSED})
-
-            async def prepare() -> PlanRecord:
-                rec = self._plan(plan_id, {PlanStatus.PROPOSED}, claimed=True)
-                rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(),
-                                              status=PlanStatus.RUNNING, decided_by=who, decided_reason=reason)
-                await self._journal(EntryKind.PLAN_APPROVED, plan_id=rec.id, actor=who, reason=reason)
-                await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor=who, reason=reason,
-                                    data=rec.to_dict())
-                return rec
-            return await self._admit(Work(WorkKind.PLAN, plan_id, proposed.plan.title, who), within, prepare)
-
-    async def reject(self, plan_id: str, who: str, reason: str) -> PlanRecord:
-        async with self._deciding(plan_id):
-            rec = self._plan(plan_id, {PlanStatus.PROPOSED})
-            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.REJECTED,
-                                          decided_by=who, decided_reason=reason)
-            # not proposed again until the situation changes
-            self._declined = Declined(situation(self.decision), rec.plan.steps) if self.decision else None
-            await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor=who, reason=reason)
-            return rec
-
-    async def resume(self, plan_id: str, who: str, reason: str, *, within: Claim | None = None) -> PlanRecord:
-        allowed = {PlanStatus.INTERRUPTED, PlanStatus.FAILED}
-        async with self._deciding(plan_id):
-            stopped = self._plan(plan_id, allowed)
-
-            async def prepare() -> PlanRecord:
-                rec = self._plan(plan_id, allowed, claimed=True)
-                await self._journal(EntryKind.PLAN_RESUMED, plan_id=rec.id, actor=who, reason=reason,
-                                    data={"from_step": rec.next_step})
-                if rec.status is PlanStatus.FAILED:  # retry the failed step, with fresh agent action ids
-                    rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(),
-                                                  next_step=max(0, rec.next_step - 1), attempt=rec.attempt + 1)
-                return rec
-            return await self._admit(Work(WorkKind.PLAN, plan_id, stopped.plan.title, who), within, prepare)
-
-    async def abort(self, plan_id: str, who: str, reason: str) -> PlanRecord:
-        async with self._deciding(plan_id):
-            rec = self._plan(plan_id, {PlanStatus.INTERRUPTED, PlanStatus.FAILED, PlanStatus.PROPOSED})
-            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.ABORTED,
-                                          decided_by=who, decided_reason=reason)
-            await self._journal(EntryKind.PLAN_ABORTED, plan_id=rec.id, actor=who, reason=reason)
-            return rec
+    # --- operator actions on the site (those on plans: controller.operations) -------------------
 
     async def set_mode(self, mode: Mode, who: str, reason: str) -> SiteState:
         old = self.state.mode
@@ -415,19 +344,6 @@ class Engine:
             raise Refused(f"plan {plan_id} is not waiting for a confirmation that {host} is off")
         await self._journal(EntryKind.OPERATOR_ACTION, plan_id=plan_id, host=host, actor=who, reason=reason,
                             data={"action": "confirm_off"})
-
-    def _plan(self, plan_id: str, allowed: set[PlanStatus], *, claimed: bool = False) -> PlanRecord:
-        """The plan, if its status allows the operation; `claimed`: the caller holds its claim."""
-        rec = self.store.get_plan(plan_id)
-        if rec is None:
-            raise KeyError(plan_id)
-        if not claimed and any(w.kind is WorkKind.PLAN and w.id == plan_id for w in self.claims.holders()):
-            raise Refused(f"plan {plan_id} ({rec.plan.title}) is running; this needs it "
-                          + " or ".join(sorted(s.value for s in allowed)))
-        if rec.status not in allowed:
-            raise Refused(f"plan {plan_id} is {rec.status.value}; this needs it "
-                          + " or ".join(sorted(s.value for s in allowed)))
-        return rec
 
     async def record(self, kind: str, **fields: Any) -> None:
         """Journal an entry for another part of the controller (drills, checklists) and announce it on the
