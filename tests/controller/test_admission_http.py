@@ -3,12 +3,13 @@ port 0), its engine loop running over the in-memory world (agents and PDU are th
 tests/controller/fakeworld.py; the live-lab version with real agents is tests/integration/
 test_lab_admission.py).
 
-For every pair of mutating operations, N requests of each are sent at the same instant: at most one
-piece of work is admitted, the journal shows at most one `plan_started`, every refusal is a 409 naming
-the work that won (or the state the winner left the plan in), and nothing answers 5xx. (A resumed plan is
-journaled `plan_resumed`, which counts as a start here.) Then: the same
-request repeated with one Idempotency-Key gets the first answer and starts nothing new, and an approve
-of a running plan is a 409 naming its state.
+For every pair of mutating operations (submit, approve, resume, abort, reject, mode, drill start, and the
+confirmation of a checklist step that starts a switchover), N requests of each are sent at the same instant:
+at most one piece of work is admitted, the journal shows at most one `plan_started`, every refusal is a 409
+naming the work that won (or the state the winner left the plan in), and nothing answers 5xx. (A resumed
+plan is journaled `plan_resumed`, which counts as a start here.) Then: the same request repeated with one
+Idempotency-Key gets the first answer and starts nothing new, and an approve of a running plan is a 409
+naming its state.
 """
 
 from __future__ import annotations
@@ -30,12 +31,13 @@ from ccfo.domain.plan import build_switchover
 from ccfo.domain.state import SiteState
 from ccfo.platform.auth import TokenStore, add_token
 from controller.api.app import create_app
+from controller.checklists.loader import load_checklist
 from controller.store import PlanStatus
 from tests.controller.harness import Harness
 from tests.support import async_wait_until
 
 N = 5
-OPS = ("submit", "approve", "resume", "abort", "reject", "mode", "drill")
+OPS = ("submit", "approve", "resume", "abort", "reject", "mode", "drill", "confirm")
 STARTS = {"submit", "approve", "resume", "drill"}
 STARTED = ("plan_started", "plan_resumed")  # a resumed plan starts again from its step
 
@@ -61,7 +63,13 @@ class Live:
             "reject": ("POST", f"/api/v1/plans/{self.proposed}/reject", {"reason": "burst"}, "operator"),
             "mode": ("PUT", "/api/v1/mode", {"mode": "supervised", "reason": "burst"}, "admin"),
             "drill": ("POST", "/api/v1/drills/runs", {"drill": "primary-cti-crash"}, "operator"),
+            # a checklist action step awaiting confirmation: confirming it runs a switchover (in the background)
+            "confirm": ("POST", "/api/v1/checklist-runs/current/steps/move/confirm", {"note": "burst"}, "operator"),
         }[op]
+
+    def step_state(self) -> str:
+        view = self.h.engine.checklists.status("latest")
+        return str(view["phases"][0]["steps"][0]["state"])
 
     async def send(self, op: str, key: str | None = None) -> httpx.Response:
         method, path, body, role = self.request(op)
@@ -88,14 +96,22 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
     tokens = tmp_path / "tokens.yaml"
     toks = {role: add_token(tokens, f"{role}-user", role) for role in ("viewer", "operator", "admin")}
     app = create_app(h.engine, TokenStore.load(tokens), parse_report)
+    (tmp_path / "burst.yaml").write_text(CHECKLIST)
+    h.engine.checklists.library = lambda: ({"burst": load_checklist(tmp_path / "burst.yaml")}, [])
     await h.start()
     server, task, url = await serve(app)
     client = httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=100))
     try:
         h.crash("ipc-a", "cti")  # the controller proposes a failover (supervised mode)
         proposed = await async_wait_until(lambda: h.plans(PlanStatus.PROPOSED), timeout=10)
-        yield Live(h, client, toks, proposed[0].id, stopped.id)
+        run = await client.post("/api/v1/checklists/burst/runs", json={"reason": "burst test"},
+                                headers={"Authorization": f"Bearer {toks['operator']}"})
+        assert run.status_code == 201, run.text
+        live = Live(h, client, toks, proposed[0].id, stopped.id)
+        await async_wait_until(lambda: live.step_state() == "awaiting_confirmation", timeout=10)
+        yield live
     finally:
+        await h.engine.checklists.close()
         await client.aclose()
         server.should_exit = True
         await task
@@ -103,6 +119,16 @@ async def live(tmp_path: Path) -> AsyncIterator[Live]:
         await h.stop()
 
 
+CHECKLIST = """\
+name: burst
+title: A checklist whose one step starts a plan
+phases:
+  - id: move
+    title: Move
+    steps:
+      - {id: move, title: Switch over to ipc-b, owner: operator, kind: action, planned: 1m,
+         action: {plan: switchover, to: ipc-b, drain_timeout: 0s}}
+"""
 PAIRS = list(itertools.combinations_with_replacement(OPS, 2))
 
 
@@ -112,6 +138,9 @@ PAIRS = list(itertools.combinations_with_replacement(OPS, 2))
 async def test_concurrent_mutations_admit_one_piece_of_work(live: Live, a: str, b: str) -> None:
     ops = [a] * N + [b] * N
     answers = await asyncio.gather(*(live.send(op) for op in ops))
+    if "confirm" in ops:  # the confirmed step starts its plan (or is refused) in the background
+        await async_wait_until(lambda: live.step_state() in ("done", "failed"), timeout=20,
+                               describe=live.step_state)
     await live.h.engine.wait_idle(20)
     started = live.h.journal.query(kinds=STARTED, limit=None)
     drills = live.h.journal.query(kinds="drill_started", limit=None)
@@ -119,8 +148,10 @@ async def test_concurrent_mutations_admit_one_piece_of_work(live: Live, a: str, 
     assert all(r.status_code < 500 for r in answers), [r.text for r in answers if r.status_code >= 500]
     winners = [(op, r) for op, r in zip(ops, answers, strict=True) if op in STARTS and r.is_success]
     assert len(winners) <= 1, [(op, r.text) for op, r in winners]
-    if started:
-        assert len(winners) == 1 and winners[0][1].json()["id"] == started[0].plan_id
+    if started and winners:
+        assert winners[0][1].json()["id"] == started[0].plan_id
+    elif started:  # no request started it: the confirmed checklist step did
+        assert "confirm" in ops and started[0].actor == "operator-user", started[0]
     plan_id = started[0].plan_id if started else None
     for op, r in zip(ops, answers, strict=True):
         if op in STARTS and not r.is_success:
@@ -133,6 +164,9 @@ async def test_concurrent_mutations_admit_one_piece_of_work(live: Live, a: str, 
         # a starting operation ran unless a non-starting one (reject, abort) took its plan first, or the drill
         # was refused by its guard (the controller's proposal waits for an approval)
         assert started or {a, b} & {"reject", "abort", "drill"}, (a, b, [r.text for r in answers])
+    if "confirm" in ops:
+        confirmed = [r for op, r in zip(ops, answers, strict=True) if op == "confirm" and r.is_success]
+        assert len(confirmed) == 1, "a step is confirmed once"
 
 
 @pytest.mark.asyncio
