@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from ccfo.domain.health import HostHealth
@@ -62,4 +63,83 @@ class Fencer(Protocol):
 class Notifier(Protocol):
     async def notify(self, event: str, message: str, data: Mapping[str, Any]) -> None:
         """Tell the operators / the NMS. Must never raise into the caller."""
+        ...
+
+
+class Clock(Protocol):
+    """The one clock of the engine and the executor. Tests inject a virtual one that moves only when
+    told, so timers, debounces and deadlines are tested without sleeping (ccfo.platform.clock has the
+    system's)."""
+
+    def now(self) -> float:
+        """Wall-clock seconds since the epoch: journal timestamps, decisions, plan records."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds that never jump (NTP steps included): deadlines and durations."""
+        ...
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on this clock."""
+        ...
+
+
+class WorkKind(StrEnum):
+    PLAN = "plan"
+    DRILL = "drill"
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A piece of work that changes the site: a plan, or a drill (which runs plans of its own)."""
+
+    kind: WorkKind
+    id: str
+    title: str
+    by: str
+
+    def describe(self) -> str:
+        return f"{self.kind.value} {self.id} ({self.title})"
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The right to run `work`, until released. `within` is the drill claim a plan runs inside."""
+
+    work: Work
+    token: int
+    within: Claim | None = None
+
+
+class WorkBusy(Exception):
+    """Another piece of work holds the site; the message names it."""
+
+    def __init__(self, holder: Work) -> None:
+        super().__init__(f"{holder.describe()} is running; one piece of work at a time")
+        self.holder = holder
+
+
+class WorkClaim(Protocol):
+    """Admission of work: every path that starts a plan or a drill claims here first, and the claim is
+    released only when the work has ended. One piece of work at a time; a drill's own plans (and the
+    controller's automatic plans during a drill) run inside the drill's claim, one at a time too.
+
+    `acquire` checks and claims as one step: in process, with no await in between; across controller
+    members, as one etcd transaction (compare the claim key's version, put it with a lease), which is
+    why it is a coroutine."""
+
+    async def acquire(self, work: Work, *, within: Claim | None = None) -> Claim:
+        """Claim the site for `work` (inside `within`, a drill's claim, if given), or raise WorkBusy."""
+        ...
+
+    async def release(self, claim: Claim) -> None:
+        """End a claim; releasing a claim that is no longer held does nothing."""
+        ...
+
+    def holders(self) -> tuple[Work, ...]:
+        """The work holding the site now, outermost first (a drill, then the plan inside it)."""
+        ...
+
+    def current(self) -> Claim | None:
+        """The outermost claim held now."""
         ...

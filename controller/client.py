@@ -19,6 +19,7 @@ import json
 import os
 import sys
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -61,9 +62,11 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
          params: dict[str, Any] | None = None) -> Any:
     lab = _lab(args)
     url = (args.url or os.environ.get("CCFO_URL") or (lab.api if lab else "") or "http://127.0.0.1:8080").rstrip("/")
+    headers = {"Authorization": f"Bearer {_token(args, lab)}"}
+    if method != "GET":  # a retry of this very request gets the first answer, never a second plan
+        headers["Idempotency-Key"] = uuid.uuid4().hex
     try:
-        r = httpx.request(method, url + path, json=body, params=params, timeout=30,
-                          headers={"Authorization": f"Bearer {_token(args, lab)}"})
+        r = _send(method, url + path, body, params, headers)
     except httpx.HTTPError as exc:
         raise ApiError(1, f"cannot reach the controller at {url}: {exc}") from exc
     if r.status_code >= 400:
@@ -76,6 +79,18 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
         code = 2 if r.status_code in (401, 403, 404, 413, 422) else 1
         raise ApiError(code, f"HTTP {r.status_code}: {detail}")
     return r.json() if r.content else None
+
+
+def _send(method: str, url: str, body: dict[str, Any] | None, params: dict[str, Any] | None,
+          headers: dict[str, str]) -> httpx.Response:
+    """One request; a mutating one whose answer was lost on the wire is sent once more with the same
+    Idempotency-Key (the controller answers it as it answered the first)."""
+    try:
+        return httpx.request(method, url, json=body, params=params, timeout=30, headers=headers)
+    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.ReadTimeout):
+        if "Idempotency-Key" not in headers:
+            raise
+        return httpx.request(method, url, json=body, params=params, timeout=30, headers=headers)
 
 
 def _out(args: argparse.Namespace, data: Any, text: str) -> None:

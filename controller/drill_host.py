@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from pathlib import Path
 from typing import Any
 
 from ccfo.domain.plan import PlanRefused
+from ccfo.ports import Claim
+from controller.admission import claim_drill
 from controller.engine import Engine, PlanNotFound, Refused
 from controller.operator_plans import OperatorAction, operator_plan
 from controller.status import entry_dict
@@ -30,8 +33,9 @@ DRILL_KINDS = ("drill_started", "drill_finished", "drill_skipped")
 class EngineController:
     """The runner's ControllerPort on the engine itself, acting as `who`."""
 
-    def __init__(self, engine: Engine, who: str) -> None:
+    def __init__(self, engine: Engine, who: str, claim: Claim | None = None) -> None:
         self.engine, self.who = engine, who
+        self.claim = claim  # the drill run's claim: the plans it starts run inside it
 
     async def status(self) -> dict[str, Any]:
         return status_view(self.engine)
@@ -53,7 +57,7 @@ class EngineController:
             raise ControllerError(str(exc)) from exc
 
     async def approve(self, plan_id: str, reason: str) -> dict[str, Any]:
-        return await self._op(self.engine.approve, plan_id, reason)
+        return await self._op(functools.partial(self.engine.approve, within=self.claim), plan_id, reason)
 
     async def reject(self, plan_id: str, reason: str) -> dict[str, Any]:
         return await self._op(self.engine.reject, plan_id, reason)
@@ -61,7 +65,7 @@ class EngineController:
     async def _submit(self, action: OperatorAction, reason: str, **kw: Any) -> dict[str, Any]:
         try:
             plan = operator_plan(self.engine, action, f"{self.who}: {reason}", **kw)
-            return (await self.engine.submit(plan, self.who, reason)).to_dict()
+            return (await self.engine.submit(plan, self.who, reason, within=self.claim)).to_dict()
         except (PlanRefused, Refused) as exc:
             raise ControllerError(str(exc)) from exc
 
@@ -98,8 +102,14 @@ class EngineDrillHost:
         self.agents, self.fencer = engine.executor.agents, engine.executor.fencer
         self.data_dir = Path(engine.journal.path).parent  # drills.sqlite and reports/drills live beside the journal
 
-    def controller(self, who: str) -> EngineController:
-        return EngineController(self.engine, who)
+    def controller(self, who: str, claim: Claim | None = None) -> EngineController:
+        return EngineController(self.engine, who, claim)
+
+    async def claim(self, run_id: str, drill: str, who: str) -> tuple[Claim | None, str | None]:
+        return await claim_drill(self.engine.claims, run_id, drill, who)
+
+    async def release(self, claim: Claim) -> None:
+        await self.engine.claims.release(claim)
 
     async def notify(self, event: str, message: str, data: dict[str, Any]) -> None:
         with contextlib.suppress(Exception):  # a notifier never breaks the caller

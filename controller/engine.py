@@ -1,9 +1,13 @@
 """The control loop: snapshot -> faults -> decide -> propose or execute, one cycle at a time.
 
 A cycle never dies and returns a typed Decision with one human sentence (logged once when it changes,
-shown on the dashboard). Agent reports and SNMP notifications wake the loop early; polling is the safety
-net. One plan runs at a time: a second request is refused naming the running plan. Modes act like
-Patroni's pause: the engine always observes and decides, and acts only when the mode allows.
+shown on the dashboard); a cycle that fails says so ("cycle failed: ... (see log)") and the loop lives
+on. Proposal bookkeeping is decided purely (ccfo.domain.proposals.reconcile); the engine carries it out.
+Agent reports and SNMP notifications wake the loop early; polling is the safety net. One piece of work
+at a time: every start of a plan, the engine's own included, claims the site through the WorkClaim
+port (`_admit`), and a second request is refused naming the work that holds it. The engine and its
+executor read time from one injected Clock. Modes act like Patroni's pause: the engine always observes
+and decides, and acts only when the mode allows.
 """
 
 from __future__ import annotations
@@ -11,71 +15,82 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 from ccfo.domain.faults import Fault, FaultTracker
 from ccfo.domain.health import HostHealth, SiteSnapshot, faults, snapshot
 from ccfo.domain.plan import Action, Plan
+from ccfo.domain.proposals import (
+    Change,
+    Declined,
+    ForgetDeclined,
+    OpenProposal,
+    Propose,
+    Supersede,
+    Withdraw,
+    reconcile,
+)
 from ccfo.domain.rules import Decision, Disposition, evaluate
 from ccfo.domain.state import Mode, SiteState
+from ccfo.ports import Claim, Clock, Work, WorkBusy, WorkClaim, WorkKind
+from controller.claims import LocalWorkClaim
 from controller.events import EventBus
 from controller.executor import Executor
 from controller.journal import EntryKind, Journal
-from controller.store import PlanRecord, PlanStatus, Store
+from controller.operations import PlanOperations, Refused
+from controller.store import PlanRecord, PlanStatus, Store, new_plan_id
 
 log = logging.getLogger("ccfo.engine")
 
 
-class Refused(Exception):
-    """An operator request that cannot be carried out now; the message says why (HTTP 409)."""
-
-
-class PlanNotFound(KeyError):
-    """No plan with this id (HTTP 404). A KeyError, as before, for callers that catch that."""
-
-    def __str__(self) -> str:
-        return f"no plan {self.args[0]}"
-
-
-class Engine:
+class Engine(PlanOperations):
     def __init__(self, cfg: Any, store: Store, journal: Journal, executor: Executor, events: EventBus,
-                 clock: Callable[[], float] = time.time) -> None:
+                 claims: WorkClaim | None = None) -> None:
         self.cfg, self.site, self.policy = cfg, cfg.site, cfg.policy
         self.heartbeat_s = cfg.site_model.controller.heartbeat_s
         self.missed = cfg.site_model.controller.missed_heartbeats
         self.poll_s = cfg.site_model.controller.poll_interval_s
-        self.store, self.journal, self.executor, self.events, self.clock = store, journal, executor, events, clock
+        self.store, self.journal, self.executor, self.events = store, journal, executor, events
+        self.clock: Clock = executor.clock  # one clock for the engine and the executor
         self.state: SiteState = store.load_state() or SiteState.normal(self.site, cfg.site_model.controller.mode)
         self.tracker = FaultTracker.empty(cfg.flap)
         self.reports: dict[str, HostHealth] = {}
         self.db_down: frozenset[str] = frozenset()
         self.decision: Decision | None = None
-        self._declined: list[Any] | None = None  # steps of the plan an operator rejected, for this situation
+        self._failing: str | None = None  # the sentence of the failing cycle, while cycles fail
+        self._failing_after: tuple[str, str, str] | None = None  # the decision reached before they did
+        self._declined: Declined | None = None  # the plan an operator rejected, for this situation
         self.snap: SiteSnapshot | None = None
         self.running: PlanRecord | None = None
+        self.claims: WorkClaim = claims or LocalWorkClaim()  # admission: one piece of work at a time
+        self._plan_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._run_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.cycles = 0
-        self.started_at = clock()
+        self.started_at = self.clock.now()
         self._stopping = False
         executor.progress = self._progress
 
     # --- life cycle ---------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        self.started_at = self.clock()
+    async def start(self, *, loop: bool = True) -> None:
+        """Recover from the last run (plans found running are interrupted) and, unless `loop` is False
+        (unit tests call `cycle()` themselves), start the control loop."""
+        self.started_at = self.clock.now()
         await asyncio.to_thread(self.store.save_state, self.state)
         for rec in self.store.plans({PlanStatus.RUNNING}):
-            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.INTERRUPTED,
-                                          error="the controller stopped while this plan ran")
+            why = "the controller stopped while this plan ran"
+            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(),
+                                          status=PlanStatus.INTERRUPTED, error=why)
             await self._journal(EntryKind.PLAN_INTERRUPTED, plan_id=rec.id, status="interrupted",
                                 reason=f"found running at start-up at step {rec.next_step + 1}; resume or abort")
-        self._loop_task = asyncio.create_task(self._loop(), name="ccfo-engine")
+        if loop:
+            self._loop_task = asyncio.create_task(self._loop(), name="ccfo-engine")
 
     async def stop(self) -> None:
         self._stopping = True
@@ -126,39 +141,74 @@ class Engine:
     # --- one cycle ----------------------------------------------------------------------------
 
     async def cycle(self) -> Decision:
+        """One cycle; it never raises: a failure becomes the decision "cycle failed: ... (see log)"."""
         async with self._lock:
-            now = self.clock()
-            self.cycles += 1
-            self.snap = snapshot(self.site, self.reports, now, self.heartbeat_s, self.missed, self.db_down)
-            starting = self._starting(now)
-            if starting:
-                self.decision = Decision(None, Action.NONE, Disposition.NONE, starting)
-                return self.decision
-            present = faults(self.site, self.state, self.snap)
-            await self._journal_fault_changes(set(self.tracker.present()), present, now)
-            self.tracker = self.tracker.observe(present, now)
-            waiting = self._not_deciding(now)
-            if waiting:  # observe and journal faults, but do not decide
-                self.decision = Decision(None, Action.NONE, Disposition.NONE, waiting)
-                await self.events.publish("status", {"cycle": self.cycles})
-                return self.decision
-            decision = evaluate(self.site, self.state, self.tracker, self.policy, now)
-            if self.decision is None or _sentence(decision) != _sentence(self.decision):
-                self._declined = None  # a new situation: a plan rejected for the old one may be proposed again
-                log.info("decision: %s", decision.reason)
-                if decision.disposition is not Disposition.NONE or self.decision is not None:
-                    await self._journal(EntryKind.DECISION, reason=decision.reason, status=decision.disposition.value,
-                                        data=decision.to_dict())
-            self.decision = decision
-            await self._act(decision, now)
+            try:
+                return await self._cycle()
+            except Exception as exc:
+                return await self._cycle_failed(exc)
+
+    async def _cycle(self) -> Decision:
+        now = self.clock.now()
+        self.cycles += 1
+        self.snap = snapshot(self.site, self.reports, now, self.heartbeat_s, self.missed, self.db_down)
+        starting = self._starting(now)
+        if starting:
+            self.decision = Decision(None, Action.NONE, Disposition.NONE, starting)
+            return self.decision
+        present = faults(self.site, self.state, self.snap)
+        await self._journal_fault_changes(set(self.tracker.present()), present, now)
+        self.tracker = self.tracker.observe(present, now)
+        waiting = self._not_deciding(now)
+        if waiting:  # observe and journal faults, but do not decide
+            self.decision = Decision(None, Action.NONE, Disposition.NONE, waiting)
             await self.events.publish("status", {"cycle": self.cycles})
-            return decision
+            return self.decision
+        decision = evaluate(self.site, self.state, self.tracker, self.policy, now)
+        # after a failed cycle, the decision it had reached is not journaled again at every retry
+        quiet = self._failing is not None and _sentence(decision) == self._failing_after
+        if not quiet and (self.decision is None or _sentence(decision) != _sentence(self.decision)):
+            log.info("decision: %s", decision.reason)
+            if decision.disposition is not Disposition.NONE or self.decision is not None:
+                await self._journal(EntryKind.DECISION, reason=decision.reason, status=decision.disposition.value,
+                                    data=decision.to_dict())
+        self.decision = decision
+        await self._act(decision, now)
+        await self.events.publish("status", {"cycle": self.cycles})
+        if self._failing is not None:  # the cycle works again: the journal's last word is this decision
+            self._failing = None
+            log.info("cycle %d completed again: %s", self.cycles, decision.reason)
+            if quiet:
+                await self._journal(EntryKind.DECISION, reason=decision.reason, status=decision.disposition.value,
+                                    data=decision.to_dict())
+        return decision
+
+    async def _cycle_failed(self, exc: Exception) -> Decision:
+        """Patroni's "Unexpected exception raised, please report it as a BUG": say so, once, and live on."""
+        log.exception("cycle %d failed", self.cycles)
+        failed = Decision(None, Action.NONE, Disposition.NONE, f"cycle failed: {type(exc).__name__}: {exc} (see log)")
+        if self._failing is None:
+            self._failing_after = _sentence(self.decision) if self.decision else None
+        first = self._failing != failed.reason
+        self._failing = failed.reason
+        self.decision = failed
+        if first:
+            try:
+                await self._journal(EntryKind.DECISION, reason=failed.reason, status="failed", data=failed.to_dict())
+            except Exception:  # the journal may be what failed: the log has it
+                log.exception("cannot journal the failed cycle")
+        try:
+            await self.events.publish("status", {"cycle": self.cycles, "failed": failed.reason})
+        except Exception:
+            log.exception("cannot publish the failed cycle")
+        return failed
 
     def _not_deciding(self, now: float) -> str | None:
         """Why this cycle must not decide: a plan is changing the world (its own stops look like faults),
         or the controller has just started and not every agent has reported yet."""
-        if self.running is not None:
-            return f"plan {self.running.id} running: {self.running.plan.title}"
+        plan = next((w for w in self.claims.holders() if w.kind is WorkKind.PLAN), None)
+        if plan is not None:
+            return f"plan {plan.id} running: {plan.title}"
         return None
 
     def _starting(self, now: float) -> str | None:
@@ -169,74 +219,104 @@ class Engine:
 
     async def _journal_fault_changes(self, before: set[Fault], now_present: frozenset[Fault], now: float) -> None:
         for f in sorted(now_present - before):
-            await self._journal(EntryKind.FAULT_SEEN, host=f.host, reason=str(f), data={"kind": f.kind.value})
+            await self._journal(EntryKind.FAULT_SEEN, host=f.host, reason=str(f), data=_fault_data(f))
         for f in sorted(before - now_present):
-            await self._journal(EntryKind.FAULT_CLEARED, host=f.host, reason=str(f), data={"kind": f.kind.value})
+            await self._journal(EntryKind.FAULT_CLEARED, host=f.host, reason=str(f), data=_fault_data(f))
 
     async def _act(self, d: Decision, now: float) -> None:
-        if self.running is not None:
+        if d.plan is not None and d.disposition is Disposition.EXECUTE:
+            await self._start_automatic(d, d.plan, now)
             return
-        if d.plan is None:
-            if d.disposition is Disposition.NONE:
-                await self._withdraw(d, now)
-            return
-        if d.disposition is Disposition.EXECUTE:
-            rec = await asyncio.to_thread(self.store.add_plan, d.plan, status=PlanStatus.RUNNING,
-                                          source=d.rule or "rule", requested_by="controller", reason=d.reason, now=now)
+        proposed = await asyncio.to_thread(self.store.plans, {PlanStatus.PROPOSED}, 500)
+        open_ = tuple(OpenProposal(r.id, r.plan.steps, r.requested_by == "controller") for r in proposed)
+        for change in reconcile(d, open_, self._declined):
+            await self._carry_out(change, now)
+
+    async def _start_automatic(self, d: Decision, plan: Plan, now: float) -> None:
+        """Automatic mode: the rule's plan runs now, through the same admission as an operator's (inside
+        a drill's claim when a drill runs: the drill is testing exactly this)."""
+        plan_id = new_plan_id()
+        top = self.claims.current()
+        within = top if top is not None and top.work.kind is WorkKind.DRILL else None
+
+        async def prepare() -> PlanRecord:
+            rec = await asyncio.to_thread(self.store.add_plan, plan, status=PlanStatus.RUNNING,
+                                          source=d.rule or "rule", requested_by="controller", reason=d.reason,
+                                          now=now, plan_id=plan_id)
             self.state = replace(self.state, last_automatic_at=now)
             await asyncio.to_thread(self.store.save_state, self.state)
             await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor="controller", reason=d.reason,
                                 data=rec.to_dict())
-            self._start(rec)
-        elif d.disposition is Disposition.PROPOSE:
-            await self._propose(d, now)
+            return rec
+        try:
+            await self._admit(Work(WorkKind.PLAN, plan_id, plan.title, "controller"), within, prepare)
+        except Refused as exc:  # an operator's plan got there first; the next cycle sees it running
+            log.info("automatic plan not started: %s", exc)
 
-    async def _withdraw(self, d: Decision, now: float) -> None:
-        """The situation that made the controller propose a plan has cleared: an approval must not run a
-        failover nobody needs any more. Operators' own proposals stay theirs to reject."""
-        for rec in self.store.plans({PlanStatus.PROPOSED}):
-            if rec.requested_by != "controller":
-                continue
-            why = f"the situation cleared: {d.reason}"
-            await asyncio.to_thread(self.store.update_plan, rec, now, status=PlanStatus.SUPERSEDED, error=why)
-            await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor="controller", reason=why,
-                                status=PlanStatus.SUPERSEDED.value)
-            await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value, "error": why})
-
-    async def _propose(self, d: Decision, now: float) -> None:
-        assert d.plan is not None
-        if self._declined is not None and d.plan.to_dict()["steps"] == self._declined:
-            return  # an operator rejected this very plan for this very situation
-        for rec in self.store.plans({PlanStatus.PROPOSED}):
-            if rec.plan.to_dict()["steps"] == d.plan.to_dict()["steps"]:
-                return  # already proposed
-            if rec.requested_by == "controller":
-                why = "the situation changed; a new plan was proposed"
+    async def _carry_out(self, change: Change, now: float) -> None:
+        """Apply one change `reconcile` decided: the store, the journal and the event stream."""
+        match change:
+            case ForgetDeclined():
+                self._declined = None
+            case Withdraw(plan_id, why) | Supersede(plan_id, why):
+                rec = self.store.get_plan(plan_id)
+                if rec is None or rec.status is not PlanStatus.PROPOSED:
+                    return  # an operator decided it meanwhile
                 await asyncio.to_thread(self.store.update_plan, rec, now, status=PlanStatus.SUPERSEDED, error=why)
                 await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor="controller", reason=why,
                                     status=PlanStatus.SUPERSEDED.value)
-                await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value,
-                                                   "error": why})
-        rec = await asyncio.to_thread(self.store.add_plan, d.plan, status=PlanStatus.PROPOSED,
-                                      source=d.rule or "rule", requested_by="controller", reason=d.reason, now=now)
-        await self._journal(EntryKind.PLAN_PROPOSED, plan_id=rec.id, actor="controller", reason=d.reason,
-                            data=rec.to_dict())
-        await self.events.publish("plan", rec.to_dict())
+                await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value, "error": why})
+            case Propose(plan, rule, reason):
+                rec = await asyncio.to_thread(self.store.add_plan, plan, status=PlanStatus.PROPOSED, source=rule,
+                                              requested_by="controller", reason=reason, now=now)
+                await self._journal(EntryKind.PLAN_PROPOSED, plan_id=rec.id, actor="controller", reason=reason,
+                                    data=rec.to_dict())
+                await self.events.publish("plan", rec.to_dict())
 
     # --- running plans ------------------------------------------------------------------------
 
-    def _start(self, rec: PlanRecord) -> None:
+    async def _admit(self, work: Work, within: Claim | None,
+                     prepare: Callable[[], Awaitable[PlanRecord]]) -> PlanRecord:
+        """The one way a plan starts: claim the site for `work` (WorkBusy becomes Refused, naming the work
+        that holds it), prepare the plan's record (store, journal), run it. The claim ends with the plan,
+        or at once if preparing fails."""
+        try:
+            claim = await self.claims.acquire(work, within=within)
+        except WorkBusy as exc:
+            raise Refused(str(exc)) from exc
+        try:
+            rec = await prepare()
+        except BaseException:
+            await self.claims.release(claim)
+            raise
         self.running = rec
-        self._run_task = asyncio.create_task(self._execute(rec), name=f"ccfo-plan-{rec.id}")
+        self._run_task = asyncio.create_task(self._execute(rec, claim), name=f"ccfo-plan-{rec.id}")
+        return rec
 
-    async def _execute(self, rec: PlanRecord) -> None:
+    async def _execute(self, rec: PlanRecord, claim: Claim) -> None:
         try:
             outcome = await self.executor.run(rec, self.state, self._set_state)
             await self.events.publish("plan", {"id": rec.id, "status": outcome.status.value, "error": outcome.error})
+        except Exception as exc:  # no plan stays RUNNING silently
+            await self._executor_crashed(rec, exc)
         finally:
             self.running = None
             self.tracker = FaultTracker.empty(self.tracker.flap)  # faults are re-seen against the new roles
+            await self.claims.release(claim)
             self.wake()
+
+    async def _executor_crashed(self, rec: PlanRecord, exc: Exception) -> None:
+        log.exception("plan %s: the executor crashed", rec.id)
+        error = f"internal error in the executor: {type(exc).__name__}: {exc} (see log)"
+        try:
+            latest = await asyncio.to_thread(self.store.get_plan, rec.id) or rec
+            await asyncio.to_thread(self.store.update_plan, latest, self.clock.now(), status=PlanStatus.FAILED,
+                                    error=error)
+            await self._journal(EntryKind.PLAN_FAILED, plan_id=rec.id, status="failed", reason=error,
+                                data={"step": latest.next_step, "internal": True})
+            await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.FAILED.value, "error": error})
+        except Exception:
+            log.exception("plan %s: cannot record the executor's crash", rec.id)
 
     async def _set_state(self, state: SiteState) -> None:
         self.state = state
@@ -252,61 +332,7 @@ class Engine:
         if task is not None and not task.done():
             await asyncio.wait_for(asyncio.shield(task), timeout)
 
-    # --- operator actions ---------------------------------------------------------------------
-
-    def _busy(self) -> None:
-        if self.running is not None:
-            raise Refused(f"plan {self.running.id} ({self.running.plan.title}) is running; one plan at a time")
-
-    async def submit(self, plan: Plan, who: str, reason: str) -> PlanRecord:
-        """Operator-requested plan (failover, switchover, failback): runs at once, approval is implicit."""
-        if self.state.mode is Mode.MAINTENANCE:
-            log.info("operator %s runs %s in maintenance mode", who, plan.title)
-        self._busy()
-        now = self.clock()
-        rec = await asyncio.to_thread(self.store.add_plan, plan, status=PlanStatus.RUNNING, source="operator",
-                                      requested_by=who, reason=reason, now=now)
-        await self._journal(EntryKind.OPERATOR_ACTION, plan_id=rec.id, actor=who, reason=reason,
-                            data={"action": plan.action.value, "title": plan.title})
-        await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor=who, reason=reason, data=rec.to_dict())
-        self._start(rec)
-        return rec
-
-    async def approve(self, plan_id: str, who: str, reason: str) -> PlanRecord:
-        rec = self._plan(plan_id, {PlanStatus.PROPOSED})
-        self._busy()
-        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.RUNNING,
-                                      decided_by=who, decided_reason=reason)
-        await self._journal(EntryKind.PLAN_APPROVED, plan_id=rec.id, actor=who, reason=reason)
-        await self._journal(EntryKind.PLAN_STARTED, plan_id=rec.id, actor=who, reason=reason, data=rec.to_dict())
-        self._start(rec)
-        return rec
-
-    async def reject(self, plan_id: str, who: str, reason: str) -> PlanRecord:
-        rec = self._plan(plan_id, {PlanStatus.PROPOSED})
-        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.REJECTED,
-                                      decided_by=who, decided_reason=reason)
-        self._declined = rec.plan.to_dict()["steps"]  # not proposed again until the situation changes
-        await self._journal(EntryKind.PLAN_REJECTED, plan_id=rec.id, actor=who, reason=reason)
-        return rec
-
-    async def resume(self, plan_id: str, who: str, reason: str) -> PlanRecord:
-        rec = self._plan(plan_id, {PlanStatus.INTERRUPTED, PlanStatus.FAILED})
-        self._busy()
-        await self._journal(EntryKind.PLAN_RESUMED, plan_id=rec.id, actor=who, reason=reason,
-                            data={"from_step": rec.next_step})
-        if rec.status is PlanStatus.FAILED:  # retry the failed step, with fresh agent action ids
-            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(),
-                                          next_step=max(0, rec.next_step - 1), attempt=rec.attempt + 1)
-        self._start(rec)
-        return rec
-
-    async def abort(self, plan_id: str, who: str, reason: str) -> PlanRecord:
-        rec = self._plan(plan_id, {PlanStatus.INTERRUPTED, PlanStatus.FAILED, PlanStatus.PROPOSED})
-        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.ABORTED,
-                                      decided_by=who, decided_reason=reason)
-        await self._journal(EntryKind.PLAN_ABORTED, plan_id=rec.id, actor=who, reason=reason)
-        return rec
+    # --- operator actions on the site (those on plans: controller.operations) -------------------
 
     async def set_mode(self, mode: Mode, who: str, reason: str) -> SiteState:
         old = self.state.mode
@@ -324,25 +350,21 @@ class Engine:
         await self._journal(EntryKind.OPERATOR_ACTION, plan_id=plan_id, host=host, actor=who, reason=reason,
                             data={"action": "confirm_off"})
 
-    def _plan(self, plan_id: str, allowed: set[PlanStatus]) -> PlanRecord:
-        rec = self.store.get_plan(plan_id)
-        if rec is None:
-            raise PlanNotFound(plan_id)
-        if rec.status not in allowed:
-            raise Refused(f"plan {plan_id} is {rec.status.value}; this needs it "
-                          + " or ".join(sorted(s.value for s in allowed)))
-        return rec
-
     async def record(self, kind: str, **fields: Any) -> None:
         """Journal an entry for another part of the controller (drills, checklists) and announce it on the
         event stream, as the engine's own entries are, so the dashboard shows it without polling."""
         await self._journal(kind, **fields)
 
     async def _journal(self, kind: str, **fields: Any) -> None:
-        entry = await asyncio.to_thread(self.journal.append, kind, ts=self.clock(), **fields)
+        entry = await asyncio.to_thread(self.journal.append, kind, ts=self.clock.now(), **fields)
         await self.events.publish("journal", {"id": entry.id, "kind": entry.kind, "ts": entry.ts, "host": entry.host,
                                               "plan_id": entry.plan_id, "reason": entry.reason,
                                               "status": entry.status})
+
+
+def _fault_data(f: Fault) -> dict[str, str]:
+    """The journal's host column holds host ids only: a database site fault names its site here."""
+    return {"kind": f.kind.value} | ({"db_site": f.db_site} if f.db_site else {})
 
 
 def _sentence(d: Decision) -> tuple[str, str, str]:

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ccfo.domain.health import DriverState, HostHealth, ServiceState
+from ccfo.domain.checks import checks_hold, service_is
+from ccfo.domain.health import HostHealth, ServiceState
 from ccfo.domain.plan import Step, StepKind
 from ccfo.domain.state import SiteState
-from ccfo.ports import AgentActionFailed, AgentClient, AgentUnreachable, FenceFailed, Fencer, Notifier
+from ccfo.platform.clock import SYSTEM_CLOCK
+from ccfo.ports import AgentActionFailed, AgentClient, AgentUnreachable, Clock, FenceFailed, Fencer, Notifier
 from controller.journal import EntryKind, Journal
 from controller.store import PlanRecord, PlanStatus, Store
 
@@ -42,7 +43,7 @@ class Outcome:
 
 class Executor:
     def __init__(self, agents: AgentClient, fencer: Fencer, notifier: Notifier, journal: Journal, store: Store,
-                 clock: Callable[[], float] = time.time, host_ids: tuple[str, ...] = ()) -> None:
+                 clock: Clock = SYSTEM_CLOCK, host_ids: tuple[str, ...] = ()) -> None:
         self.agents, self.fencer, self.notifier = agents, fencer, notifier
         self.journal, self.store, self.clock = journal, store, clock
         self.host_ids = host_ids
@@ -62,12 +63,12 @@ class Executor:
         return [k for k, e in self._confirmations.items() if not e.is_set()]
 
     async def _journal(self, kind: str, **fields: object) -> None:
-        await asyncio.to_thread(self.journal.append, kind, ts=self.clock(), **fields)  # type: ignore[arg-type]
+        await asyncio.to_thread(self.journal.append, kind, ts=self.clock.now(), **fields)  # type: ignore[arg-type]
 
     async def run(self, rec: PlanRecord, state: SiteState,
                   on_state: Callable[[SiteState], Awaitable[None]]) -> Outcome:
         """Run `rec` from its next step. Returns the final status and the site state it left."""
-        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.RUNNING)
+        rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.RUNNING)
         self._attempt = rec.attempt
         for index in range(rec.next_step, len(rec.plan.steps)):
             step = rec.plan.steps[index]
@@ -75,24 +76,24 @@ class Executor:
             if ok and step.kind is StepKind.SET_STATE and step.state:
                 state = state.apply(step.state)
                 await on_state(state)
-            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock(), next_step=index + 1)
+            rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), next_step=index + 1)
             if self.progress:
                 await self.progress(rec, index, "finished" if ok else "failed")
             if not ok and not step.best_effort:
                 error = f"step {index + 1} ({step.describe()}) failed: {detail}"
-                await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.FAILED,
+                await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.FAILED,
                                         error=error)
                 await self._journal(EntryKind.PLAN_FAILED, plan_id=rec.id, status="failed", reason=error,
                                     data={"step": index, "done": index, "not_done": len(rec.plan.steps) - index})
                 await self._notify("plan_failed", error, {"plan_id": rec.id})
                 return Outcome(PlanStatus.FAILED, state, error)
-        await asyncio.to_thread(self.store.update_plan, rec, self.clock(), status=PlanStatus.FINISHED)
+        await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.FINISHED)
         await self._journal(EntryKind.PLAN_FINISHED, plan_id=rec.id, status="finished", data={"title": rec.plan.title})
         return Outcome(PlanStatus.FINISHED, state)
 
     async def _run_step(self, rec: PlanRecord, index: int, step: Step) -> tuple[bool, str]:
-        started = self.clock()
-        t0 = time.monotonic()
+        started = self.clock.now()
+        t0 = self.clock.monotonic()
         await self._journal(EntryKind.STEP_STARTED, plan_id=rec.id, step=index, host=step.host,
                             data={"step": step.to_dict(), "text": step.describe()})
         if self.progress:
@@ -111,7 +112,7 @@ class Executor:
             log.exception("plan %s step %d crashed", rec.id, index + 1)
             detail = f"internal error: {type(exc).__name__}: {exc}"
         finally:
-            duration = time.monotonic() - t0
+            duration = self.clock.monotonic() - t0
             kind = EntryKind.STEP_FINISHED if ok else EntryKind.STEP_FAILED
             status = "ok" if ok else ("failed (best effort, continuing)" if step.best_effort else "failed")
             await self._journal(kind, plan_id=rec.id, step=index, host=step.host, status=status,
@@ -130,7 +131,7 @@ class Executor:
                 res = await self.agents.action(host, action_id, step.kind.value, service=step.service,
                                                timeout_s=timeout)
                 want = ServiceState.INACTIVE if step.kind is StepKind.STOP else ServiceState.ACTIVE
-                await self._until(host, lambda h: _service_is(h, step.service or "", want), timeout,
+                await self._until(host, lambda h: service_is(h, step.service or "", want), timeout,
                                   f"{step.service} {want.value}")
                 return res.detail or f"{step.service} {want.value}"
             case StepKind.ISOLATE_BOARD | StepKind.RESTORE_BOARD:
@@ -142,8 +143,9 @@ class Executor:
             case StepKind.ROUTE_INBOUND:
                 return await self._route(action_id, step, timeout)
             case StepKind.VERIFY:
-                await self._until(host, lambda h: _checks_hold(h, step.checks), timeout, ", ".join(step.checks))
-                return "verified: " + ", ".join(step.checks)
+                what = ", ".join(map(str, step.checks))
+                await self._until(host, lambda h: checks_hold(h, step.checks), timeout, what)
+                return "verified: " + what
             case StepKind.FENCE:
                 return await self._fence(plan_id, step, timeout)
             case StepKind.WAIT_DRAINED:
@@ -157,7 +159,7 @@ class Executor:
 
     async def _until(self, host: str, predicate: Callable[[HostHealth], bool], timeout: float, what: str) -> HostHealth:
         """Poll the agent's fresh report until `predicate` holds; fail with the last state seen."""
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         last: object = None
         while True:
             try:
@@ -167,12 +169,12 @@ class Executor:
                 last = _summary(report)
             except AgentUnreachable as exc:
                 last = f"agent unreachable: {exc}"
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 raise StepFailed(f"{what} not reached on {host} within {timeout:g} s; last seen: {last}")
-            await asyncio.sleep(POLL_S)
+            await self.clock.sleep(POLL_S)
 
     async def _route(self, action_id: str, step: Step, timeout: float) -> str:
-        targets = [h for h in (step.target or "").split(",") if h]
+        targets = list(step.targets)
         done, skipped = [], []
         for host in self.host_ids or tuple(targets):
             try:
@@ -187,10 +189,10 @@ class Executor:
 
     async def _fence(self, plan_id: str, step: Step, timeout: float) -> str:
         host = step.host or ""
-        required = [c.split(":", 1)[1] for c in step.checks]
+        required = [c.arg for c in step.checks]
         try:
             report = await self.agents.report(host)
-            if all(_service_is(report, s, ServiceState.INACTIVE) for s in required):
+            if checks_hold(report, step.checks):
                 return f"{', '.join(required)} confirmed stopped by the agent"
             seen = "still running per its agent"
         except AgentUnreachable as exc:
@@ -204,16 +206,26 @@ class Executor:
         await self._notify("fence_confirmation_needed", f"confirm {host} is off to continue plan {plan_id}",
                            {"plan_id": plan_id, "host": host})
         try:
-            async with asyncio.timeout(timeout):
-                await event.wait()
-        except TimeoutError:
-            raise StepFailed(f"{host} {seen}; no operator confirmation within {timeout:g} s") from None
+            if not await self._wait(event, timeout):
+                raise StepFailed(f"{host} {seen}; no operator confirmation within {timeout:g} s")
         finally:
             self._confirmations.pop((plan_id, host), None)
         return f"{host} {seen}: an operator confirmed it is powered off"
 
+    async def _wait(self, event: asyncio.Event, timeout: float) -> bool:
+        """Wait for `event` at most `timeout` seconds of the executor's clock; True if it was set."""
+        waiter = asyncio.ensure_future(event.wait())
+        timer = asyncio.ensure_future(self.clock.sleep(timeout))
+        try:
+            await asyncio.wait((waiter, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (waiter, timer):
+                task.cancel()
+            await asyncio.gather(waiter, timer, return_exceptions=True)
+        return event.is_set()
+
     async def _drain(self, host: str, timeout: float) -> str:
-        deadline = time.monotonic() + timeout
+        deadline = self.clock.monotonic() + timeout
         calls = -1
         while True:
             try:
@@ -223,36 +235,15 @@ class Executor:
                     return f"{host} drained"
             except AgentUnreachable:
                 return f"{host} unreachable: nothing left to drain there"
-            if time.monotonic() >= deadline:
+            if self.clock.monotonic() >= deadline:
                 return f"drain timeout: {calls} call(s) still up on {host} after {timeout:g} s"
-            await asyncio.sleep(POLL_S * 4)
+            await self.clock.sleep(POLL_S * 4)
 
     async def _notify(self, event: str, message: str, data: dict[str, object]) -> None:
         try:
             await self.notifier.notify(event, message, data)
         except Exception:  # observers never break the executor
             log.exception("notifier failed for %s", event)
-
-
-def _service_is(report: HostHealth, name: str, want: ServiceState) -> bool:
-    state = report.services.get(name, ServiceState.UNKNOWN)
-    if want is ServiceState.INACTIVE:
-        return state in (ServiceState.INACTIVE, ServiceState.FAILED)
-    return state is want
-
-
-def _checks_hold(report: HostHealth, checks: tuple[str, ...]) -> bool:
-    for check in checks:
-        kind, _, arg = check.partition(":")
-        if kind == "active" and not _service_is(report, arg, ServiceState.ACTIVE):
-            return False
-        if kind == "inactive" and not _service_is(report, arg, ServiceState.INACTIVE):
-            return False
-        if kind == "board" and report.driver is not (DriverState.DOWN if arg == "down" else DriverState.UP):
-            return False
-        if kind == "db" and report.db_site != arg:
-            return False
-    return True
 
 
 def _summary(report: HostHealth) -> str:

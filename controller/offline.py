@@ -189,13 +189,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _check_fault_subject(cfg: LoadedConfig, f: Fault) -> None:
-    if f.kind is FaultKind.DB_DOWN:
-        if f.host not in {s.id for s in cfg.site.db_sites}:
-            raise UsageError(f"{f}: unknown database site {f.host!r}")
+    if f.db_site is not None:
+        if f.db_site not in {s.id for s in cfg.site.db_sites}:
+            raise UsageError(f"{f}: unknown database site {f.db_site!r}")
         return
     if f.host not in cfg.site.host_ids:
         raise UsageError(f"{f}: unknown host {f.host!r} (hosts: {', '.join(cfg.site.host_ids)})")
-    host = cfg.site.host(f.host)
+    host = cfg.site.host(f.component)
     if f.kind is FaultKind.SERVICE_DOWN and host.service(f.subject) is None:
         raise UsageError(f"{f}: {f.host} has no service {f.subject!r}")
     if f.kind in (FaultKind.SPAN_ALARM, FaultKind.DCHANNEL_DOWN) and host.board.span(int(f.subject)) is None:

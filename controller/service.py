@@ -107,7 +107,7 @@ def checklist_runner(engine: Engine) -> ChecklistRunner:
         return load_checklists(config_dir / "checklists", engine.site, drill_names(config_dir))
 
     return ChecklistRunner(engine.journal, EngineSite(engine), PackageDrills(engine), PackageCalls(engine), library,
-                           clock=engine.clock, events=engine.events)
+                           clock=engine.clock.now, events=engine.events)
 
 
 def build_app(engine: Engine, tokens: TokenStore, clock: Any = time.time) -> FastAPI:

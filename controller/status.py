@@ -48,7 +48,7 @@ def host_capacity(site: Site, state: SiteState, host_id: str, health: HostHealth
 def status(engine: Any) -> dict[str, Any]:
     site, state, snap, decision = engine.site, engine.state, engine.snap, engine.decision
     present = engine.tracker.present()
-    active = engine.tracker.active(engine.clock(), lambda f: 0.0)
+    active = engine.tracker.active(engine.clock.now(), lambda f: 0.0)
     hosts: dict[str, Any] = {}
     for host in site.hosts:
         hs = state.host(host.id)

@@ -63,6 +63,10 @@ class PlanRecord:
         }
 
 
+def new_plan_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
 class StoreError(Exception):
     pass
 
@@ -124,8 +128,9 @@ class Store:
     # --- plans -------------------------------------------------------------------------------
 
     def add_plan(self, plan: Plan, *, status: PlanStatus, source: str, requested_by: str, reason: str,
-                 now: float) -> PlanRecord:
-        rec = PlanRecord(uuid.uuid4().hex[:12], plan, status, now, now, source, requested_by, reason)
+                 now: float, plan_id: str | None = None) -> PlanRecord:
+        """Store a new plan; `plan_id` is one from `new_plan_id` when the caller claimed work under it."""
+        rec = PlanRecord(plan_id or new_plan_id(), plan, status, now, now, source, requested_by, reason)
         self._tx("INSERT INTO plans(id, created, updated, status, source, requested_by, reason, plan, next_step) "
                  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, 0)",
                  (rec.id, now, now, status.value, source, requested_by, reason, json.dumps(plan.to_dict())))

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ccfo.config.loader import LoadedConfig
 from ccfo.config.yamlpos import ConfigError
+from ccfo.ports import Claim
 from drills.model import ScenarioModel, ScheduleModel, find, library, load_drills_config, load_scenario
 from drills.runner import DrillRunner, drill_in_progress, make_runner, new_run_id, why_not_now
 from drills.schedule import DrillScheduler
@@ -34,9 +35,17 @@ class DrillHost(Protocol):
     fencer: Any  # the site's PDU (powering a fenced host back on)
     data_dir: Path  # drills.sqlite (the API's schedules) and reports/drills live here
 
-    def controller(self, who: str) -> ControllerPort:
-        """The controller acting as `who` (status, plans, approvals, the journal)."""
+    def controller(self, who: str, claim: Claim | None = None) -> ControllerPort:
+        """The controller acting as `who` (status, plans, approvals, the journal); the plans it starts run
+        inside `claim`, the drill run's claim on the site."""
         ...
+
+    async def claim(self, run_id: str, drill: str, who: str) -> tuple[Claim | None, str | None]:
+        """Claim the site for a drill run (the one admission every piece of work passes), or None and why
+        not (the work holding the site, named)."""
+        ...
+
+    async def release(self, claim: Claim) -> None: ...
 
     async def notify(self, event: str, message: str, data: dict[str, Any]) -> None: ...
 
@@ -113,25 +122,29 @@ class DrillManager:
     async def start(self, name: str, who: str) -> dict[str, Any]:
         """Start drill `name` now as `who`; DrillNotStarted (journaled as skipped) when it must not."""
         scenario = self.scenario(name)
+        run_id = new_run_id(name)
+        why = await self.guard(scenario)  # a drill that cannot run now does not hold the site, even briefly
+        claim, why = await self.host.claim(run_id, name, who) if not why else (None, why)
         async with self._lock:  # the guard and the start, as one: two requests cannot both pass
-            why = await self.guard(scenario)
-            run_id = new_run_id(name)
+            why = why or await self.guard(scenario)  # again, holding the claim
             runner: DrillRunner | None = None
             try:
                 runner = None if why else make_runner(
-                    scenario, self.cfg, self.host.controller(who), self.host.agents, self.host.fencer,
+                    scenario, self.cfg, self.host.controller(who, claim), self.host.agents, self.host.fencer,
                     lab_dir=None, reports_dir=self.host.data_dir / "reports" / "drills", who=who, run_id=run_id)
             except Exception as exc:  # no lab running, unreadable drills.yaml: say so, start nothing
                 why = f"{type(exc).__name__}: {exc}"
-            if why or runner is None:
+            if why or runner is None or claim is None:
+                if claim is not None:
+                    await self.host.release(claim)
                 await self.skip(name, why or "not startable", who)
                 raise DrillNotStarted(f"drill {name} not started: {why}")
             rec: dict[str, Any] = {"id": run_id, "drill": name, "status": "running", "by": who, "report": None}
             self.runs[run_id] = rec
-            self.tasks[run_id] = asyncio.create_task(self._run(rec, runner), name=f"drill-{run_id}")
+            self.tasks[run_id] = asyncio.create_task(self._run(rec, runner, claim), name=f"drill-{run_id}")
         return rec
 
-    async def _run(self, rec: dict[str, Any], runner: DrillRunner) -> None:
+    async def _run(self, rec: dict[str, Any], runner: DrillRunner, claim: Claim) -> None:
         try:
             doc = await runner.run()
             rec.update(status=doc["status"], report=doc)
@@ -143,6 +156,7 @@ class DrillManager:
             rec.update(status="error", error=str(exc))
         finally:
             self.tasks.pop(rec["id"], None)
+            await self.host.release(claim)
             with contextlib.suppress(Exception):
                 await runner.target.aclose()
 

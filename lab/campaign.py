@@ -116,8 +116,8 @@ class Controller:
         r.raise_for_status()
         return r.json()  # type: ignore[no-any-return]
 
-    async def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return await self.c.post(path, json={**body, "reason": REASON}, headers=self._h("operator"))
+    async def post(self, path: str, body: dict[str, Any], role: str = "operator") -> httpx.Response:
+        return await self.c.post(path, json={**body, "reason": REASON}, headers=self._h(role))
 
     async def mode(self, mode: str) -> httpx.Response:
         return await self.c.put("/api/v1/mode", json={"mode": mode, "reason": REASON}, headers=self._h("admin"))
@@ -297,6 +297,7 @@ class Campaign:
                     await admissions
         result.repair = await self.repair(i)
         result.plans_started = await asyncio.to_thread(self.checker.plans, True, since)
+        await asyncio.to_thread(self.checker.one_plan_at_a_time, since)
         result.duration_s = round(time.monotonic() - t0, 2)
         result.violations = self.checker.violations[before:]
         return result
@@ -351,7 +352,31 @@ class Campaign:
             return _said(await self.ctl.post(f"/api/v1/plans/{proposed[0]['id']}/{k}", {}))
         if k == "mode":
             return _said(await self.ctl.mode(a[0]))
+        if k == "burst":
+            return await self.burst(a)
         raise ValueError(f"unknown event {k}")
+
+    async def burst(self, requests: tuple[str, ...]) -> str:
+        """Several operators (the operator and the admin token, alternately) send their requests in the
+        same instant; the checker's one-plan invariant judges what the controller let through."""
+        proposed = await self.ctl.plans("proposed")
+        calls = []
+        for i, req in enumerate(requests):
+            kind, *args = req.split(":")
+            role = ("operator", "admin")[i % 2]
+            if kind == "failover":
+                calls.append(self.ctl.post("/api/v1/failover", {"to": args[0]}, role))
+            elif kind == "switchover":
+                calls.append(self.ctl.post("/api/v1/switchover", {"to": args[0], "drain_timeout_s": float(args[1])},
+                                           role))
+            elif kind == "failback":
+                calls.append(self.ctl.post("/api/v1/failback", {"drain_timeout_s": float(args[0])}, role))
+            elif proposed:
+                calls.append(self.ctl.post(f"/api/v1/plans/{proposed[0]['id']}/approve", {}, role))
+        answers = await asyncio.gather(*calls, return_exceptions=True)
+        codes = Counter(a.status_code if isinstance(a, httpx.Response) else type(a).__name__ for a in answers)
+        accepted = sum(n for c, n in codes.items() if isinstance(c, int) and c < 300)
+        return f"done: burst of {len(calls)}: {accepted} accepted; " + ", ".join(f"{c}x{n}" for c, n in codes.items())
 
     def _hang(self, host: str, svc: str) -> str:
         """A hung service: the process stops (SIGSTOP) but stays alive. The lab's stand-ins have no liveness

@@ -15,6 +15,9 @@ Invariants:
 * plans: every started plan ends finished, failed or interrupted (never silently lost), the journal and
   the plan store agree on how each plan ended, nothing is left running, interrupted or proposed once
   the run is repaired;
+* one plan at a time: never two plans running at once, read from the journal (a plan runs from its
+  `plan_started` or `plan_resumed` to its `plan_finished`, `plan_failed`, `plan_interrupted` or
+  `plan_aborted`), bursts of simultaneous operator requests included;
 * repair: after the faults clear and the operator fails back, the site is normal (checked by the runner
   through `normal_violations`).
 """
@@ -148,6 +151,30 @@ def plan_violations(entries: Sequence[tuple[str, str, str | None]], store: Mappi
     return out
 
 
+_STARTS = ("plan_started", "plan_resumed")
+_ENDS = ("plan_finished", "plan_failed", "plan_interrupted", "plan_aborted")
+
+
+def concurrent_plans(entries: Iterable[tuple[int, str, str | None]]) -> tuple[int, list[str]]:
+    """Never two plans running: `entries` are (entry id, kind, plan id) in id order. Returns how many
+    starts were judged and a sentence for every start while another plan ran."""
+    running: dict[str, int] = {}
+    judged, out = 0, []
+    for entry_id, kind, plan_id in entries:
+        if not plan_id:
+            continue
+        if kind in _STARTS:
+            judged += 1
+            others = sorted(p for p in running if p != plan_id)
+            if others:
+                out.append(f"journal entry {entry_id}: plan {plan_id} started while plan {', '.join(others)} "
+                           f"ran (started at entry {', '.join(str(running[p]) for p in others)})")
+            running[plan_id] = entry_id
+        elif kind in _ENDS:
+            running.pop(plan_id, None)
+    return judged, out
+
+
 def normal_violations(status: Mapping[str, Any] | None, critical: Sequence[str], primary: str) -> list[str]:
     """After repair and failback: state normal, no faults, the primary active, CTI/IVR only there."""
     if status is None:
@@ -271,6 +298,14 @@ class Checker:
         self.count("journal", len(before))
         for bad in journal_violations(before, after):
             self.violation("journal", bad)
+
+    def one_plan_at_a_time(self, since_id: int = 0) -> None:
+        """Never two plans running, from the journal's rows after `since_id` (nothing runs at a run's
+        start: the previous run's repair settled every plan)."""
+        judged, bad = concurrent_plans((r[0], r[2], r[4]) for r in read_journal(self.journal_path, since_id))
+        self.count("one_plan", judged)
+        for text in bad:
+            self.violation("one_plan", text)
 
     def plans(self, settled: bool, since_id: int = 0) -> int:
         """Check the plans; returns how many plans the journal shows started since `since_id`."""

@@ -16,6 +16,8 @@ MODES = ("automatic", "supervised", "manual", "maintenance")
 ALARMS = ("red", "yellow", "blue")
 MIN_EVENTS, MAX_EVENTS = 3, 8
 MAX_GAP_S = 3.0
+MAX_BURSTS = 2  # per run: bursts of simultaneous operator requests (issue 19)
+BURST_SIZE = (3, 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +121,31 @@ def _args(kind: str, rng: random.Random, topo: Topology) -> tuple[str, ...]:
     return ()  # approve, reject: the first proposal the controller shows at that moment
 
 
+def burst_requests(rng: random.Random, topo: Topology) -> tuple[str, ...]:
+    """Several operators at once: 3-8 requests sent in the same instant ("KIND[:ARG[:ARG]]": failover:HOST,
+    switchover:HOST:DRAIN_S, failback:DRAIN_S, approve), with plans in opposite directions among them."""
+    out: list[str] = []
+    for _ in range(rng.randint(*BURST_SIZE)):
+        kind = rng.choice(("failover", "switchover", "failback", "approve"))
+        if kind == "failover":
+            out.append(f"failover:{rng.choice(topo.hosts)}")
+        elif kind == "switchover":
+            out.append(f"switchover:{rng.choice(topo.hosts)}:{rng.uniform(0.0, 2.0):.1f}")
+        elif kind == "failback":
+            out.append(f"failback:{rng.uniform(0.0, 2.0):.1f}")
+        else:
+            out.append("approve")
+    targets = {r.split(":")[1] for r in out if r.startswith(("failover:", "switchover:"))}
+    for host in topo.hosts:  # both directions, always
+        if host not in targets:
+            out.insert(rng.randint(0, len(out)), f"switchover:{host}:{rng.uniform(0.0, 2.0):.1f}")
+    return tuple(out)
+
+
 def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE) -> RunPlan:
-    """Run `run` of campaign `seed`: 3-8 events, each followed by a 0-3 s pause (mean 0.75 s)."""
+    """Run `run` of campaign `seed`: 3-8 events, each followed by a 0-3 s pause (mean 0.75 s), and 0-2
+    bursts of simultaneous operator requests. The bursts come from a random stream of their own, so the
+    other events of a run are the ones it drew before bursts existed (older reports replay)."""
     rng = random.Random(f"{seed}:{run}")
     kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
     events = []
@@ -129,6 +154,10 @@ def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE) -> RunPlan:
         args = _args(kind, rng, topo)
         gap = round(MAX_GAP_S * rng.random() ** 3, 2)
         events.append(Event(kind, args, gap))
+    bursts = random.Random(f"{seed}:{run}:burst")
+    for _ in range(bursts.randint(0, MAX_BURSTS)):
+        at = bursts.randint(0, len(events))
+        events.insert(at, Event("burst", burst_requests(bursts, topo), round(MAX_GAP_S * bursts.random() ** 3, 2)))
     return RunPlan(str(seed), run, tuple(events))
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from ccfo.domain.site import DbSiteId, HostId
+
 
 class FaultKind(StrEnum):
     SERVICE_DOWN = "service_down"
@@ -27,12 +29,23 @@ class FaultKind(StrEnum):
 
 @dataclass(frozen=True, slots=True, order=True)
 class Fault:
-    """One fault. `host` is a host id, or the database site id for `db_down`; `subject` names the
-    service or the span number where the kind needs one."""
+    """One fault. `component` is what is at fault: a host id, or a database site id for `db_down` (read
+    it through `host` or `db_site`, which say which it is); `subject` names the service or the span
+    number where the kind needs one."""
 
     kind: FaultKind
-    host: str
+    component: str
     subject: str = ""
+
+    @property
+    def host(self) -> HostId | None:
+        """The host at fault; None for a database site fault."""
+        return None if self.kind is FaultKind.DB_DOWN else HostId(self.component)
+
+    @property
+    def db_site(self) -> DbSiteId | None:
+        """The database site at fault (db_down only)."""
+        return DbSiteId(self.component) if self.kind is FaultKind.DB_DOWN else None
 
     def __str__(self) -> str:
         return format_fault(self)
@@ -75,19 +88,19 @@ def parse_fault(text: str) -> Fault:
 def format_fault(f: Fault) -> str:
     match f.kind:
         case FaultKind.DB_DOWN:
-            return f"db:{f.host}=down"
+            return f"db:{f.component}=down"
         case FaultKind.SERVICE_DOWN:
-            return f"{f.host}:service:{f.subject}=down"
+            return f"{f.component}:service:{f.subject}=down"
         case FaultKind.SPAN_ALARM:
-            return f"{f.host}:span:{f.subject}=alarm"
+            return f"{f.component}:span:{f.subject}=alarm"
         case FaultKind.DCHANNEL_DOWN:
-            return f"{f.host}:dchannel:{f.subject}=down"
+            return f"{f.component}:dchannel:{f.subject}=down"
         case FaultKind.BOARD_DOWN:
-            return f"{f.host}:board=down"
+            return f"{f.component}:board=down"
         case FaultKind.AMI_LOST:
-            return f"{f.host}:ami=lost"
+            return f"{f.component}:ami=lost"
         case FaultKind.HOST_UNREACHABLE:
-            return f"{f.host}:host=unreachable"
+            return f"{f.component}:host=unreachable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from ccfo.domain.checks import Check, CheckKind, parse_check
 from ccfo.domain.site import Duty, Host, Site
 from ccfo.domain.state import SiteState
 
@@ -40,12 +41,13 @@ class Step:
     kind: StepKind
     host: str | None = None
     service: str | None = None
-    target: str | None = None  # route_inbound: the host calls go to; repoint_db: the database site
-    checks: tuple[str, ...] = ()  # verify / fence: "active:cti", "inactive:ivr", "board:down", "db:SITE"
+    target: str | None = None  # repoint_db: the database site
+    checks: tuple[Check, ...] = ()  # verify / fence
     timeout_s: float | None = None
     best_effort: bool = False
     message: str | None = None
     state: Mapping[str, Any] | None = None  # set_state: {"duties": {...}, "board_isolated": {...}, ...}
+    targets: tuple[str, ...] = ()  # route_inbound: the hosts inbound calls go to
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind.value}
@@ -53,8 +55,10 @@ class Step:
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
+        if self.targets:
+            out["targets"] = list(self.targets)
         if self.checks:
-            out["checks"] = list(self.checks)
+            out["checks"] = [str(c) for c in self.checks]
         if self.best_effort:
             out["best_effort"] = True
         if self.state is not None:
@@ -65,16 +69,17 @@ class Step:
         """The step as a sentence an operator can read aloud."""
         h = self.host
         text = {
-            StepKind.FENCE: f"make sure {', '.join(c.split(':')[1] for c in self.checks)} on {h} are stopped: "
+            StepKind.FENCE: f"make sure {', '.join(c.arg for c in self.checks)} on {h} are stopped: "
             f"agent-confirmed stop, else power {h} off at the PDU, else wait for an operator's confirmation",
             StepKind.STOP: f"stop {self.service} on {h}",
             StepKind.START: f"start {self.service} on {h}",
             StepKind.RESTART: f"restart {self.service} on {h}",
             StepKind.ISOLATE_BOARD: f"isolate the board of {h} (stop its board driver)",
             StepKind.RESTORE_BOARD: f"restore the board of {h} (start its board driver)",
-            StepKind.ROUTE_INBOUND: f"route inbound calls to {self.target}" + (f" (away from {h})" if h else ""),
+            StepKind.ROUTE_INBOUND: f"route inbound calls to {','.join(self.targets)}"
+            + (f" (away from {h})" if h else ""),
             StepKind.REPOINT_DB: f"back up and repoint the database config files on {h} to {self.target}",
-            StepKind.VERIFY: f"verify on {h}: {', '.join(self.checks)}",
+            StepKind.VERIFY: f"verify on {h}: {', '.join(map(str, self.checks))}",
             StepKind.WAIT_DRAINED: f"wait until the calls on {h} have ended (at most {self.timeout_s:g} s)"
             if self.timeout_s is not None else f"wait until the calls on {h} have ended",
             StepKind.SET_STATE: f"record the new site state: {_state_text(self.state or {})}",
@@ -138,12 +143,12 @@ def transition_steps(host: Host, current: Duty, new: Duty) -> list[Step]:
     ]
 
 
-def _active_checks(host: Host) -> tuple[str, ...]:
-    return tuple(f"active:{s}" for s in host.critical_services)
+def _active_checks(host: Host) -> tuple[Check, ...]:
+    return tuple(Check(CheckKind.ACTIVE, s) for s in host.critical_services)
 
 
 def _fence(host: Host) -> Step:
-    return Step(StepKind.FENCE, host.id, checks=tuple(f"inactive:{s}" for s in host.critical_services),
+    return Step(StepKind.FENCE, host.id, checks=tuple(Check(CheckKind.INACTIVE, s) for s in host.critical_services),
                 timeout_s=120.0)
 
 
@@ -170,7 +175,7 @@ def _set_state(duties: Mapping[str, Duty] | None = None, board_isolated: Mapping
 def _route_all(site: Site, exclude: Iterable[str] = ()) -> Step:
     """Inbound calls on every in-service host's lines (normal operation: the active CTI/IVR serves all)."""
     skip = set(exclude)
-    return Step(StepKind.ROUTE_INBOUND, target=",".join(h.id for h in site.hosts if h.id not in skip),
+    return Step(StepKind.ROUTE_INBOUND, targets=tuple(h.id for h in site.hosts if h.id not in skip),
                 timeout_s=DEFAULT_STEP_TIMEOUT_S)
 
 
@@ -178,7 +183,7 @@ def build_isolate_board(site: Site, state: SiteState, host_id: str, why: str) ->
     """Rule 1: stop the board driver on the host; every other service keeps running."""
     steps = (
         Step(StepKind.ISOLATE_BOARD, host_id, timeout_s=DEFAULT_STEP_TIMEOUT_S),
-        Step(StepKind.VERIFY, host_id, checks=("board:down",), timeout_s=DEFAULT_STEP_TIMEOUT_S),
+        Step(StepKind.VERIFY, host_id, checks=(Check(CheckKind.BOARD, "down"),), timeout_s=DEFAULT_STEP_TIMEOUT_S),
         _set_state(board_isolated={host_id: True}),
         _notify(f"board of {host_id} isolated: {why}"),
     )
@@ -193,7 +198,7 @@ def build_isolate_standby(site: Site, state: SiteState, host_id: str, why: str) 
              for s in reversed(host.layout(state.host(host_id).duty))]
     steps.append(Step(StepKind.ISOLATE_BOARD, host_id, timeout_s=DEFAULT_STEP_TIMEOUT_S, best_effort=True))
     if active:
-        steps.append(Step(StepKind.ROUTE_INBOUND, host_id, target=active, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+        steps.append(Step(StepKind.ROUTE_INBOUND, host_id, targets=(active,), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(_set_state(duties={host_id: Duty.OUT}, board_isolated={host_id: True}))
     if active:
         steps.append(Step(StepKind.VERIFY, active, checks=_active_checks(site.host(active)),
@@ -224,7 +229,7 @@ def build_failover(site: Site, state: SiteState, to_host: str, why: str, *, sour
     if state.host(to_host).board_isolated:
         steps.append(Step(StepKind.RESTORE_BOARD, to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps += transition_steps(target, state.host(to_host).duty, new_duty)
-    steps.append(Step(StepKind.ROUTE_INBOUND, source_id, target=to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(Step(StepKind.ROUTE_INBOUND, source_id, targets=(to_host,), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(_set_state(duties={to_host: new_duty, source_id: Duty.OUT},
                             board_isolated=_restored(state, to_host)))
     steps.append(Step(StepKind.VERIFY, to_host, checks=_active_checks(target), timeout_s=DEFAULT_STEP_TIMEOUT_S))
@@ -248,7 +253,7 @@ def build_switchover(site: Site, state: SiteState, to_host: str, drain_timeout_s
     steps: list[Step] = []
     if state.host(to_host).board_isolated:
         steps.append(Step(StepKind.RESTORE_BOARD, to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
-    steps.append(Step(StepKind.ROUTE_INBOUND, source_id, target=to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(Step(StepKind.ROUTE_INBOUND, source_id, targets=(to_host,), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(Step(StepKind.WAIT_DRAINED, source_id, timeout_s=drain_timeout_s))
     steps += transition_steps(source, state.host(source_id).duty, Duty.STANDBY)
     steps.append(_fence(source))
@@ -306,7 +311,8 @@ def _restore_steps(site: Site, state: SiteState) -> list[Step]:
     steps.append(_set_state(duties=duties or None, board_isolated=boards or None))
     for host in site.hosts:
         if host.id in boards:
-            steps.append(Step(StepKind.VERIFY, host.id, checks=("board:up",), timeout_s=DEFAULT_STEP_TIMEOUT_S))
+            steps.append(Step(StepKind.VERIFY, host.id, checks=(Check(CheckKind.BOARD, "up"),),
+                              timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(_notify("site restored to normal"))
     return steps
 
@@ -326,7 +332,7 @@ def build_repoint_db(site: Site, state: SiteState, to_site: str, why: str) -> Pl
         if files:
             steps.append(Step(StepKind.REPOINT_DB, app, target=to_site, timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(_set_state(active_db=to_site))
-    steps += [Step(StepKind.VERIFY, h.id, checks=(f"db:{to_site}",), timeout_s=DEFAULT_STEP_TIMEOUT_S)
+    steps += [Step(StepKind.VERIFY, h.id, checks=(Check(CheckKind.DB, to_site),), timeout_s=DEFAULT_STEP_TIMEOUT_S)
               for h in site.hosts if h.db_files]
     steps.append(_notify(f"database switched to {to_site}: {why}"))
     return Plan(Action.REPOINT_DB, f"repoint the database config to {to_site}", tuple(steps), why,
@@ -352,9 +358,14 @@ def critical_start_index(plan: Plan, host_id: str, critical: Iterable[str]) -> i
 
 
 def step_from_dict(d: Mapping[str, Any]) -> Step:
-    """Inverse of Step.to_dict (plans are stored and resumed after a controller restart)."""
-    return Step(StepKind(d["kind"]), d.get("host"), d.get("service"), d.get("target"), tuple(d.get("checks", ())),
-                d.get("timeout_s"), bool(d.get("best_effort", False)), d.get("message"), d.get("state"))
+    """Inverse of Step.to_dict (plans are stored and resumed after a controller restart). A route step
+    stored before targets were a list kept them comma-joined in `target`."""
+    kind = StepKind(d["kind"])
+    target, targets = d.get("target"), tuple(d.get("targets", ()))
+    if kind is StepKind.ROUTE_INBOUND and target and not targets:
+        target, targets = None, tuple(h for h in target.split(",") if h)
+    return Step(kind, d.get("host"), d.get("service"), target, tuple(parse_check(c) for c in d.get("checks", ())),
+                d.get("timeout_s"), bool(d.get("best_effort", False)), d.get("message"), d.get("state"), targets)
 
 
 def plan_from_dict(d: Mapping[str, Any]) -> Plan:

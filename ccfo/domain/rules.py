@@ -23,7 +23,7 @@ from ccfo.domain.plan import (
     build_isolate_standby,
     build_repoint_db,
 )
-from ccfo.domain.site import Duty, Site
+from ccfo.domain.site import Duty, HostId, Site
 from ccfo.domain.state import Mode, SiteState
 
 
@@ -106,8 +106,8 @@ class Decision:
 def role_of(site: Site, state: SiteState, fault: Fault) -> RoleMatch | None:
     """The role a fault's host plays now (rules match current roles, so they keep working after a swap)."""
     if fault.kind is FaultKind.DB_DOWN:
-        return RoleMatch.ACTIVE_DB if fault.host == state.active_db else None
-    hs = state.hosts.get(fault.host)
+        return RoleMatch.ACTIVE_DB if fault.db_site == state.active_db else None
+    hs = state.hosts.get(fault.component)
     if hs is None or hs.duty is Duty.OUT:
         return None
     return RoleMatch.PRIMARY if hs.duty.active else RoleMatch.STANDBY
@@ -158,8 +158,8 @@ def evaluate(site: Site, state: SiteState, tracker: FaultTracker, policy: Policy
 
 def _already_handled(state: SiteState, fault: Fault) -> str | None:
     if fault.kind is FaultKind.DB_DOWN:
-        return None if fault.host == state.active_db else f"{fault}: replica site down; operators alerted"
-    hs = state.hosts.get(fault.host)
+        return None if fault.db_site == state.active_db else f"{fault}: replica site down; operators alerted"
+    hs = state.hosts.get(fault.component)
     if hs is None:
         return f"{fault}: unknown host"
     if hs.duty is Duty.OUT:
@@ -184,12 +184,12 @@ def _report_only(flapping: frozenset[Fault], notes: list[str], faults: tuple[Fau
 
 def _plan_for(site: Site, state: SiteState, rule: Rule, faults: tuple[Fault, ...],
               present: Mapping[Fault, float]) -> Plan:
-    host = faults[0].host
+    host = faults[0].component  # a host id, or the database site for the db_down rule
     why = f"rule {rule.id}: " + ", ".join(map(str, faults))
     if rule.action is Action.FAILOVER:
-        target = _failover_target(site, state, host, present)
-        if isinstance(target, str) and target.startswith("!"):
-            return build_alert(f"{why}; no safe target: {target[1:]}")
+        target = failover_target(site, state, host, present)
+        if isinstance(target, NoSafeTarget):
+            return build_alert(f"{why}; no safe target: {target.reason}")
         reachable = all(f.kind is not FaultKind.HOST_UNREACHABLE for f in faults)
         return build_failover(site, state, target, why, source_reachable=reachable)
     if rule.action is Action.ISOLATE_BOARD:
@@ -202,14 +202,21 @@ def _plan_for(site: Site, state: SiteState, rule: Rule, faults: tuple[Fault, ...
         return build_isolate_standby(site, state, host, why)
     if rule.action is Action.REPOINT_DB:
         other = site.other_db(host).id
-        if other in state.down_db_sites or any(f.kind is FaultKind.DB_DOWN and f.host == other for f in present):
+        if other in state.down_db_sites or any(f.db_site == other for f in present):
             return build_alert(f"{why}; the other database site {other} is down too")
         return build_repoint_db(site, state, other, why)
     return build_alert(why)
 
 
-def _failover_target(site: Site, state: SiteState, source: str, present: Mapping[Fault, float]) -> str:
-    """The standby that can take over, or '!reason' when none is safe (both hosts faulty)."""
+@dataclass(frozen=True, slots=True)
+class NoSafeTarget:
+    """No host can safely take over; `reason` says why (it ends up in the operators' alert)."""
+
+    reason: str
+
+
+def failover_target(site: Site, state: SiteState, source: str, present: Mapping[Fault, float]) -> HostId | NoSafeTarget:
+    """The standby that can take over, or why none is safe (both hosts faulty, no standby in service)."""
     for host in site.hosts:
         if host.id == source:
             continue
@@ -218,11 +225,11 @@ def _failover_target(site: Site, state: SiteState, source: str, present: Mapping
             continue
         own = sorted(str(f) for f in present if f.host == host.id)
         if own:
-            return f"!{host.id} has faults of its own ({', '.join(own)})"
+            return NoSafeTarget(f"{host.id} has faults of its own ({', '.join(own)})")
         if hs.board_isolated:
-            return f"!{host.id} has its board isolated"
+            return NoSafeTarget(f"{host.id} has its board isolated")
         return host.id
-    return "!no standby host is in service"
+    return NoSafeTarget("no standby host is in service")
 
 
 def _others_serve(state: SiteState, host_id: str) -> bool:

@@ -20,6 +20,7 @@ from ccfo.platform.auth import TokenStore
 from ccfo.platform.limits import BodyLimit
 from controller.api import errors, schema
 from controller.api.deps import known_query
+from controller.api.idempotency import Idempotency
 from controller.api.routes import (
     agents,
     checklists,
@@ -48,6 +49,7 @@ def create_app(engine: Engine, tokens: TokenStore, *, drills: DrillManager, chec
     app.state.engine, app.state.tokens, app.state.clock = engine, tokens, clock
     app.state.drills, app.state.checklists, app.state.parse_report = drills, checklists, parse_report
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)  # announced or chunked: a body over 64 kB gets 413
+    app.add_middleware(Idempotency)  # a repeated request with the same Idempotency-Key gets the first answer
     for module in ROUTERS:
         app.include_router(module.router)
     errors.install(app)

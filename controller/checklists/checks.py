@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ccfo.domain.checks import Check as StepCheck
+from ccfo.domain.checks import CheckKind as StepCheckKind
 from ccfo.domain.plan import (
     DEFAULT_STEP_TIMEOUT_S,
     Action,
@@ -115,8 +117,8 @@ def build_stop_services(site: Site, state: SiteState, hosts: Iterable[str], why:
         running = site.host(host_id).layout(state.host(host_id).duty)
         steps += [Step(StepKind.STOP, host_id, service=s, timeout_s=DEFAULT_STEP_TIMEOUT_S) for s in reversed(running)]
         if running:
-            steps.append(Step(StepKind.VERIFY, host_id, checks=tuple(f"inactive:{s}" for s in running),
-                              timeout_s=DEFAULT_STEP_TIMEOUT_S))
+            stopped = tuple(StepCheck(StepCheckKind.INACTIVE, s) for s in running)
+            steps.append(Step(StepKind.VERIFY, host_id, checks=stopped, timeout_s=DEFAULT_STEP_TIMEOUT_S))
     if not steps:
         raise PlanRefused("no service to stop")
     steps.append(Step(StepKind.NOTIFY, message=f"services stopped for maintenance: {why}"))
@@ -131,8 +133,8 @@ def build_start_services(site: Site, state: SiteState, hosts: Iterable[str], why
         layout = site.host(host_id).layout(state.host(host_id).duty)
         steps += [Step(StepKind.START, host_id, service=s, timeout_s=DEFAULT_STEP_TIMEOUT_S) for s in layout]
         if layout:
-            steps.append(Step(StepKind.VERIFY, host_id, checks=tuple(f"active:{s}" for s in layout),
-                              timeout_s=DEFAULT_STEP_TIMEOUT_S))
+            running = tuple(StepCheck(StepCheckKind.ACTIVE, s) for s in layout)
+            steps.append(Step(StepKind.VERIFY, host_id, checks=running, timeout_s=DEFAULT_STEP_TIMEOUT_S))
     if not steps:
         raise PlanRefused("no host has services to start in its current duty")
     steps.append(Step(StepKind.NOTIFY, message=f"services started as planned: {why}"))

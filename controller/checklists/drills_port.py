@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ccfo.config.yamlpos import ConfigError
+from controller.admission import claim_drill
 from controller.checklists.ports import CallOutcome, DrillOutcome
 from controller.checklists.specs import CallKind, CallTestSpec
 from controller.drill_host import EngineController
@@ -40,19 +41,25 @@ class PackageDrills:
 
     async def run(self, name: str) -> DrillOutcome:
         cfg, ex = self.engine.cfg, self.engine.executor
+        run_id = new_run_id(name)
+        claim, why = await claim_drill(self.engine.claims, run_id, name, self.who)  # one piece of work at a time
+        if claim is None:
+            return DrillOutcome(False, None, f"drill {name} not started: {why}")
         try:
             scenario = load_scenario(find(name, [Path(cfg.directory) / "drills"]), cfg)
-            run_id = new_run_id(name)
-            runner = make_runner(scenario, cfg, EngineController(self.engine, self.who), ex.agents, ex.fencer,
-                                 lab_dir=None, reports_dir=_reports(self.engine, "drills"), who=self.who,
+            runner = make_runner(scenario, cfg, EngineController(self.engine, self.who, claim), ex.agents,
+                                 ex.fencer, lab_dir=None, reports_dir=_reports(self.engine, "drills"), who=self.who,
                                  run_id=run_id)
         except ConfigError as exc:
+            await self.engine.claims.release(claim)
             return DrillOutcome(False, None, f"drill {name}: {exc}")
         except Exception as exc:  # no lab running, drills.yaml unreadable, the package changed
+            await self.engine.claims.release(claim)
             return DrillOutcome(False, None, f"drill {name} not started: {type(exc).__name__}: {exc}")
         try:
             doc = await runner.run()
         finally:
+            await self.engine.claims.release(claim)
             with contextlib.suppress(Exception):
                 await runner.target.aclose()
         files = doc.get("files") or {}

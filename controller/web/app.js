@@ -119,9 +119,19 @@ class ApiError extends Error {
   }
 }
 
+// One Idempotency-Key per confirmed dialog (see openDialog): a double click or a resend of the same form
+// gets the controller's first answer instead of starting a second plan.
+let pendingKey = null;
+
+function newKey() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function api(path, options = {}) {
   const headers = { Authorization: `Bearer ${S.token}`, Accept: "application/json" };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  if ((options.method || "GET") !== "GET") headers["Idempotency-Key"] = pendingKey || newKey();
   const res = await fetch(API + path, {
     method: options.method || "GET", headers, cache: "no-store",
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
@@ -849,6 +859,8 @@ function openDialog(spec) {
     h("div", { class: "buttons" }, submit,
       h("button", { type: "button", class: "btn", onclick: () => dlg.close("cancel") }, "Cancel")));
   let sending = false;
+  let key = newKey(); // a new key when the operator changes the form: a different request
+  form.addEventListener("input", () => { key = newKey(); });
   const update = () => {
     const f = readForm();
     setText(summary, spec.summary(f));
@@ -869,12 +881,15 @@ function openDialog(spec) {
     update();
     setText(error, "");
     try {
+      pendingKey = key;
       await spec.send(readForm());
       dlg.close("done");
       refreshAll(0);
     } catch (err) {
       setText(error, `The controller did not accept this: ${err.message}`);
+      key = newKey(); // sending it again on purpose is a new request
     } finally {
+      pendingKey = null;
       sending = false;
       if (dlg.open) update();
       if (spec.after) spec.after();

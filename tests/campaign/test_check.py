@@ -13,6 +13,7 @@ from lab.campaign_check import (
     Load,
     admission_violation,
     capacity_violation,
+    concurrent_plans,
     critical_hosts,
     journal_plan_status,
     journal_violations,
@@ -145,3 +146,15 @@ def test_the_checker_reads_the_journal_read_only_and_counts(tmp_path):
     checker.violation("plans", "same")
     checker.violation("split_brain", "x")
     assert len(checker.violations) == 2, "a plan problem is reported once, however often it is seen"
+
+
+def test_never_two_plans_running_read_from_the_journal():
+    one_after_another = [(1, "plan_started", "p1"), (2, "step_started", "p1"), (3, "plan_finished", "p1"),
+                         (4, "plan_started", "p2"), (5, "plan_failed", "p2"), (6, "plan_resumed", "p2"),
+                         (7, "plan_interrupted", "p2"), (8, "plan_started", "p3")]
+    assert concurrent_plans(one_after_another) == (4, [])
+    overlapping = [(1, "plan_started", "p1"), (2, "plan_started", "p2"), (3, "plan_finished", "p1"),
+                   (4, "plan_resumed", "p3")]
+    judged, bad = concurrent_plans(overlapping)
+    assert judged == 3 and bad == ["journal entry 2: plan p2 started while plan p1 ran (started at entry 1)",
+                                   "journal entry 4: plan p3 started while plan p2 ran (started at entry 2)"]

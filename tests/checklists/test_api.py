@@ -14,7 +14,7 @@ from ccfo.platform.auth import TokenStore, add_token
 from controller.checklists.loader import load_checklists
 from controller.service import build_app, start_services, stop_services
 from tests.checklists.doubles import CallsTestDouble, DrillsTestDouble
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.support import async_wait_until
 
 pytestmark = pytest.mark.asyncio

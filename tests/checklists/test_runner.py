@@ -19,7 +19,7 @@ from controller.checklists.ports import EngineSite, Unavailable
 from controller.checklists.runner import ChecklistRunner, InvalidChecklist, NotFound
 from controller.journal import Journal
 from tests.checklists.doubles import CallsTestDouble, DrillsTestDouble, FakeClock
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.support import async_wait_until
 
 pytestmark = pytest.mark.asyncio

@@ -14,7 +14,7 @@ import uvicorn
 
 from ccfo.platform.auth import TokenStore, add_token
 from controller.service import build_app, start_services, stop_services
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.safety.apikit import BackgroundLoop
 from tests.support import async_wait_until
 

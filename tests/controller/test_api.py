@@ -13,7 +13,7 @@ import pytest_asyncio
 from ccfo.platform.auth import TokenFileError, TokenStore, add_token
 from controller.service import build_app, stop_services
 from controller.store import PlanStatus
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.support import async_wait_until
 
 

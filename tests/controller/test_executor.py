@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 import pytest
 
+from ccfo.domain.checks import Check, CheckKind
 from ccfo.domain.health import ServiceState
-from ccfo.domain.plan import build_failover, build_isolate_board, build_switchover
+from ccfo.domain.plan import Action, Plan, Step, StepKind, build_failover, build_isolate_board, build_switchover
 from ccfo.domain.site import Duty
 from controller.executor import Executor
 from controller.journal import Journal
@@ -165,3 +167,13 @@ async def test_drain_timeout_proceeds_and_says_so(parts):
     drained = [e for e in parts[0].query(plan_id=rec.id, kinds="step_finished", limit=None)
                if "drain timeout" in e.data.get("output", "")]
     assert drained and "2 call(s) still up" in drained[0].data["output"]
+
+
+@pytest.mark.asyncio
+async def test_a_verify_step_with_an_unknown_check_kind_fails(parts):
+    """Regression: `_checks_hold` skipped a check kind it did not know, so such a verify step passed."""
+    world = FakeWorld(SITE, normal_state())
+    ex = make(parts, world)
+    step = Step(StepKind.VERIFY, "ipc-a", checks=(Check(cast(CheckKind, "bogus"), "x"),), timeout_s=0.1)
+    _, outcome, _ = await run(ex, Plan(Action.NONE, "verify nonsense", (step,)))
+    assert outcome.status is PlanStatus.FAILED and "bogus:x not reached on ipc-a" in (outcome.error or "")

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ccfo.domain.state import Mode
 from controller.metrics import ControllerMetrics
 from controller.store import PlanStatus
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.support import async_wait_until
 
 pytestmark = pytest.mark.asyncio

@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agents.metrics import AgentMetrics
 from controller.metrics import ControllerMetrics
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.deploy.kit import REPO
 
 PROM = REPO / "config" / "prometheus"

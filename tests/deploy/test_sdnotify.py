@@ -74,4 +74,5 @@ def test_watchdog_for_another_pid_or_no_socket_is_off() -> None:
 def test_a_vanished_socket_is_not_an_error(tmp_path: Path) -> None:
     n = Notifier(str(tmp_path / "gone.sock"))
     assert n.ready() is False  # logged at debug, never raised
+    n.close()  # the socket it opened to try
     assert Notifier("vsock:2:1234").enabled is False

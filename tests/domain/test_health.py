@@ -76,3 +76,15 @@ def test_database_down_is_reported():
     snap = snapshot(SITE, {"ipc-a": report("ipc-a"), "ipc-b": report("ipc-b")}, 100.5, 1.0, 3,
                     db_down=frozenset({"shenzhen"}))
     assert faults(SITE, normal_state(), snap) == {Fault(FaultKind.DB_DOWN, "shenzhen")}
+
+
+def test_a_database_fault_names_its_site_and_no_host():
+    """Regression: `Fault.host` held the database site id for db_down, so a database site read as a host
+    (the journal's host column said "shenzhen")."""
+    snap = snapshot(SITE, {"ipc-a": report("ipc-a"), "ipc-b": report("ipc-b")}, 100.5, 1.0, 3,
+                    db_down=frozenset({"shenzhen"}))
+    (fault,) = faults(SITE, normal_state(), snap)
+    assert fault.host is None and fault.db_site == "shenzhen" and str(fault) == "db:shenzhen=down"
+    (span,) = faults(SITE, normal_state(), snapshot(SITE, {"ipc-a": report("ipc-a", cti=OFF),
+                                                          "ipc-b": report("ipc-b")}, 100.5, 1.0, 3))
+    assert span.host == "ipc-a" and span.db_site is None

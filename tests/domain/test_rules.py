@@ -15,7 +15,7 @@ from ccfo.domain.plan import (
     build_switchover,
     critical_start_index,
 )
-from ccfo.domain.rules import Disposition, evaluate
+from ccfo.domain.rules import Disposition, NoSafeTarget, evaluate, failover_target
 from ccfo.domain.site import Duty
 from ccfo.domain.state import Mode, SiteState
 from tests.domain.factories import (
@@ -43,7 +43,7 @@ def decide(state: SiteState, *faults: Fault, tracker: FaultTracker | None = None
 
 
 def kinds(plan: Plan) -> list[tuple[str, str | None, str | None]]:
-    return [(s.kind.value, s.host, s.service or s.target) for s in plan.steps]
+    return [(s.kind.value, s.host, s.service or s.target or ",".join(s.targets) or None) for s in plan.steps]
 
 
 def index(plan: Plan, kind: StepKind, host: str | None = None, service: str | None = None) -> int:
@@ -84,7 +84,7 @@ def test_primary_cti_or_ivr_fault_fails_over_in_the_documented_order(service):
     stops_a = [s.service for s in plan.steps if s.kind is StepKind.STOP and s.host == "ipc-a"]
     assert sorted(stops_a) == ["cti", "ivr", "kcbp", "kcxp"]
     fence = index(plan, StepKind.FENCE, "ipc-a")
-    assert plan.steps[fence].checks == ("inactive:cti", "inactive:ivr")
+    assert [str(c) for c in plan.steps[fence].checks] == ["inactive:cti", "inactive:ivr"]
     assert max(i for i, s in enumerate(plan.steps) if s.kind is StepKind.STOP and s.host == "ipc-a") < fence
     # on the standby: stop KCXP/KCBP, start the replicas, then CTI and IVR
     order = [(s.kind.value, s.service) for s in plan.steps if s.host == "ipc-b" and s.service]
@@ -92,7 +92,7 @@ def test_primary_cti_or_ivr_fault_fails_over_in_the_documented_order(service):
                      ("start", "cti"), ("start", "ivr")]
     assert fence < index(plan, StepKind.STOP, "ipc-b", "kcxp")
     route = index(plan, StepKind.ROUTE_INBOUND)
-    assert plan.steps[route].target == "ipc-b"
+    assert plan.steps[route].targets == ("ipc-b",)
     assert index(plan, StepKind.START, "ipc-b", "ivr") < route < index(plan, StepKind.VERIFY, "ipc-b")
     assert plan.steps[index(plan, StepKind.SET_STATE)].state == {"duties": {"ipc-b": "takeover", "ipc-a": "out"}}
 
@@ -149,7 +149,7 @@ def test_standby_fault_stops_all_on_the_standby_and_routes_to_the_primary(fault)
     assert plan is not None
     assert {s.service for s in plan.steps if s.kind is StepKind.STOP} == {"kcxp", "kcbp"}
     assert all(s.host == "ipc-b" for s in plan.steps if s.kind in (StepKind.STOP, StepKind.ISOLATE_BOARD))
-    assert plan.steps[index(plan, StepKind.ROUTE_INBOUND)].target == "ipc-a"
+    assert plan.steps[index(plan, StepKind.ROUTE_INBOUND)].targets == ("ipc-a",)
     assert not [s for s in plan.steps if s.kind is StepKind.START], "nothing starts"
     assert plan.steps[index(plan, StepKind.SET_STATE)].state == {"duties": {"ipc-b": "out"},
                                                                   "board_isolated": {"ipc-b": True}}
@@ -288,7 +288,7 @@ def test_planned_switchover_drains_before_anything_stops():
     plan = build_switchover(SITE, normal_state(), "ipc-b", 120, "planned")
     route, drain = index(plan, StepKind.ROUTE_INBOUND), index(plan, StepKind.WAIT_DRAINED, "ipc-a")
     assert route < drain
-    assert plan.steps[route].target == "ipc-b" and plan.steps[drain].timeout_s == 120
+    assert plan.steps[route].targets == ("ipc-b",) and plan.steps[drain].timeout_s == 120
     first_stop = min(i for i, s in enumerate(plan.steps) if s.kind is StepKind.STOP)
     assert drain < first_stop
     # the old primary stays in service as the standby: only CTI/IVR stop there
@@ -321,3 +321,16 @@ def test_critical_start_index_finds_cti_starts():
     plan = build_failover(SITE, normal_state(), "ipc-b", "x")
     assert critical_start_index(plan, "ipc-b", ["cti", "ivr"]) == index(plan, StepKind.START, "ipc-b", "cti")
     assert critical_start_index(plan, "ipc-a", ["cti", "ivr"]) is None
+
+
+def test_no_safe_failover_target_is_a_typed_answer():
+    """Regression: `_failover_target` said "unsafe" with a "!"-prefixed string, which any caller could take
+    for a host id."""
+    after = site_after_failover()  # ipc-b took over, ipc-a is out: no standby left
+    assert failover_target(SITE, after, "ipc-b", {}) == NoSafeTarget("no standby host is in service")
+    present = {svc_down("ipc-b", "cti"): NOW}
+    faulty = failover_target(SITE, normal_state(), "ipc-a", present)
+    assert faulty == NoSafeTarget("ipc-b has faults of its own (ipc-b:service:cti=down)")
+    assert failover_target(SITE, primary_board_isolated().with_host("ipc-b", board_isolated=True), "ipc-a", {}) \
+        == NoSafeTarget("ipc-b has its board isolated")
+    assert failover_target(SITE, normal_state(), "ipc-a", {}) == "ipc-b"

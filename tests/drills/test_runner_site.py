@@ -15,7 +15,7 @@ from controller.drill_host import EngineController
 from controller.store import PlanStatus
 from drills.model import load_scenario
 from drills.runner import make_runner
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.support import async_wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]

@@ -20,7 +20,7 @@ from controller.store import PlanStatus
 from drills.manager import DrillManager
 from drills.model import ScheduleModel
 from drills.schedule import DrillScheduler
-from tests.controller.test_engine import Harness
+from tests.controller.harness import Harness
 from tests.drills.test_runner_site import SITE_DRILL, drill_file, steady
 from tests.support import async_wait_until
 

@@ -73,7 +73,7 @@ class ControllerApi(_Api):
         super().__init__()
         from ccfo.platform.auth import TokenStore, add_token
         from controller.service import build_app
-        from tests.controller.test_engine import Harness
+        from tests.controller.harness import Harness
 
         self.root = root or Path(tempfile.mkdtemp(prefix="ccfo-api-"))
         tokens_file = self.root / "tokens.yaml"

@@ -32,7 +32,7 @@ ENDLESS = {("GET", "/api/v1/events")}
 def controller_schema() -> dict:
     from ccfo.platform.auth import TokenStore
     from controller.service import build_app
-    from tests.controller.test_engine import Harness
+    from tests.controller.harness import Harness
 
     with tempfile.TemporaryDirectory() as d:
         h = Harness(Path(d))
