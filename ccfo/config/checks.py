@@ -73,6 +73,10 @@ def _check_host(name: str, host, m: SiteFileModel, loc: Located) -> list[Problem
         if svc.critical and Duty.STANDBY in svc.runs_as:
             problems.append(loc.problem((*base, "services", sname, "runs_as"),
                                         "a critical service (CTI/IVR) must not run on the standby: split brain"))
+        if svc.probe is not None and svc.probe.timeout_s > svc.probe.interval_s:
+            problems.append(loc.problem((*base, "services", sname, "probe", "timeout_s"),
+                                        f"must be at most interval_s ({svc.probe.interval_s:g}), "
+                                        f"got {svc.probe.timeout_s:g}: one probe at a time per service"))
         if host.service_backend == "command" and not (svc.start and svc.stop and svc.status):
             problems.append(loc.problem((*base, "services", sname),
                                         "the command backend needs start, stop and status commands"))

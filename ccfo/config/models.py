@@ -8,9 +8,10 @@ field names (`debounce_s`). Ranges use `Range`, whose message is the one operato
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ccfo.domain.faults import FaultKind
 from ccfo.domain.plan import Action
@@ -140,6 +141,60 @@ class AgiModel(Strict):
     fail_open: bool = True  # on an internal error: admit (True) or refuse (False)
 
 
+PROBE_KINDS = ("tcp", "http", "command", "ami")
+_PROBE_SETTINGS = ("interval_s", "timeout_s", "failures", "expect", "expect_status")
+
+
+def _http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535
+    except ValueError:
+        raise ValueError(f"the port must be 1..65535, got {v!r}") from None
+    if parts.port == 0:
+        raise ValueError(f"the port must be 1..65535, got {v!r}")
+    return v
+
+
+class ProbeModel(Strict):
+    """A liveness probe: exactly one kind (tcp, http, command, ami) and its timing.
+
+    `failures` consecutive failed probes, one every `interval_s`, each given `timeout_s`, make an active
+    service `hung`. A bare TCP connect does not see a stopped process (the kernel accepts for it): give
+    `expect` (bytes the service sends first) or prefer an http or command probe.
+    """
+
+    tcp: HostPort | None = None
+    expect: Annotated[str, Field(min_length=1, max_length=200)] | None = None  # tcp: the greeting to wait for
+    http: Annotated[str, AfterValidator(_http_url)] | None = None
+    expect_status: Annotated[int, Range(100, 599)] = 200
+    command: Annotated[list[str], Field(min_length=1)] | None = None
+    ami: bool | None = None
+    interval_s: Annotated[float, Range(0.1, 3600)] = 1.0
+    timeout_s: Annotated[float, Range(0.05, 600)] = 1.0
+    failures: Annotated[int, Range(1, 100)] = 3
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("a probe is a mapping: {tcp: HOST:PORT} | {http: URL} | {command: [argv]} | {ami: true}")
+        unknown = [k for k in data if k not in PROBE_KINDS and k not in _PROBE_SETTINGS]
+        if unknown:
+            raise ValueError(f"unknown probe kind {unknown[0]!r} (kinds: {', '.join(PROBE_KINDS)})")
+        kinds = [k for k in PROBE_KINDS if data.get(k) not in (None, False)]
+        if len(kinds) != 1:
+            raise ValueError(f"a probe has exactly one kind of {', '.join(PROBE_KINDS)}, got "
+                             + (", ".join(kinds) if kinds else "none"))
+        return data
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in PROBE_KINDS if getattr(self, k) not in (None, False))
+
+
 class ServiceModel(Strict):
     runs_as: list[Duty] = Field(default_factory=list)
     critical: bool = False
@@ -147,6 +202,9 @@ class ServiceModel(Strict):
     start: list[str] | None = None  # command backend: argv lists
     stop: list[str] | None = None
     status: list[str] | None = None
+    kill: list[str] | None = None  # command backend: SIGKILL every process of the service (a stop that hung)
+    stop_timeout_s: Annotated[float, Range(0.1, 600)] = 5.0  # grace for a stop before SIGKILL
+    probe: ProbeModel | None = None
 
 
 class DbFileModel(Strict):
