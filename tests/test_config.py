@@ -188,3 +188,17 @@ def test_bad_probes_are_check_config_errors_with_file_and_line(cfg_dir, probe, f
     out = problems(cfg_dir)
     want = f"config/site.yaml:{line}: hosts.ipc-a.services.cti.{field}: {message}"
     assert any(p.startswith(want) for p in out), (want, out)
+
+
+def test_a_per_kind_debounce_must_name_one_of_the_rules_faults(cfg_dir):
+    line = edit(cfg_dir / "rules.yaml", "      service_hung: 0.5", "      span_alarm: 0.5")
+    out = problems(cfg_dir)
+    want = (f"config/rules.yaml:{line}: rules[1].debounce_by_fault.span_alarm: span_alarm is not among this "
+            "rule's faults (service_down, service_hung, ami_hung)")
+    assert want in out, out
+
+
+def test_an_unknown_fault_kind_in_a_per_kind_debounce_is_an_error(cfg_dir):
+    line = edit(cfg_dir / "rules.yaml", "      service_hung: 0.5", "      service_frozen: 0.5")
+    out = problems(cfg_dir)
+    assert any(p.startswith(f"config/rules.yaml:{line}: rules[1].debounce_by_fault.service_frozen") for p in out), out

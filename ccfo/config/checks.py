@@ -208,6 +208,11 @@ def check_rules(r: RulesFileModel, loc: Located, site: SiteFileModel) -> list[Pr
             problems.append(loc.problem((*base, "action"),
                                         f"{rule.action.value} does not apply to role {rule.match.role.value} "
                                         f"(allowed: {allowed})"))
+        for kind in rule.debounce_by_fault:
+            if kind not in rule.match.faults:
+                problems.append(loc.problem((*base, "debounce_by_fault", kind.value),
+                                            f"{kind.value} is not among this rule's faults "
+                                            f"({', '.join(f.value for f in rule.match.faults)})"))
         if rule.match.role is RoleMatch.ACTIVE_DB and set(rule.match.faults) != {FaultKind.DB_DOWN}:
             problems.append(loc.problem((*base, "match", "faults"), "role active_db matches only db_down"))
         if rule.match.role is not RoleMatch.ACTIVE_DB and FaultKind.DB_DOWN in rule.match.faults:

@@ -328,6 +328,7 @@ class RuleModel(Strict):
     source: str = ""
     match: MatchModel
     debounce_s: Seconds = 3.0
+    debounce_by_fault: dict[FaultKind, Seconds] = Field(default_factory=dict)  # per fault kind, else debounce_s
     action: Action
     approval: Approval = Approval.MODE
 
