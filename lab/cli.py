@@ -144,7 +144,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     common(q)
     q.set_defaults(func=cmd_status)
     q = lsub.add_parser("inject", help="HOST span N red|yellow|blue|clear, HOST board down|up, "
-                                       "HOST service NAME crash, HOST unreachable|reachable, db SITE down|up")
+                                       "HOST service NAME crash|hang|resume, HOST asterisk hang|resume, "
+                                       "HOST unreachable|reachable, db SITE down|up")
     common(q)
     q.add_argument("target", help="a host, or db")
     q.add_argument("what")
