@@ -13,8 +13,10 @@ import time
 import pytest
 import pytest_asyncio
 
+from ccfo.snmp import layout as L
 from tests.integration.labkit import Api, critical_hosts, running
 from tests.integration.test_lab_failover import finished, start_lab
+from tests.integration.test_lab_snmp import LAY, snmpwalk
 from tests.support import async_wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180)]
@@ -83,3 +85,42 @@ async def test_a_hung_ivr_is_stopped_by_escalation_and_the_journal_says_so(site)
     # the healthy services on the old primary stopped with their stop command alone
     kcxp = next(e for e in journal if e["kind"] == "step_finished" and e["data"]["text"].startswith("stop kcxp on"))
     assert "stopped by its stop command (SIGTERM)" in kcxp["data"]["output"], kcxp
+
+
+async def test_snmp_and_the_api_tell_a_hung_service_and_a_hung_asterisk_apart(site, tmp_path):
+    """kcxp hung on the primary: CCFO-MIB says hung(7), its idle kcxp-replica inactive(2). Asterisk frozen:
+    the API lists ipc-a:ami=hung (not ami=lost), the controller proposes rule 2 (the host cannot take
+    calls), and ccfoAmiLink says hung(4)."""
+    lab, api = site
+    await lab.inject("ipc-a", "service", "kcxp", "hang")
+    await async_wait_until(lambda: fault_listed(api, "ipc-a:service:kcxp=hung"), timeout=5, interval=0.05)
+    walk = await snmpwalk(lab, "ipc-a", tmp_path)
+    states = {name: walk.get(f"ccfoServiceState.{i}", LAY.service(L.SVC_STATE_COL, i))
+              for i, name in enumerate(lab.site["hosts"]["ipc-a"]["services"], start=1)}
+    assert states["kcxp"] == L.SERVICE_STATE["hung"] == 7, states
+    assert states["kcxp-replica"] == L.SERVICE_STATE["inactive"] and states["cti"] == L.SERVICE_STATE["active"]
+    await lab.inject("ipc-a", "service", "kcxp", "resume")
+
+    t0 = time.monotonic()
+    await lab.inject("ipc-a", "asterisk", "hang")
+    try:
+        await async_wait_until(lambda: fault_listed(api, "ipc-a:ami=hung"), timeout=10, interval=0.05)
+        seen_s = time.monotonic() - t0
+        status = await api.status()
+        assert status["hosts"]["ipc-a"]["ami_state"] == "hung" and not await fault_listed(api, "ipc-a:ami=lost")
+        proposed = await async_wait_until(lambda: api.plans("proposed"), timeout=10, interval=0.05)
+        assert proposed[0]["source"] == "primary-cti-ivr-fault" and "ipc-a:ami=hung" in proposed[0]["reason"]
+        walk = await snmpwalk(lab, "ipc-a", tmp_path)
+        assert walk.get("ccfoAmiLink.0", LAY.ami_link) == 4
+        assert seen_s < 1.0 + 1.0 + 2.0, f"ping interval 1 s + ping timeout 1 s + a report: {seen_s:.2f} s"
+    finally:
+        await lab.inject("ipc-a", "asterisk", "resume")
+    r = await api.post(f"/api/v1/plans/{proposed[0]['id']}/reject", {"reason": "Asterisk answers again"})
+    assert r.status_code == 200, r.text
+    await async_wait_until(lambda: _clear(api), timeout=30)
+    assert critical_hosts(lab) == ["ipc-a"]
+
+
+async def _clear(api: Api) -> bool:
+    s = await api.status()
+    return s["state"] == "normal" and not s["faults"] and s["hosts"]["ipc-a"]["ami_state"] == "up"
