@@ -68,12 +68,13 @@ class Settings:
     repair_timeout_s: float = 90.0
     sip_load: bool = True
     progress: bool = True
+    weights: dict[str, float] = field(default_factory=dict)  # event kind -> weight, over lab.campaign_plan's
 
     def run_indices(self) -> list[int]:
         return [self.only_run] if self.only_run is not None else list(range(self.runs))
 
     def replay(self, run: int) -> str:
-        return replay_command(self.seed, run)
+        return replay_command(self.seed, run, self.weights)
 
 
 @dataclass
@@ -287,7 +288,7 @@ class Campaign:
 
     async def one_run(self, i: int) -> RunResult:
         assert self.topo is not None
-        plan = draw_run(self.s.seed, i, self.topo)
+        plan = draw_run(self.s.seed, i, self.topo, self.s.weights)
         result = RunResult(i)
         self.checker.run = i
         self.run_hangs = []
@@ -612,6 +613,11 @@ class Campaign:
         if status.get("state") != "normal":
             for _attempt in range(3):
                 r = await self.ctl.post("/api/v1/failback", {"drain_timeout_s": 1.0})
+                if r.status_code == 409 and "is running" in r.text:  # an automatic plan began as we repaired
+                    notes.append(f"failback: {_said(r)}; waiting for it")
+                    await self._settle_plans(notes)
+                    await self._restore_services(notes)
+                    continue
                 if r.status_code != 202:
                     notes.append(f"failback: {_said(r)}")
                     break
@@ -750,7 +756,9 @@ class Campaign:
         load = self.load.figures() if self.load is not None else None
         return {
             "seed": self.s.seed, "runs": len(self.results), "wall_s": round(wall_s, 1),
-            "command": (f"ccfo lab campaign --runs {self.s.runs} --seed {self.s.seed}" if self.s.only_run is None
+            "command": (f"ccfo lab campaign --runs {self.s.runs} --seed {self.s.seed}"
+                        + "".join(f" --weight {k}={v:g}" for k, v in sorted(self.s.weights.items()))
+                        if self.s.only_run is None
                         else self.s.replay(self.s.only_run)),
             "events": sum(self.kinds.values()), "events_by_kind": dict(sorted(self.kinds.items())),
             "event_outcomes": dict(self.outcomes), "plans_started": sum(r.plans_started for r in self.results),

@@ -119,18 +119,22 @@ def _args(kind: str, rng: random.Random, topo: Topology) -> tuple[str, ...]:
     return ()  # approve, reject: the first proposal the controller shows at that moment
 
 
-def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE) -> RunPlan:
-    """Run `run` of campaign `seed`: 3-8 events, each followed by a 0-3 s pause (mean 0.75 s)."""
+def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE,
+             weights: Mapping[str, float] | None = None) -> RunPlan:
+    """Run `run` of campaign `seed`: 3-8 events, each followed by a 0-3 s pause (mean 0.75 s). `weights`
+    overrides some kinds' weights (`--weight service_hang=6`): another campaign, with its own draws."""
     rng = random.Random(f"{seed}:{run}")
-    kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
+    mix = {**WEIGHTS, **(weights or {})}
+    kinds, weights_ = list(mix), list(mix.values())
     events = []
     for _ in range(rng.randint(MIN_EVENTS, MAX_EVENTS)):
-        kind = rng.choices(kinds, weights)[0]
+        kind = rng.choices(kinds, weights_)[0]
         args = _args(kind, rng, topo)
         gap = round(MAX_GAP_S * rng.random() ** 3, 2)
         events.append(Event(kind, args, gap))
     return RunPlan(str(seed), run, tuple(events))
 
 
-def replay_command(seed: str | int, run: int) -> str:
-    return f"ccfo lab campaign --seed {seed} --run {run}"
+def replay_command(seed: str | int, run: int, weights: Mapping[str, float] | None = None) -> str:
+    extra = "".join(f" --weight {k}={v:g}" for k, v in sorted((weights or {}).items()))
+    return f"ccfo lab campaign --seed {seed}{extra} --run {run}"

@@ -52,3 +52,13 @@ def test_the_example_topology_is_the_lab_site(tmp_path):
 
 def test_the_replay_command_names_seed_and_run():
     assert replay_command("abc", 17) == "ccfo lab campaign --seed abc --run 17"
+
+
+def test_a_weight_override_is_another_mix_and_the_default_draws_are_unchanged():
+    assert draw_run("w", 3) == draw_run("w", 3, weights={})
+    heavy = [e.kind for run in range(100) for e in draw_run("w", run, weights={"service_hang": 20}).events]
+    plain = [e.kind for run in range(100) for e in draw_run("w", run).events]
+    assert heavy.count("service_hang") > 4 * max(1, plain.count("service_hang"))
+    none = [e.kind for run in range(50) for e in draw_run("w", run, weights={"service_hang": 0}).events]
+    assert "service_hang" not in none
+    assert replay_command("w", 3, {"service_hang": 6}) == "ccfo lab campaign --seed w --weight service_hang=6 --run 3"
