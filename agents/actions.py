@@ -235,8 +235,9 @@ class ActionExecutor:
         return f"{st.name} is {st.state.value}", {"service": st.name, **st.to_dict()}
 
     async def _stop(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
-        st = await self.services.stop(req.service or "")
-        return f"{st.name} is {st.state.value}", {"service": st.name, **st.to_dict()}
+        out = await self.services.stop_escalating(req.service or "")
+        st = out.status
+        return out.detail, {"service": st.name, **st.to_dict(), "escalated": out.escalated}
 
     async def _restart(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
         st = await self.services.restart(req.service or "")

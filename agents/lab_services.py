@@ -2,6 +2,7 @@
 
     python -m agents.lab_services start|stop|status NAME --dir DIR [--control URL]
     python -S -P path/to/agents/lab_services.py ...   (the same, without site start-up: much faster)
+    ... kill|hang|resume NAME --dir DIR    (SIGKILL / SIGSTOP / SIGCONT of the daemon's process group)
 
 `start` spawns a detached daemon (`run`) that writes DIR/NAME.pid and idles until SIGTERM; it returns
 once the pid file names a live process. `stop` sends SIGTERM (SIGKILL after a grace period) and waits
@@ -14,6 +15,9 @@ When DIR/NAME.sip exists (the lab writes one for `ivr`: `sip=ADDR:PORT`, `agent=
 it execs a SIPp UAS (drills/sipp/lab_ivr.xml) bound to ADDR:PORT, so calls reach the IVR only while the
 service runs, and a crash (SIGKILL of the pid) takes the endpoint down with it. `start` then returns only
 once the SIP port is bound. Without a `sipp` binary, or with the port taken, it idles as usual.
+When DIR/NAME.health exists (`ADDR:PORT`), the daemon answers HTTP there (200 to anything): its liveness
+probe. A stopped (hung) daemon answers nothing. With both a SIP endpoint and a health port, SIPp runs as a
+child that dies with the daemon (PR_SET_PDEATHSIG) and takes the daemon with it; `hang` stops the group.
 A status check is one short interpreter start (tens of ms), so the imports are minimal (no argparse,
 no pathlib) and the rest is imported where needed. Lab-only: production services are systemd units or
 real commands.
@@ -30,7 +34,7 @@ import time
 EXIT_RUNNING, EXIT_DEAD, EXIT_STOPPED, EXIT_USAGE = 0, 1, 3, 2
 START_WAIT_S = 5.0
 STOP_GRACE_S = 5.0
-USAGE = "usage: lab_services start|stop|status|run NAME --dir DIR [--control URL]"
+USAGE = "usage: lab_services start|stop|status|kill|hang|resume|run NAME --dir DIR [--control URL]"
 
 
 def _pidfile(directory: str, name: str) -> str:
@@ -116,15 +120,79 @@ def _can_bind(endpoint: str) -> bool:
     return True
 
 
+def _health_address(directory: str, name: str) -> tuple[str, int] | None:
+    """DIR/NAME.health (`ADDR:PORT`): where the daemon answers its liveness probe, or None."""
+    try:
+        with open(os.path.join(directory, f"{name}.health")) as f:
+            addr, _, port = f.read().strip().rpartition(":")
+        return addr, int(port)
+    except (OSError, ValueError):
+        return None
+
+
+def _serve_health(address: tuple[str, int]) -> None:
+    """Answer every connection with `HTTP/1.0 200 OK` until a signal ends the process. A stopped (hung)
+    process answers nothing: the kernel may accept the connection, but no reply ever comes."""
+    import socket
+    srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        srv.bind(address)
+    except OSError as exc:
+        print(f"health port {address[0]}:{address[1]}: {exc}", file=sys.stderr)
+        while True:  # no health port: the probe fails, the service shows as hung (the truth)
+            signal.pause()
+    srv.listen(64)
+    while True:
+        conn, _ = srv.accept()
+        try:
+            conn.settimeout(1.0)
+            conn.recv(2048)
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n"
+                         b"Connection: close\r\n\r\nok\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+
+def _spawn_sipp(argv: list[str]) -> int:
+    """Fork the SIP endpoint: it dies with this daemon (PR_SET_PDEATHSIG), and this daemon with it."""
+    parent = os.getpid()
+    child = os.fork()
+    if child == 0:
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:
+            os._exit(1)
+        os.execv(argv[0], argv)
+    return child
+
+
 def _run(directory: str, name: str) -> int:
     path = _pidfile(directory, name)
     sip = _sip_options(directory, name)
     sipp = _sipp_argv(sip) if sip and _can_bind(sip.get("sip", "")) else None
+    health = _health_address(directory, name)
+    children: list[int] = []
 
     def bye(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
         if _read_pid(path) == os.getpid():
             _unlink(path)
         sys.exit(0)
+
+    def child_died(signum: int, frame: object) -> None:
+        for child in children:  # SIGCHLD also comes when the child stops or continues: only an exit counts
+            with contextlib.suppress(ChildProcessError):
+                if os.waitpid(child, os.WNOHANG)[0] == child:
+                    os._exit(1)  # the SIP endpoint is gone: this daemon is too (a crash; the pid file stays)
 
     signal.signal(signal.SIGTERM, bye)
     signal.signal(signal.SIGINT, bye)
@@ -132,8 +200,13 @@ def _run(directory: str, name: str) -> int:
     with open(tmp, "w") as f:
         f.write(f"{os.getpid()}\n")
     os.replace(tmp, path)
-    if sipp:
+    if sipp and health is None:
         os.execv(sipp[0], sipp)  # same pid: the pid file now names the SIP endpoint
+    if sipp:
+        signal.signal(signal.SIGCHLD, child_died)
+        children.append(_spawn_sipp(sipp))
+    if health is not None:
+        _serve_health(health)
     while True:
         signal.pause()
 
@@ -178,6 +251,39 @@ def _stop(directory: str, name: str) -> int:
     return 0
 
 
+def _kill(directory: str, name: str) -> int:
+    """SIGKILL the daemon's whole process group (it is a session leader): what a stop that hung needs."""
+    path = _pidfile(directory, name)
+    pid = _read_pid(path)
+    if pid is not None and alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + STOP_GRACE_S
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if alive(pid):
+            print(f"{name}: pid {pid} still alive after SIGKILL", file=sys.stderr)
+            return 1
+    _unlink(path)
+    return 0
+
+
+def _signal(directory: str, name: str, signum: int) -> int:
+    """SIGSTOP (hang) or SIGCONT (resume) the daemon's process group; 1 when it is not running."""
+    pid = _read_pid(_pidfile(directory, name))
+    if pid is None or not alive(pid):
+        print(f"{name}: not running", file=sys.stderr)
+        return 1
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        os.kill(pid, signum)
+    return 0
+
+
 def _status(directory: str, name: str) -> int:
     pid = _read_pid(_pidfile(directory, name))
     if pid is None:
@@ -216,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_USAGE
             options[flag] = args.pop(at + 1)
             args.pop(at)
-    verbs = {"start": _start, "stop": _stop, "status": _status, "run": _run}
+    verbs = {"start": _start, "stop": _stop, "status": _status, "run": _run, "kill": _kill,
+             "hang": lambda d, n: _signal(d, n, signal.SIGSTOP), "resume": lambda d, n: _signal(d, n, signal.SIGCONT)}
     if len(args) != 2 or args[0] not in verbs or "--dir" not in options:
         print(USAGE, file=sys.stderr)
         return EXIT_USAGE

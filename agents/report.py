@@ -1,6 +1,7 @@
 """The host report: one JSON document with everything the controller needs to judge this host.
 
-Served at GET /v1/report and pushed to the controller. When AMI is not connected, `spans`, `calls` and
+Served at GET /v1/report and pushed to the controller. `ami.state` is up, lost (refused, closed) or hung
+(Asterisk stopped answering within the ping deadline). When AMI is not connected, `spans`, `calls` and
 `channels` are null (unknown), never "all lines down": losing the AMI link says nothing about the lines.
 `board.driver` combines what the service backend says about the driver service (inactive/failed = down,
 an isolated board) with what AMI sees (a loaded driver with its channels open); while AMI is lost it is
@@ -53,6 +54,13 @@ def driver_state(service_state: ServiceState, ami: AmiSnapshotView | None) -> st
     return "up" if service_state is ServiceState.ACTIVE else "unknown"
 
 
+def ami_state(snap: AmiSnapshotView | None) -> str:
+    """`up`, `hung` (Asterisk holds the connection but answers nothing: the ping deadline passed) or `lost`."""
+    if snap is not None and snap.connected:
+        return "up"
+    return "hung" if snap is not None and getattr(snap, "hung", False) else "lost"
+
+
 def _spans(snap: AmiSnapshotView) -> list[dict[str, Any]]:
     return [{"span": int(s.span), "alarm": _word(s.alarm), "dchannel": _word(s.dchannel),
              "channels": int(s.channels), "healthy": bool(s.healthy)} for s in snap.spans]
@@ -85,7 +93,7 @@ class ReportBuilder:
             "time": self._clock(),
             "seq": self.seq,
             "started": self.started,
-            "ami": {"connected": connected,
+            "ami": {"connected": connected, "state": ami_state(snap),
                     "last_ok": snap.last_ok if snap is not None else None,
                     "error": (snap.error if snap is not None else "no AMI link configured") if not connected else None},
             "board": {"driver": driver_state(driver.state, snap), "driver_service": driver.name,

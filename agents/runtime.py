@@ -8,7 +8,8 @@ Start-up refuses (exit 1) without an agent token, unless `--lab`: then the token
 file others can read (ccfo.config.secretfiles) or an unusable TLS certificate or key (agent.tls_cert_file
 and tls_key_file, or --tls-cert/--tls-key). The API binds
 `--listen`, else agent.listen, else the host:port of agent.url (in the lab: loopback addresses).
-Services are polled every half heartbeat, so a crash reaches the controller within one heartbeat.
+Services are polled every half heartbeat, so a crash reaches the controller within one heartbeat; a
+service's liveness probe (agents/probes.py) runs in its own task and a hung service is pushed at once.
 When configured, the SNMP responder (hosts.NAME.snmp: CCFO-MIB, notifications on every change) and the
 FastAGI admission server (hosts.NAME.agi) run beside the API (`agents.snmp_agi`); a server that cannot
 bind is a start-up error, missing SNMP keys only mean no SNMP.
@@ -41,10 +42,12 @@ from agents.files import from_host_config
 from agents.idempotency import ResultStore
 from agents.metrics import AgentMetrics
 from agents.ports import AmiPort
+from agents.probes import ProbeRunner
+from agents.probes import spec_from_model as probe_spec
 from agents.report import ReportBuilder
 from agents.reporter import Reporter, report_url
 from agents.server import ApiServer, ServerError, split_host_port
-from agents.services import ServiceManager, ServiceSpec, make_backend, spec_from_model
+from agents.services import ServiceManager, ServiceSpec, ServiceState, make_backend, spec_from_model
 from agents.snmp_agi import SnmpAgi, SnmpAgiError
 from ccfo.config import secretfiles, tls
 from ccfo.platform.auth import TokenFileError
@@ -112,6 +115,7 @@ class AgentRuntime:
         self.services = self._services()
         self.files = from_host_config(loaded, opts.host)
         self.ami: Any = ami if ami is not None else self._ami()
+        self.probes = self._probes()
         self.executor = ActionExecutor(
             opts.host, self.services, self.files, self.ami, hosts=list(site.hosts),
             routing_method=site.routing.method, astdb_family=site.routing.astdb_family,
@@ -163,6 +167,16 @@ class AgentRuntime:
         backend = make_backend(model.service_backend, cwd=str(self.loaded.directory))
         return ServiceManager(backend, specs, driver)
 
+    def _probes(self) -> ProbeRunner:
+        """Each service's liveness probe, in its own task; verdicts flow into the service manager."""
+        specs = {n: probe_spec(s.probe) for n, s in self.model.services.items() if s.probe is not None}
+        runner = ProbeRunner(specs, is_active=lambda n: self.services.backend_state(n) is ServiceState.ACTIVE,
+                             on_change=self.services.set_probe, ami=self.ami, cwd=str(self.loaded.directory))
+        for name, verdict in runner.verdicts().items():
+            self.services.set_probe(name, verdict)
+        self.services.add_reset_listener(runner.reset)
+        return runner
+
     def _ami(self) -> Any:
         ami = self.model.ami
         secret = _read_secret(self.loaded, ami.secret_file, ami.secret_env)
@@ -193,9 +207,11 @@ class AgentRuntime:
         except SnmpAgiError as exc:
             raise StartupError(str(exc)) from exc
         await self.ami.start()
+        await self.probes.start()
         try:
             address = await self.server.start()
         except ServerError as exc:
+            await self.probes.stop()
             await self.snmp_agi.stop()
             await self.ami.stop()
             raise StartupError(str(exc)) from exc
@@ -226,6 +242,7 @@ class AgentRuntime:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.probes.stop()
         await self.server.stop()
         await self.snmp_agi.stop()
         await self.executor.aclose(grace_s=ACTION_GRACE_S)

@@ -89,6 +89,7 @@ class HostViewSource:
             host=self.host, role=self.role, duty=infer_duty(self.role, states, self._runs_as, self._critical),
             mode="unknown", services=tuple(ServiceView(n, st.state.value, st.since) for n, st in statuses.items()),
             spans=spans, driver_up={"up": True, "down": False}.get(driver), ami_connected=connected,
+            ami_hung=not connected and bool(getattr(snap, "hung", False)),
             **capacity_fields(channels, load, self._policy, self._fax_channels))
 
     def __call__(self) -> HostView:

@@ -59,6 +59,7 @@ def status(engine: Any) -> dict[str, Any]:
             "board_isolated": hs.board_isolated, "reachable": bool(view and view.reachable),
             "report_age_s": view.age_s if view else None,
             "ami_connected": health.ami_connected if health else None,
+            "ami_state": ("up" if health.ami_connected else "hung" if health.ami_hung else "lost") if health else None,
             "driver": health.driver.value if health else "unknown",
             "spans": [{"span": s.span, "alarm": s.alarm, "dchannel_up": s.dchannel_up, "channels": s.channels}
                       for s in (health.spans if health else ())],

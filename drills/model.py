@@ -48,6 +48,7 @@ class Strict(BaseModel):
 
 class FaultKind(StrEnum):
     SERVICE_CRASH = "service_crash"  # lab: SIGKILL the service's process
+    SERVICE_HANG = "service_hang"  # lab: SIGSTOP the service's processes (alive, "active", answering nothing)
     SERVICE_STOP = "service_stop"  # lab, or a real site through the agent (stop)
     SPAN_ALARM = "span_alarm"  # lab: a red/yellow/blue alarm on one span
     BOARD_DOWN = "board_down"  # lab: stop the board driver; real site: the agent's isolate_board
@@ -56,9 +57,11 @@ class FaultKind(StrEnum):
     SWITCHOVER = "switchover"  # an operator's planned switchover (through the controller's API)
 
 
-LAB_ONLY = frozenset({FaultKind.SERVICE_CRASH, FaultKind.SPAN_ALARM, FaultKind.HOST_UNREACHABLE, FaultKind.DB_DOWN})
+LAB_ONLY = frozenset({FaultKind.SERVICE_CRASH, FaultKind.SERVICE_HANG, FaultKind.SPAN_ALARM,
+                      FaultKind.HOST_UNREACHABLE, FaultKind.DB_DOWN})
 _NEEDS: dict[FaultKind, tuple[str, ...]] = {
     FaultKind.SERVICE_CRASH: ("host", "service"), FaultKind.SERVICE_STOP: ("host", "service"),
+    FaultKind.SERVICE_HANG: ("host", "service"),
     FaultKind.SPAN_ALARM: ("host", "span"), FaultKind.BOARD_DOWN: ("host",),
     FaultKind.HOST_UNREACHABLE: ("host",), FaultKind.DB_DOWN: (), FaultKind.SWITCHOVER: ("to",),
 }
@@ -146,6 +149,8 @@ class FaultModel(Strict):
         match self.kind:
             case FaultKind.SERVICE_CRASH | FaultKind.SERVICE_STOP:
                 return f"{self.host}:service:{self.service}=down"
+            case FaultKind.SERVICE_HANG:
+                return f"{self.host}:service:{self.service}=hung"
             case FaultKind.SPAN_ALARM:
                 return f"{self.host}:span:{self.span}=alarm"
             case FaultKind.BOARD_DOWN:
@@ -160,6 +165,8 @@ class FaultModel(Strict):
         match self.kind:
             case FaultKind.SERVICE_CRASH:
                 return f"crash {self.service} on {self.host} (SIGKILL)"
+            case FaultKind.SERVICE_HANG:
+                return f"hang {self.service} on {self.host} (SIGSTOP)"
             case FaultKind.SERVICE_STOP:
                 return f"stop {self.service} on {self.host}"
             case FaultKind.SPAN_ALARM:

@@ -301,6 +301,8 @@ class DrillRunner:
             case FaultKind.SERVICE_CRASH | FaultKind.SERVICE_STOP:
                 return await t.service(f.host or "", f.service or "",
                                        "crash" if f.kind is FaultKind.SERVICE_CRASH else "stop")
+            case FaultKind.SERVICE_HANG:
+                return await t.service(f.host or "", f.service or "", "hang")
             case FaultKind.SPAN_ALARM:
                 return await t.span(f.host or "", f.span or 1, f.alarm)
             case FaultKind.BOARD_DOWN:

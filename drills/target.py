@@ -189,8 +189,8 @@ class Target:
     async def service(self, host: str, name: str, how: str) -> str:
         if self.lab is not None:
             return await self.lab.inject(host, "service", name, how)
-        if how == "crash":
-            raise TargetError("a crash can only be injected in the lab; a real site's drill stops the service")
+        if how in ("crash", "hang", "resume"):
+            raise TargetError(f"a {how} can only be injected in the lab; a real site's drill stops the service")
         return await self._agent(host, how, service=name)
 
     async def span(self, host: str, span: int, alarm: str) -> str:

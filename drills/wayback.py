@@ -59,7 +59,7 @@ class WayBack:
         status = await self.r.ctl.status()
         if wb.failback == "always" or (wb.failback == "auto" and not _home(status)):
             actions.append(await self._failback(deadline))
-        if wb.restore and f.kind in (FaultKind.SERVICE_CRASH, FaultKind.SERVICE_STOP):
+        if wb.restore and f.kind in (FaultKind.SERVICE_CRASH, FaultKind.SERVICE_STOP, FaultKind.SERVICE_HANG):
             actions += await self._restart_service()
         actions += await self.r.reject_own_proposals()
         return "; ".join(actions) or "nothing to undo"
@@ -84,6 +84,11 @@ class WayBack:
                 return done
             case FaultKind.DB_DOWN:
                 return [await t.db(self.r.fault_db or "", up=True)]
+            case FaultKind.SERVICE_HANG:  # handled: the plan killed it; not handled: resume it (SIGCONT)
+                try:
+                    return [await t.service(host, f.service or "", "resume")]
+                except Exception as exc:  # the lab's "not running": the plan's escalation killed it
+                    return [f"{f.service} on {host} no longer hung ({exc})"]
             case FaultKind.SWITCHOVER if f.calls_in_progress:
                 await t.calls((await self.r.ctl.status()).get("active_host") or "", 0, 0)
         return []

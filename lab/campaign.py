@@ -34,7 +34,17 @@ from typing import Any
 import httpx
 import yaml
 
-from lab.campaign_check import Checker, Load, critical_hosts, normal_violations, read_plans, running
+from lab.campaign_check import (
+    CRITICAL,
+    HANDLE_S,
+    Checker,
+    Hang,
+    Load,
+    critical_hosts,
+    normal_violations,
+    read_plans,
+    running,
+)
 from lab.campaign_plan import Event, Topology, draw_run, replay_command
 from lab.labconfig import LabLayout
 from lab.site import REPO, LabError, LabSite, Proc
@@ -58,12 +68,13 @@ class Settings:
     repair_timeout_s: float = 90.0
     sip_load: bool = True
     progress: bool = True
+    weights: dict[str, float] = field(default_factory=dict)  # event kind -> weight, over lab.campaign_plan's
 
     def run_indices(self) -> list[int]:
         return [self.only_run] if self.only_run is not None else list(range(self.runs))
 
     def replay(self, run: int) -> str:
-        return replay_command(self.seed, run)
+        return replay_command(self.seed, run, self.weights)
 
 
 @dataclass
@@ -74,6 +85,16 @@ class RunResult:
     plans_started: int = 0
     duration_s: float = 0.0
     repair: list[str] = field(default_factory=list)
+    hangs: list[str] = field(default_factory=list)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    """Signal a stand-in's process group (the daemon and, for the IVR, its SIP endpoint)."""
+    try:
+        os.killpg(pid, sig)
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.kill(pid, sig)
 
 
 def campaign_source(root: Path, s: Settings) -> Path:
@@ -178,6 +199,8 @@ class Campaign:
         self.agi: Counter[str] = Counter()
         self.results: list[RunResult] = []
         self.hung: dict[tuple[str, str], int] = {}
+        self.run_hangs: list[dict[str, Any]] = []  # this run's SIGSTOPs, judged by the checker before the repair
+        self._hang_watch: list[asyncio.Task[None]] = []
         self.unreachable: set[str] = set()
         self.load: Any = None
         self.sip: Any = None
@@ -220,8 +243,7 @@ class Campaign:
                 await self.sip.close()
         self.checker.stop()
         for pid in self.hung.values():
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGCONT)
+            _signal_group(pid, signal.SIGCONT)
         await self.ctl.aclose()
         await self.http.aclose()
         await self.lab.down()
@@ -266,9 +288,10 @@ class Campaign:
 
     async def one_run(self, i: int) -> RunResult:
         assert self.topo is not None
-        plan = draw_run(self.s.seed, i, self.topo)
+        plan = draw_run(self.s.seed, i, self.topo, self.s.weights)
         result = RunResult(i)
         self.checker.run = i
+        self.run_hangs = []
         before = len(self.checker.violations)
         since = await asyncio.to_thread(self._last_journal_id)
         t0 = time.monotonic()
@@ -285,6 +308,7 @@ class Campaign:
                     outcome = "timed out after 45 s"
                 except (LabError, httpx.HTTPError, OSError, KeyError, ValueError) as exc:
                     outcome = f"failed: {type(exc).__name__}: {exc}"
+                self._disturb_hangs(ev, started)
                 self.outcomes[outcome.split(":")[0].split(" ")[0]] += 1
                 result.events.append({**ev.to_dict(), "outcome": outcome,
                                       "took_s": round(time.monotonic() - started, 2)})
@@ -295,6 +319,7 @@ class Campaign:
             with contextlib.suppress(asyncio.CancelledError, TimeoutError):
                 async with asyncio.timeout(10):
                     await admissions
+        result.hangs = await self._judge_hangs()
         result.repair = await self.repair(i)
         result.plans_started = await asyncio.to_thread(self.checker.plans, True, since)
         await asyncio.to_thread(self.checker.one_plan_at_a_time, since)
@@ -379,17 +404,63 @@ class Campaign:
         return f"done: burst of {len(calls)}: {accepted} accepted; " + ", ".join(f"{c}x{n}" for c, n in codes.items())
 
     def _hang(self, host: str, svc: str) -> str:
-        """A hung service: the process stops (SIGSTOP) but stays alive. The lab's stand-ins have no liveness
-        probe, so the agent still reports it active: the hang is invisible to the controller, but the
-        checker counts a hung CTI/IVR as running, and stop steps must still get rid of it (SIGKILL)."""
-        import os
+        """A hung service: its processes stop (SIGSTOP of the stand-in's group) but stay alive, and its status
+        command still says running; only its liveness probe can tell. The checker judges (`Checker.hangs`)
+        that a hang of CTI/IVR on the active host is seen within the probe's interval_s x failures + 1 s and
+        handled; stop steps must still get rid of it (the agent escalates to SIGKILL)."""
+        run_dir = self.layout.run_dir(host)
         try:
-            pid = int((self.layout.run_dir(host) / f"{svc}.pid").read_text().strip())
-            os.kill(pid, signal.SIGSTOP)
-        except (OSError, ValueError) as exc:
+            pid = int((run_dir / f"{svc}.pid").read_text().strip())
+            already = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T"
+            active = critical_hosts(self.checker.run_dirs)
+            at = time.time()
+            os.killpg(pid, signal.SIGSTOP)
+        except (OSError, ValueError, IndexError) as exc:
             return f"skipped: {host} {svc} not running ({exc})"
         self.hung[(host, svc)] = pid
+        probe = self.lab.site["hosts"][host]["services"][svc].get("probe") or {}
+        deadline = float(probe.get("interval_s", 1.0)) * int(probe.get("failures", 3)) + 1.0
+        excuse = ("already hung" if already else "not CTI/IVR" if svc not in CRITICAL
+                  else f"{host} is not the active host" if active != [host]
+                  else f"{host}'s agent is frozen" if host in self.unreachable else None)
+        hang = {"host": host, "service": svc, "at": at, "deadline_s": deadline, "excuse": excuse, "pid": pid}
+        self.run_hangs.append(hang)
+        if excuse is None:
+            self._hang_watch.append(asyncio.create_task(self._watch_hang(hang)))
         return f"done: {host} {svc} hung (SIGSTOP pid {pid})"
+
+    async def _watch_hang(self, hang: dict[str, Any]) -> None:
+        """Just before the detection deadline: is the hung process still there? (A plan or a crash that
+        killed it first leaves nothing to detect.)"""
+        await asyncio.sleep(max(0.0, hang["at"] + hang["deadline_s"] - 0.1 - time.time()))
+        try:
+            os.kill(hang["pid"], 0)
+        except OSError:
+            hang["excuse"] = hang["excuse"] or "the process was gone before the deadline"
+
+    def _disturb_hangs(self, ev: Event, started: float) -> None:
+        """An event that takes the controller or the host's agent away around a hang makes it unjudgeable."""
+        now = time.time()
+        for hang in self.run_hangs:
+            if hang["excuse"] or now > hang["at"] + hang["deadline_s"] + HANDLE_S:
+                continue
+            a = ev.args
+            if ev.kind == "controller_kill":
+                hang["excuse"] = "the controller was killed around it"
+            elif ev.kind in ("agent_restart", "unreachable") and a and a[0] == hang["host"]:
+                hang["excuse"] = f"{hang['host']}'s agent was {ev.kind.replace('_', 'ed ')} around it"
+            elif ev.kind == "service_crash" and tuple(a[:2]) == (hang["host"], hang["service"]):
+                hang["excuse"] = "the hung process was killed (service_crash)"
+
+    async def _judge_hangs(self) -> list[str]:
+        if not self.run_hangs:
+            return []
+        for task in self._hang_watch:
+            with contextlib.suppress(Exception):
+                await task
+        self._hang_watch = []
+        hangs = [Hang(h["host"], h["service"], h["at"], h["deadline_s"], h["excuse"]) for h in self.run_hangs]
+        return await asyncio.to_thread(self.checker.hangs, hangs)
 
     async def kill_controller(self, mid_plan: bool, dead_s: float) -> str:
         """kill -9 the controller (at once, or as soon as a plan runs), check the journal, restart it."""
@@ -538,8 +609,7 @@ class Campaign:
             await lab._start_controller(60)
             notes.append("controller restarted")
         for (host, svc), pid in list(self.hung.items()):
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGCONT)
+            _signal_group(pid, signal.SIGCONT)
             notes.append(f"{host} {svc} resumed (SIGCONT)")
         self.hung.clear()
         await self._power_on(notes)
@@ -568,6 +638,11 @@ class Campaign:
         if status.get("state") != "normal":
             for _attempt in range(3):
                 r = await self.ctl.post("/api/v1/failback", {"drain_timeout_s": 1.0})
+                if r.status_code == 409 and "is running" in r.text:  # an automatic plan began as we repaired
+                    notes.append(f"failback: {_said(r)}; waiting for it")
+                    await self._settle_plans(notes)
+                    await self._restore_services(notes)
+                    continue
                 if r.status_code != 202:
                     notes.append(f"failback: {_said(r)}")
                     break
@@ -690,6 +765,8 @@ class Campaign:
         kinds = ", ".join(" ".join([e["kind"], *e["args"]]) for e in r.events)
         print(f"run {r.run} (seed {self.s.seed}): {len(r.events)} events [{kinds}], {r.plans_started} plan(s), "
               f"{len(r.violations)} violation(s), {r.duration_s:.1f} s", flush=True)
+        for h in r.hangs:
+            print(f"  hang {h}", flush=True)
         for v in r.violations:
             print(f"  VIOLATION {v['invariant']}: {v['text']}", flush=True)
         if r.violations:
@@ -704,13 +781,16 @@ class Campaign:
         load = self.load.figures() if self.load is not None else None
         return {
             "seed": self.s.seed, "runs": len(self.results), "wall_s": round(wall_s, 1),
-            "command": (f"ccfo lab campaign --runs {self.s.runs} --seed {self.s.seed}" if self.s.only_run is None
+            "command": (f"ccfo lab campaign --runs {self.s.runs} --seed {self.s.seed}"
+                        + "".join(f" --weight {k}={v:g}" for k, v in sorted(self.s.weights.items()))
+                        if self.s.only_run is None
                         else self.s.replay(self.s.only_run)),
             "events": sum(self.kinds.values()), "events_by_kind": dict(sorted(self.kinds.items())),
             "event_outcomes": dict(self.outcomes), "plans_started": sum(r.plans_started for r in self.results),
             "checks": sum(self.checker.checks.values()), "checks_by_invariant": dict(self.checker.checks),
             "violations": len(self.checker.violations), "violation_list": self.checker.violations[:50],
             "failing_runs": [{"run": r, "replay": self.s.replay(r)} for r in failing],
+            "hangs": dict(Counter(h.rsplit(": ", 1)[-1].split(":")[0] for r in self.results for h in r.hangs)),
             "admissions": dict(self.agi), "sip_load": load or self.load_note,
             "run_seconds": {"mean": round(sum(r.duration_s for r in self.results) / max(1, len(self.results)), 2),
                             "max": max((r.duration_s for r in self.results), default=0.0)},
@@ -726,6 +806,7 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
              f"  invariant checks: {rep['checks']} "
              f"({', '.join(f'{k} {v}' for k, v in rep['checks_by_invariant'].items())})",
              f"  admissions: {', '.join(f'{k} {v}' for k, v in sorted(rep['admissions'].items()))}",
+             f"  hangs (SIGSTOP): {', '.join(f'{k} {v}' for k, v in sorted(rep.get('hangs', {}).items())) or 'none'}",
              f"  violations: {rep['violations']}"]
     load = rep["sip_load"]
     if isinstance(load, dict):

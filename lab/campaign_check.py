@@ -19,7 +19,13 @@ Invariants:
   `plan_started` or `plan_resumed` to its `plan_finished`, `plan_failed`, `plan_interrupted` or
   `plan_aborted`), bursts of simultaneous operator requests included;
 * repair: after the faults clear and the operator fails back, the site is normal (checked by the runner
-  through `normal_violations`).
+  through `normal_violations`);
+* hangs: every hang (SIGSTOP) of a critical service on the active host (where CTI/IVR run, per the process
+  table) is journaled as `HOST:service:NAME=hung` within `interval_s x failures + 1 s`, and handled: a
+  decision names it, or it clears (the plan killed it), within `HANDLE_S` of being seen, or of the end of
+  the plan the controller was busy with. Hangs the run itself disturbed (the controller or the host's
+  agent killed, restarted or frozen around it, a plan already running, the service already hung) are
+  counted as not judged (`hang_verdict`).
 """
 
 from __future__ import annotations
@@ -191,6 +197,68 @@ def normal_violations(status: Mapping[str, Any] | None, critical: Sequence[str],
     return out
 
 
+HANDLE_S = 5.0  # after a hang is seen: time for the decision that names it (debounce 0.5 s + a cycle)
+_PLAN_OPEN = ("plan_started", "plan_resumed", "plan_approved")
+_PLAN_END = ("plan_finished", "plan_failed", "plan_interrupted", "plan_aborted")
+
+
+@dataclass(frozen=True, slots=True)
+class Hang:
+    """One SIGSTOP the campaign sent: `at` is Unix time, `deadline_s` the probe's interval x failures + 1 s."""
+
+    host: str
+    service: str
+    at: float
+    deadline_s: float
+    excuse: str | None = None  # why it cannot be judged fairly (known when it was injected or just after)
+
+    @property
+    def fault(self) -> str:
+        return f"{self.host}:service:{self.service}=hung"
+
+
+def _names(row: Row, fault: str) -> bool:
+    kind, reason, data = row[2], row[7], row[10]
+    if kind == "decision":
+        return fault in str(reason or "") or fault in str(data or "")
+    return kind == "fault_cleared" and reason == fault
+
+
+def hang_verdict(hang: Hang, rows: Sequence[Row], now: float) -> tuple[str, str | None]:
+    """Judge one hang from the journal's rows: (outcome, violation). Outcomes: `pending` (judge later),
+    `not judged: WHY`, `handled`. Pure: `now` is the time the rows were read."""
+    if hang.excuse:
+        return f"not judged: {hang.excuse}", None
+    before = [r for r in rows if r[1] < hang.at]
+    open_plans = {r[4] for r in before if r[2] in _PLAN_OPEN} - {r[4] for r in before if r[2] in _PLAN_END}
+    if open_plans:
+        return "not judged: a plan was running when it hung", None
+    seen = next((r for r in rows if r[2] == "fault_seen" and r[7] == hang.fault and r[1] >= hang.at - 0.05), None)
+    if seen is None or seen[1] - hang.at > hang.deadline_s:
+        if seen is None and now < hang.at + hang.deadline_s:
+            return "pending", None
+        late = f" (seen after {seen[1] - hang.at:.2f} s)" if seen else ""
+        return "late", f"{hang.fault} not detected within {hang.deadline_s:g} s of the SIGSTOP{late}"
+    limit = seen[1] + HANDLE_S
+    busy: set[Any] = set()
+    for row in rows:
+        if row[1] < seen[1]:
+            continue
+        if row[1] > limit and not busy:
+            break
+        if row[2] in _PLAN_OPEN:
+            busy.add(row[4])
+        elif row[2] in _PLAN_END:
+            busy.discard(row[4])
+            limit = max(limit, row[1] + HANDLE_S)
+        if _names(row, hang.fault):
+            return "handled", None
+    if busy or now <= limit:
+        return "pending", None
+    return "unhandled", (f"{hang.fault} seen {seen[1] - hang.at:.2f} s after the SIGSTOP but no decision named it "
+                         f"within {HANDLE_S:g} s")
+
+
 # --------------------------------------------------------------------------- observations
 
 
@@ -306,6 +374,28 @@ class Checker:
         self.count("one_plan", judged)
         for text in bad:
             self.violation("one_plan", text)
+
+    def hangs(self, hangs: Sequence[Hang], wait_s: float = 60.0) -> list[str]:
+        """Judge the run's hangs from the journal, waiting (up to `wait_s`) for those still pending;
+        returns one outcome per hang."""
+        deadline = time.time() + wait_s
+        while True:
+            now = time.time()
+            rows = read_journal(self.journal_path)
+            verdicts = [hang_verdict(h, rows, now) for h in hangs]
+            if all(v[0] != "pending" for v in verdicts) or now >= deadline:
+                break
+            time.sleep(0.2)
+        out = []
+        for hang, (outcome, bad) in zip(hangs, verdicts, strict=True):
+            if outcome == "pending":
+                outcome, bad = "unhandled", f"{hang.fault}: still undecided {wait_s:g} s after the SIGSTOP"
+            if not outcome.startswith("not judged"):
+                self.count("hang")
+            if bad:
+                self.violation("hang", bad)
+            out.append(f"{hang.fault}: {outcome}")
+        return out
 
     def plans(self, settled: bool, since_id: int = 0) -> int:
         """Check the plans; returns how many plans the journal shows started since `since_id`."""

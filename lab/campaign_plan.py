@@ -142,15 +142,18 @@ def burst_requests(rng: random.Random, topo: Topology) -> tuple[str, ...]:
     return tuple(out)
 
 
-def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE) -> RunPlan:
+def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE,
+             weights: Mapping[str, float] | None = None) -> RunPlan:
     """Run `run` of campaign `seed`: 3-8 events, each followed by a 0-3 s pause (mean 0.75 s), and 0-2
     bursts of simultaneous operator requests. The bursts come from a random stream of their own, so the
-    other events of a run are the ones it drew before bursts existed (older reports replay)."""
+    other events of a run are the ones it drew before bursts existed (older reports replay). `weights`
+    overrides some kinds' weights (`--weight service_hang=6`): another campaign, with its own draws."""
     rng = random.Random(f"{seed}:{run}")
-    kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
+    mix = {**WEIGHTS, **(weights or {})}
+    kinds, weights_ = list(mix), list(mix.values())
     events = []
     for _ in range(rng.randint(MIN_EVENTS, MAX_EVENTS)):
-        kind = rng.choices(kinds, weights)[0]
+        kind = rng.choices(kinds, weights_)[0]
         args = _args(kind, rng, topo)
         gap = round(MAX_GAP_S * rng.random() ** 3, 2)
         events.append(Event(kind, args, gap))
@@ -161,5 +164,6 @@ def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE) -> RunPlan:
     return RunPlan(str(seed), run, tuple(events))
 
 
-def replay_command(seed: str | int, run: int) -> str:
-    return f"ccfo lab campaign --seed {seed} --run {run}"
+def replay_command(seed: str | int, run: int, weights: Mapping[str, float] | None = None) -> str:
+    extra = "".join(f" --weight {k}={v:g}" for k, v in sorted((weights or {}).items()))
+    return f"ccfo lab campaign --seed {seed}{extra} --run {run}"

@@ -144,7 +144,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     common(q)
     q.set_defaults(func=cmd_status)
     q = lsub.add_parser("inject", help="HOST span N red|yellow|blue|clear, HOST board down|up, "
-                                       "HOST service NAME crash, HOST unreachable|reachable, db SITE down|up")
+                                       "HOST service NAME crash|hang|resume, HOST asterisk hang|resume, "
+                                       "HOST unreachable|reachable, db SITE down|up")
     common(q)
     q.add_argument("target", help="a host, or db")
     q.add_argument("what")
@@ -164,9 +165,19 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
     if args.run is not None and args.run < 0:
         raise LabCliError("--run must be >= 0")
+    from lab.campaign_plan import WEIGHTS
+    weights: dict[str, float] = {}
+    for item in args.weight:
+        kind, sep, value = item.partition("=")
+        try:
+            weights[kind] = float(value)
+        except ValueError:
+            weights[kind] = -1.0
+        if not sep or kind not in WEIGHTS or weights[kind] < 0:
+            raise LabCliError(f"--weight {item}: expected KIND=W with W >= 0, KIND one of {', '.join(WEIGHTS)}")
     s = Settings(runs=args.runs, seed=args.seed, only_run=args.run, root=Path(args.dir), net=args.net,
                  controller_listen=args.controller_listen or f"{args.net}.100:8080", load_cps=args.load_cps,
-                 sip_load=args.load_cps > 0)
+                 sip_load=args.load_cps > 0, weights=weights)
     return main(s, Path(args.report) if args.report else None, as_json=args.json)
 
 
@@ -183,4 +194,7 @@ def add_campaign_parser(lsub: argparse._SubParsersAction) -> None:  # type: igno
     q.add_argument("--net", default="127.0.7", help="loopback network of the campaign's lab (NET.1, NET.2, ...)")
     q.add_argument("--controller-listen", default=None, help="default NET.100:8080")
     q.add_argument("--load-cps", type=float, default=2.0, help="steady SIPp load, calls/s (0: none)")
+    q.add_argument("--weight", action="append", default=[], metavar="KIND=W",
+                   help="override one event kind's weight (e.g. service_hang=6: a campaign heavy on hangs); "
+                        "repeatable; another mix draws other runs from the same seed")
     q.set_defaults(func=cmd_campaign)

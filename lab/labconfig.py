@@ -2,7 +2,8 @@
 
 Same hosts, boards, services and rules; only what must differ on one machine changes: loopback
 addresses (127.0.1.1 for ipc-a, 127.0.1.2 for ipc-b by default), the `command` service backend with the
-lab's stand-in daemons, config files under the lab directory, database sites as lab TCP endpoints,
+lab's stand-in daemons (each answering its liveness probe on a health port, killed by the agent when a
+stop hangs), config files under the lab directory, database sites as lab TCP endpoints,
 fencing through the lab PDU, and freshly generated secrets (0600) for the agents, AMI, SNMP, PDU and
 operators. Each host's SNMP responder (SNMPv3 user `ccfo`, one generated key pair for the site) listens
 on its own address, port 1161 (keeping the source's own notify_targets), and its FastAGI admission server on
@@ -45,6 +46,9 @@ class LabLayout:
     pdu_port: int = 1161
     lab_control_port: int = 8090
     sip_port: int = 5060  # each host's IVR SIP endpoint; drill callers at NET.240, agent phone .241, dial-out .242
+    health_port: int = 9300  # each stand-in's liveness probe: HTTP on the host's address, port health_port + i
+    probe: dict[str, float] = field(default_factory=lambda: {"interval_s": 0.5, "timeout_s": 0.5, "failures": 3})
+    stop_timeout_s: float = 2.0  # a stand-in's stop waits 5 s for SIGTERM: the agent escalates to SIGKILL first
     debounce_s: float | None = None  # tests shorten every rule's debounce
     mode: str | None = None  # start in this mode instead of the site's
     hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
@@ -119,6 +123,8 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
     if layout.debounce_s is not None:
         for rule in rules["rules"]:
             rule["debounce_s"] = layout.debounce_s
+            rule["debounce_by_fault"] = {k: min(v, layout.debounce_s)
+                                         for k, v in rule.get("debounce_by_fault", {}).items()}
     (cfg / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
     for extra in ("checklists", "drills"):  # runbooks and site drills, as the operator wrote them
         if (source / extra).is_dir():
@@ -155,11 +161,17 @@ def _lab_host(host: dict[str, Any], name: str, addr: str, layout: LabLayout, ami
                     "auth_key_file": "secrets/snmp-auth-key", "priv_key_file": "secrets/snmp-priv-key",
                     "notify_targets": host.get("snmp", {}).get("notify_targets", [])}  # the source's own NMS
     host["agi"] = {"listen": f"{addr}:{layout.agi_port}", "fail_open": True, "enabled": True}
-    host["services"] = {svc: {**spec, "unit": None, "start": _svc_cmd("start", svc, run),
-                              "stop": _svc_cmd("stop", svc, run), "status": _svc_cmd("status", svc, run)}
-                        for svc, spec in host["services"].items()}
-    for spec in host["services"].values():
-        spec.pop("unit")
+    services = {}
+    for i, (svc, spec) in enumerate(host["services"].items()):
+        health = f"{addr}:{layout.health_port + i}"  # the stand-in answers its probe here
+        (run / f"{svc}.health").write_text(health + "\n")
+        timing = {k: (spec.get("probe") or {}).get(k, v) for k, v in layout.probe.items()}
+        services[svc] = {**{k: v for k, v in spec.items() if k not in ("unit", "probe")},
+                         "start": _svc_cmd("start", svc, run), "stop": _svc_cmd("stop", svc, run),
+                         "status": _svc_cmd("status", svc, run), "kill": _svc_cmd("kill", svc, run),
+                         "stop_timeout_s": layout.stop_timeout_s,
+                         "probe": {"http": f"http://{health}/health", "expect_status": 200, **timing}}
+    host["services"] = services
     driver = host["board"]["driver_service"]
     host["board"]["driver"] = {verb: _svc_cmd(verb, driver, run, control) for verb in ("start", "stop", "status")}
     files = []

@@ -269,19 +269,27 @@ class LabSite:
             driver = self.site["hosts"][host]["board"]["driver_service"]
             await self._lab_service(host, "stop" if args[0] == "down" else "start", driver, control=True)
             return f"{host} board driver {args[0]}"
-        if what == "service" and len(args) == 2 and args[1] in ("crash", "start", "stop"):
+        if what == "service" and len(args) == 2 and args[1] in ("crash", "hang", "resume", "start", "stop"):
             return await self._service_fault(host, args[0], args[1])
+        if what == "asterisk" and args and args[0] in ("hang", "resume"):  # freeze the lab Asterisk (AMI server)
+            self.procs[f"{host}-ami"].signal(signal.SIGSTOP if args[0] == "hang" else signal.SIGCONT)
+            return f"{host} asterisk {'hung (SIGSTOP)' if args[0] == 'hang' else 'resumed (SIGCONT)'}"
         if what in ("unreachable", "reachable"):
             sig = signal.SIGSTOP if what == "unreachable" else signal.SIGCONT
             for name in (f"{host}-agent", f"{host}-ami"):
                 self.procs[name].signal(sig)
             return f"{host} {what}"
         raise LabError("usage: HOST span N red|yellow|blue|clear | HOST dchannel N up|down | HOST board down|up | "
-                       "HOST service NAME crash | HOST unreachable|reachable | db SITE down|up")
+                       "HOST service NAME crash|hang|resume | HOST asterisk hang|resume | HOST unreachable|reachable | "
+                       "db SITE down|up")
 
     async def _service_fault(self, host: str, name: str, how: str) -> str:
         if name not in self.site["hosts"][host]["services"]:
             raise LabError(f"{host} has no service {name!r}")
+        if how in ("hang", "resume"):  # SIGSTOP / SIGCONT of the stand-in's process group
+            if await self._lab_service(host, how, name) != 0:
+                raise LabError(f"{host} {name} is not running")
+            return f"{host} {name} {'hung (SIGSTOP)' if how == 'hang' else 'resumed (SIGCONT)'}"
         if how != "crash":
             await self._lab_service(host, how, name)
             return f"{host} {name} {how}"

@@ -112,6 +112,11 @@ def test_plan_mode_flag():
     ("ipc-b:service:kcxp=down", "standby-fault"),
     ("ipc-a:host=unreachable", "primary-unreachable"),
     ("db:shenzhen=down", "database-site-fault"),
+    ("ipc-a:service:cti=hung", "primary-cti-ivr-fault"),
+    ("ipc-a:service:ivr=hung", "primary-cti-ivr-fault"),
+    ("ipc-a:ami=hung", "primary-cti-ivr-fault"),
+    ("ipc-a:ami=lost", "primary-board-fault"),
+    ("ipc-b:service:kcbp=hung", "standby-fault"),
 ])
 def test_plan_each_fault_form(fault, rule):
     assert ok_json("plan", fault)["rule"] == rule

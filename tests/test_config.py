@@ -113,7 +113,8 @@ def test_standby_without_replica_services(cfg_dir):
 
 
 def test_critical_service_on_the_standby_is_refused(cfg_dir):
-    edit(cfg_dir / "site.yaml", "cti: {runs_as: [primary, takeover]", "cti: {runs_as: [primary, takeover, standby]")
+    edit(cfg_dir / "site.yaml", "      cti:\n        runs_as: [primary, takeover]",
+         "      cti:\n        runs_as: [primary, takeover, standby]")
     out = problems(cfg_dir)
     assert any("hosts.ipc-a.services.cti.runs_as: a critical service (CTI/IVR) must not run on the standby" in p
                for p in out), out
@@ -157,3 +158,47 @@ def test_lab_only_settings_are_warnings(cfg_dir):
     cfg = load_config(cfg_dir, display_dir="config")
     assert any("hosts.ipc-a.agent.url: warning: plain HTTP on a non-loopback address" in str(w)
                for w in cfg.warnings)
+
+
+PROBE = ('probe: {http: "http://127.0.0.1:8710/health", expect_status: 200, interval_s: 0.5, timeout_s: 0.5, '
+         'failures: 3}')
+
+
+def test_the_example_probes_cti_and_ivr(cfg_dir):
+    loaded = load_config(cfg_dir)
+    for host in loaded.site_model.hosts.values():
+        assert host.services["cti"].probe is not None and host.services["cti"].probe.kind == "http"
+        assert host.services["ivr"].probe is not None and host.services["ivr"].probe.failures == 3
+
+
+@pytest.mark.parametrize(("probe", "field", "message"), [
+    ('{tcp: "127.0.0.1:70000"}', "probe.tcp", "must be HOST:PORT with a port 1..65535, got '127.0.0.1:70000'"),
+    ('{tcp: "127.0.0.1:0"}', "probe.tcp", "must be HOST:PORT with a port 1..65535"),
+    ('{http: "http://127.0.0.1:99999/health"}', "probe.http", "the port must be 1..65535"),
+    ('{grpc: "127.0.0.1:50051"}', "probe", "unknown probe kind 'grpc' (kinds: tcp, http, command, ami)"),
+    ("{interval_s: 1}", "probe", "a probe has exactly one kind of tcp, http, command, ami, got none"),
+    ('{tcp: "h:1", command: [x]}', "probe",
+     "a probe has exactly one kind of tcp, http, command, ami, got tcp, command"),
+    ("{command: [/bin/true], failures: 0}", "probe.failures", "must be 1..100, got 0"),
+    ("{command: []}", "probe.command", ""),
+    ("{ami: true, interval_s: 0.5, timeout_s: 2}", "probe.timeout_s", "must be at most interval_s (0.5), got 2"),
+])
+def test_bad_probes_are_check_config_errors_with_file_and_line(cfg_dir, probe, field, message):
+    line = edit(cfg_dir / "site.yaml", PROBE, f"probe: {probe}")
+    out = problems(cfg_dir)
+    want = f"config/site.yaml:{line}: hosts.ipc-a.services.cti.{field}: {message}"
+    assert any(p.startswith(want) for p in out), (want, out)
+
+
+def test_a_per_kind_debounce_must_name_one_of_the_rules_faults(cfg_dir):
+    line = edit(cfg_dir / "rules.yaml", "      service_hung: 0.5", "      span_alarm: 0.5")
+    out = problems(cfg_dir)
+    want = (f"config/rules.yaml:{line}: rules[1].debounce_by_fault.span_alarm: span_alarm is not among this "
+            "rule's faults (service_down, service_hung, ami_hung)")
+    assert want in out, out
+
+
+def test_an_unknown_fault_kind_in_a_per_kind_debounce_is_an_error(cfg_dir):
+    line = edit(cfg_dir / "rules.yaml", "      service_hung: 0.5", "      service_frozen: 0.5")
+    out = problems(cfg_dir)
+    assert any(p.startswith(f"config/rules.yaml:{line}: rules[1].debounce_by_fault.service_frozen") for p in out), out

@@ -24,3 +24,8 @@ class AmiTimeout(AmiError):
 
 class AmiNotConnected(AmiError):
     """There is no logged-in AMI connection, or it was lost while the action was pending."""
+
+
+class AmiUnresponsive(AmiTimeout):
+    """Asterisk holds the connection (TCP is up) but answers nothing: our Ping or the Login went unanswered.
+    A hung Asterisk, told apart from one that refuses or closes connections (`ami=hung` vs `ami=lost`)."""

@@ -9,7 +9,9 @@ Contract (each point answers a panoramisk 1.4 sharp edge, `shared/reference/aste
   `AmiNotConnected` and is **never replayed**: each connection gets a fresh `LinkManager` whose
   resend list is cleared on loss;
 * link health is our own `Ping` every `ping_interval_s` with a `ping_timeout_s` deadline; a missed
-  Pong (hung Asterisk, dead TCP path) drops the connection;
+  Pong (hung Asterisk, dead TCP path) drops the connection; `hung` says the link is down because Asterisk
+  stopped answering (a missed Pong, an unanswered Login: `AmiUnresponsive`), not because it refused or
+  closed the connection;
 * reconnect with exponential backoff and jitter, from `backoff_initial_s` up to `backoff_max_s`;
 * events reach `on_event` (sync, must only enqueue) from our protocol's event sink or panoramisk's
   `'*'` callback, which never raises; reading pauses while the consumer is `HIGH_WATER` events behind.
@@ -32,7 +34,7 @@ from typing import Any
 
 from panoramisk import actions as pk_actions
 
-from .errors import AmiError, AmiNotConnected, AmiTimeout
+from .errors import AmiError, AmiNotConnected, AmiTimeout, AmiUnresponsive
 from .message import AmiMessage
 from .protocol import LinkManager
 
@@ -65,6 +67,7 @@ class AmiLink:
         self._on_event = on_event
         self._on_state = on_state or (lambda connected: None)
         self.connected = False
+        self.hung = False  # not connected because Asterisk stopped answering (AmiUnresponsive), not refused
         self.last_ok: float | None = None
         self.error: str | None = "not started"
         self.connects = 0
@@ -104,6 +107,7 @@ class AmiLink:
                     log.exception("AMI %s:%d: unexpected error while connecting", cfg.host, cfg.port)
                 # keep why the link went down in view while reconnect attempts fail for other reasons
                 self.error = f"{self._loss}; reconnecting: {err.message}" if self._loss else err.message
+                self.hung = isinstance(err, AmiUnresponsive)
                 log.warning("AMI %s:%d: %s; retrying in %.2fs", cfg.host, cfg.port, err.message, delay)
                 if self._manager is not None:
                     self._handle_lost(self._manager, err)
@@ -112,6 +116,7 @@ class AmiLink:
                 continue
             delay = cfg.backoff_initial_s
             self.connected, self.error, self.last_ok, self._loss = True, None, time.time(), None
+            self.hung = False
             self.connects += 1
             log.info("AMI %s:%d: logged in (connection #%d)", cfg.host, cfg.port, self.connects)
             self._notify(True)
@@ -150,7 +155,7 @@ class AmiLink:
         if auth not in done:
             if lost in done:
                 raise AmiNotConnected(f"connection closed during Login: {lost.result()}")
-            raise AmiTimeout(f"Login not answered within {cfg.connect_timeout_s}s")
+            raise AmiUnresponsive(f"Login not answered within {cfg.connect_timeout_s}s (Asterisk hung?)")
         reply = auth.result()
         if not reply.success:
             raise AmiError(f"Login refused: {reply.get('Message', '')}", AmiMessage.from_pairs(reply.items()).headers)
@@ -173,6 +178,7 @@ class AmiLink:
         was_up, self.connected = self.connected, False
         if was_up:  # a failed attempt's own error is set by `_supervise`
             self._loss = self.error = reason
+            self.hung = isinstance(exc, AmiUnresponsive)
         manager.awaiting_actions.clear()
         for fut in list(self._pending):
             if not fut.done():
@@ -199,6 +205,10 @@ class AmiLink:
             try:
                 await self.send({"Action": "Ping"}, timeout=cfg.ping_timeout_s)
             except AmiNotConnected:
+                return
+            except AmiTimeout as exc:  # the connection is there, Asterisk does not answer: hung
+                log.warning("AMI ping not answered (%s): Asterisk hung? dropping the connection", exc.message)
+                self._handle_lost(manager, AmiUnresponsive(f"Ping not answered: {exc.message}"))
                 return
             except AmiError as exc:
                 log.warning("AMI ping failed (%s): dropping the connection", exc.message)

@@ -50,6 +50,7 @@ class AmiSnapshot:
     calls: CallCounts
     channels_available: int
     channels_free: int
+    hung: bool = False  # not connected because Asterisk stopped answering (ami=hung), not refused (ami=lost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +129,8 @@ class AmiMonitor:
             driver=model.driver, driver_detail=model.driver_detail, spans=spans, calls=calls,
             channels_available=available,
             # Calls can outlive a span fault for a moment; "free" never goes below zero.
-            channels_free=max(0, available - calls.ivr - 2 * calls.agent))
+            channels_free=max(0, available - calls.ivr - 2 * calls.agent),
+            hung=self.link.hung and not self.link.connected)
 
     def _publish(self) -> None:
         snap = self.snapshot()

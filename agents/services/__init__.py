@@ -17,7 +17,13 @@ from agents.services.base import (
     ServiceTimeout,
 )
 from agents.services.command import CommandBackend
-from agents.services.manager import ServiceManager, ServiceStatus, ServiceVerifyFailed, UnknownService
+from agents.services.manager import (
+    ServiceManager,
+    ServiceStatus,
+    ServiceVerifyFailed,
+    StopOutcome,
+    UnknownService,
+)
 from agents.services.systemd import SystemdBackend
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "ServiceStatus",
     "ServiceTimeout",
     "ServiceVerifyFailed",
+    "StopOutcome",
     "SystemdBackend",
     "UnknownService",
     "make_backend",
@@ -43,7 +50,8 @@ def spec_from_model(name: str, model: object) -> ServiceSpec:
     def argv(field: str) -> tuple[str, ...] | None:
         value = getattr(model, field, None)
         return tuple(value) if value else None
-    return ServiceSpec(name, getattr(model, "unit", None), argv("start"), argv("stop"), argv("status"))
+    return ServiceSpec(name, getattr(model, "unit", None), argv("start"), argv("stop"), argv("status"), argv("kill"),
+                       float(getattr(model, "stop_timeout_s", 5.0)))
 
 
 def make_backend(kind: str, *, cwd: str | None = None, env: Mapping[str, str] | None = None,

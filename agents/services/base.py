@@ -1,6 +1,6 @@
 """What a service backend is: the state enum, the per-service spec, the backend interface and its errors.
 
-The agent asks a backend three things about a service (status, start, stop, restart) and nothing else;
+The agent asks a backend a few things about a service (status, start, stop, kill, restart) and nothing else;
 how that is done (systemctl, configured commands) stays behind `ServiceBackend`. Holds no state and
 runs no process: `proc.py` runs commands, `manager.py` remembers states and when they changed.
 """
@@ -18,6 +18,7 @@ class ServiceState(StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"
     FAILED = "failed"
+    HUNG = "hung"  # active per the backend, but failing its liveness probe (agents/probes.py)
     UNKNOWN = "unknown"
 
 
@@ -30,6 +31,8 @@ class ServiceSpec:
     start: tuple[str, ...] | None = None
     stop: tuple[str, ...] | None = None
     status: tuple[str, ...] | None = None
+    kill: tuple[str, ...] | None = None  # command backend: SIGKILL every process of the service
+    stop_timeout_s: float = 5.0  # how long a stop may take before the manager escalates to kill
 
     @property
     def unit_name(self) -> str:
@@ -62,6 +65,10 @@ class ServiceBackend(Protocol):
 
     async def start(self, spec: ServiceSpec) -> None: ...
 
-    async def stop(self, spec: ServiceSpec) -> None: ...
+    async def stop(self, spec: ServiceSpec, timeout_s: float | None = None) -> None: ...
+
+    async def kill(self, spec: ServiceSpec) -> str:
+        """SIGKILL every process of the service (a stop that did not finish); returns what was done."""
+        ...
 
     async def restart(self, spec: ServiceSpec) -> None: ...

@@ -2,8 +2,9 @@
 
 Status follows the LSB/systemd convention: exit 0 = active, 3 = inactive, anything else = failed (LSB 1
 "dead, pid file exists" is a crash: failed), no answer in time = unknown. A restart is stop then start
-(there is no restart command in the config). Commands run with `cwd` (the config directory, so a lab
-config can use relative paths) and never through a shell.
+(there is no restart command in the config). `kill` runs the optional kill command (SIGKILL of every
+process of the service), which the manager uses when a stop did not finish in time. Commands run with
+`cwd` (the config directory, so a lab config can use relative paths) and never through a shell.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ class CommandBackend:
             return ServiceState.UNKNOWN
         return map_status_exit(done.returncode)
 
-    async def _do(self, verb: str, spec: ServiceSpec, argv: tuple[str, ...] | None) -> None:
+    async def _do(self, verb: str, spec: ServiceSpec, argv: tuple[str, ...] | None,
+                  timeout_s: float | None = None) -> None:
         if not argv:
             raise ServiceNotConfigured(spec.name, f"no {verb} command configured")
         try:
-            done = await run_command(argv, self.action_timeout_s, cwd=self.cwd, env=self.env)
+            done = await run_command(argv, timeout_s or self.action_timeout_s, cwd=self.cwd, env=self.env)
         except CommandTimeout as exc:
             raise ServiceTimeout(spec.name, f"{verb}: {exc}") from exc
         except CommandError as exc:
@@ -62,8 +64,12 @@ class CommandBackend:
     async def start(self, spec: ServiceSpec) -> None:
         await self._do("start", spec, spec.start)
 
-    async def stop(self, spec: ServiceSpec) -> None:
-        await self._do("stop", spec, spec.stop)
+    async def stop(self, spec: ServiceSpec, timeout_s: float | None = None) -> None:
+        await self._do("stop", spec, spec.stop, timeout_s)
+
+    async def kill(self, spec: ServiceSpec) -> str:
+        await self._do("kill", spec, spec.kill)
+        return f"kill command {spec.kill[0] if spec.kill else ''} (SIGKILL)"
 
     async def restart(self, spec: ServiceSpec) -> None:
         await self.stop(spec)

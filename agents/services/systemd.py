@@ -4,6 +4,8 @@
 done only when it is, and `--no-ask-password` keeps a polkit prompt from hanging a daemon. `is-active`
 prints the state; its text is what we map (exit code 0 = active is only the fallback when it printed
 nothing). Transitional states (activating, deactivating) are `unknown`: neither running nor stopped yet.
+`kill` is `systemctl kill --signal=SIGKILL UNIT` (every process of the unit's cgroup), for a stop that did
+not finish in time: the manager escalates to it.
 """
 
 from __future__ import annotations
@@ -49,9 +51,10 @@ class SystemdBackend:
             return ServiceState.UNKNOWN
         return map_is_active(done.returncode, done.output)
 
-    async def _do(self, verb: str, spec: ServiceSpec) -> None:
+    async def _do(self, verb: str, spec: ServiceSpec, timeout_s: float | None = None,
+                  argv: tuple[str, ...] | None = None) -> None:
         try:
-            done = await run_command(self._argv(verb, spec), self.action_timeout_s)
+            done = await run_command(argv or self._argv(verb, spec), timeout_s or self.action_timeout_s)
         except CommandTimeout as exc:
             raise ServiceTimeout(spec.name, f"systemctl {verb} {spec.unit_name}: {exc}") from exc
         except CommandError as exc:
@@ -63,8 +66,15 @@ class SystemdBackend:
     async def start(self, spec: ServiceSpec) -> None:
         await self._do("start", spec)
 
-    async def stop(self, spec: ServiceSpec) -> None:
-        await self._do("stop", spec)
+    async def stop(self, spec: ServiceSpec, timeout_s: float | None = None) -> None:
+        await self._do("stop", spec, timeout_s)
+
+    async def kill(self, spec: ServiceSpec) -> str:
+        """`systemctl kill --signal=SIGKILL UNIT`: every process of the unit's control group (whatever its
+        KillMode), then systemd sees the unit die; the stop job still queued finishes at once."""
+        argv = (self.systemctl, "--no-ask-password", "kill", "--kill-whom=all", "--signal=SIGKILL", spec.unit_name)
+        await self._do("kill", spec, self.status_timeout_s, argv)
+        return f"systemctl kill --signal=SIGKILL {spec.unit_name}"
 
     async def restart(self, spec: ServiceSpec) -> None:
         await self._do("restart", spec)

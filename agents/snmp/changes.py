@@ -57,7 +57,7 @@ def changes(old: HostView | None, new: HostView, layout: Layout) -> list[Outgoin
     if (old.role, old.duty, old.mode) != (new.role, new.duty, new.mode):
         out.append(Outgoing(Notification.ROLE_CHANGED, (
             name, *((o, scalars[o]) for o in (layout.host_role, layout.host_duty, layout.host_mode)))))
-    if old.ami_connected != new.ami_connected:
+    if (old.ami_connected, old.ami_hung) != (new.ami_connected, new.ami_hung):  # lost <-> hung is news too
         kind = Notification.AMI_RESTORED if new.ami_connected else Notification.AMI_LOST
         out.append(Outgoing(kind, (name, (layout.ami_link, scalars[layout.ami_link]))))
     if (old.driver_up is True) != (new.driver_up is True):

@@ -48,8 +48,9 @@ def _parse_report(host: str, body: Mapping[str, Any], received_at: float) -> Hos
     services = {str(n): _SERVICE.get(str(v["state"]), ServiceState.UNKNOWN) for n, v in body["services"].items()}
     calls = body.get("calls") or {}
     db = body.get("db") or {}
+    ami_hung = not ami and body["ami"].get("state") == "hung"
     return HostHealth(host, received_at, ami, driver, spans, services, int(calls.get("ivr", 0)),
-                      int(calls.get("agent", 0)), int(calls.get("fax", 0)), db.get("site"))
+                      int(calls.get("agent", 0)), int(calls.get("fax", 0)), db.get("site"), ami_hung)
 
 
 class AgentHttpClient:

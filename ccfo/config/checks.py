@@ -73,6 +73,10 @@ def _check_host(name: str, host, m: SiteFileModel, loc: Located) -> list[Problem
         if svc.critical and Duty.STANDBY in svc.runs_as:
             problems.append(loc.problem((*base, "services", sname, "runs_as"),
                                         "a critical service (CTI/IVR) must not run on the standby: split brain"))
+        if svc.probe is not None and svc.probe.timeout_s > svc.probe.interval_s:
+            problems.append(loc.problem((*base, "services", sname, "probe", "timeout_s"),
+                                        f"must be at most interval_s ({svc.probe.interval_s:g}), "
+                                        f"got {svc.probe.timeout_s:g}: one probe at a time per service"))
         if host.service_backend == "command" and not (svc.start and svc.stop and svc.status):
             problems.append(loc.problem((*base, "services", sname),
                                         "the command backend needs start, stop and status commands"))
@@ -204,6 +208,11 @@ def check_rules(r: RulesFileModel, loc: Located, site: SiteFileModel) -> list[Pr
             problems.append(loc.problem((*base, "action"),
                                         f"{rule.action.value} does not apply to role {rule.match.role.value} "
                                         f"(allowed: {allowed})"))
+        for kind in rule.debounce_by_fault:
+            if kind not in rule.match.faults:
+                problems.append(loc.problem((*base, "debounce_by_fault", kind.value),
+                                            f"{kind.value} is not among this rule's faults "
+                                            f"({', '.join(f.value for f in rule.match.faults)})"))
         if rule.match.role is RoleMatch.ACTIVE_DB and set(rule.match.faults) != {FaultKind.DB_DOWN}:
             problems.append(loc.problem((*base, "match", "faults"), "role active_db matches only db_down"))
         if rule.match.role is not RoleMatch.ACTIVE_DB and FaultKind.DB_DOWN in rule.match.faults:

@@ -8,9 +8,10 @@ field names (`debounce_s`). Ranges use `Range`, whose message is the one operato
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ccfo.domain.faults import FaultKind
 from ccfo.domain.plan import Action
@@ -188,6 +189,69 @@ class AgiModel(Strict):
     """When the live capacity cannot be known (AMI down, an internal error): admit (true) or refuse (false)."""
 
 
+PROBE_KINDS = ("tcp", "http", "command", "ami")
+_PROBE_SETTINGS = ("interval_s", "timeout_s", "failures", "expect", "expect_status")
+
+
+def _http_url(v: str) -> str:
+    parts = urlsplit(v)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port outside 0..65535
+    except ValueError:
+        raise ValueError(f"the port must be 1..65535, got {v!r}") from None
+    if parts.port == 0:
+        raise ValueError(f"the port must be 1..65535, got {v!r}")
+    return v
+
+
+class ProbeModel(Strict):
+    """A liveness probe: exactly one kind (tcp, http, command, ami) and its timing.
+
+    `failures` consecutive failed probes, one every `interval_s`, each given `timeout_s`, make an active
+    service `hung`. A bare TCP connect does not see a stopped process (the kernel accepts for it): give
+    `expect` (bytes the service sends first) or prefer an http or command probe.
+    """
+
+    tcp: HostPort | None = None
+    """HOST:PORT to connect to (port 1..65535)."""
+    expect: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    """tcp: the greeting the service must send first (a bare connect cannot see a stopped process)."""
+    http: Annotated[str, AfterValidator(_http_url)] | None = None
+    """URL to GET; the answer's status must be expect_status."""
+    expect_status: Annotated[int, Range(100, 599)] = 200
+    """http: the status a live service answers."""
+    command: Annotated[list[str], Field(min_length=1)] | None = None
+    """argv run without a shell; exit 0 within timeout_s is alive (a command that cannot run is a failure)."""
+    ami: bool | None = None
+    """true: Asterisk itself, judged by the agent's AMI Ping deadline."""
+    interval_s: Annotated[float, Range(0.1, 3600)] = 1.0
+    """Seconds between probes."""
+    timeout_s: Annotated[float, Range(0.05, 600)] = 1.0
+    """Seconds one probe may take (at most interval_s)."""
+    failures: Annotated[int, Range(1, 100)] = 3
+    """Consecutive failed probes before an active service counts as hung."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("a probe is a mapping: {tcp: HOST:PORT} | {http: URL} | {command: [argv]} | {ami: true}")
+        unknown = [k for k in data if k not in PROBE_KINDS and k not in _PROBE_SETTINGS]
+        if unknown:
+            raise ValueError(f"unknown probe kind {unknown[0]!r} (kinds: {', '.join(PROBE_KINDS)})")
+        kinds = [k for k in PROBE_KINDS if data.get(k) not in (None, False)]
+        if len(kinds) != 1:
+            raise ValueError(f"a probe has exactly one kind of {', '.join(PROBE_KINDS)}, got "
+                             + (", ".join(kinds) if kinds else "none"))
+        return data
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in PROBE_KINDS if getattr(self, k) not in (None, False))
+
+
 class ServiceModel(Strict):
     runs_as: list[Duty] = Field(default_factory=list)
     """The duties in which this service runs on the host (primary, standby, takeover)."""
@@ -201,6 +265,12 @@ class ServiceModel(Strict):
     """command backend: the argv that stops the service."""
     status: list[str] | None = None
     """command backend: the argv whose exit status says whether the service runs (0: active)."""
+    kill: list[str] | None = None
+    """command backend: the argv that SIGKILLs every process of the service (used when a stop hangs)."""
+    stop_timeout_s: Annotated[float, Range(0.1, 600)] = 5.0
+    """Grace for a stop before the agent escalates to SIGKILL (the kill command, or systemctl kill)."""
+    probe: ProbeModel | None = None
+    """The service's liveness probe: active but failing it `failures` times in a row is reported hung."""
 
 
 class DbFileModel(Strict):
@@ -401,6 +471,8 @@ class RuleModel(Strict):
     """The faults the rule reacts to."""
     debounce_s: Seconds = 3.0
     """Seconds a fault must persist before the rule acts."""
+    debounce_by_fault: dict[FaultKind, Seconds] = Field(default_factory=dict)
+    """Per fault kind, seconds a fault must persist before the rule acts (else debounce_s)."""
     action: Action
     """The plan the rule builds."""
     approval: Approval = Approval.MODE

@@ -3,7 +3,8 @@
 A fault is what the health model says is wrong right now (a span in alarm, a service down, a host
 unreachable, a database site down). The tracker turns the stream of "present now" observations into
 *active* faults: present continuously for at least the debounce interval of the rule that handles
-them. It also counts appear/clear transitions so a flapping fault is reported, not acted on.
+them (a rule may give each fault kind its own: a hang has already outlasted its probe's failures).
+It also counts appear/clear transitions so a flapping fault is reported, not acted on.
 Pure: `now` is always passed in; nothing here reads a clock.
 """
 
@@ -19,10 +20,12 @@ from ccfo.domain.site import DbSiteId, HostId
 
 class FaultKind(StrEnum):
     SERVICE_DOWN = "service_down"
+    SERVICE_HUNG = "service_hung"  # active, but failing its liveness probe: callers hear silence all the same
     SPAN_ALARM = "span_alarm"
     DCHANNEL_DOWN = "dchannel_down"
     BOARD_DOWN = "board_down"
-    AMI_LOST = "ami_lost"
+    AMI_LOST = "ami_lost"  # the AMI connection is refused or closed (Asterisk down, or the path to it)
+    AMI_HUNG = "ami_hung"  # Asterisk accepts the connection but does not answer within the ping deadline
     HOST_UNREACHABLE = "host_unreachable"
     DB_DOWN = "db_down"
 
@@ -58,19 +61,23 @@ class FaultSyntaxError(ValueError):
 _FORMS = (
     (re.compile(r"^db:(?P<h>[\w.-]+)=down$"), FaultKind.DB_DOWN),
     (re.compile(r"^(?P<h>[\w.-]+):service:(?P<s>[\w.-]+)=down$"), FaultKind.SERVICE_DOWN),
+    (re.compile(r"^(?P<h>[\w.-]+):service:(?P<s>[\w.-]+)=hung$"), FaultKind.SERVICE_HUNG),
     (re.compile(r"^(?P<h>[\w.-]+):span:(?P<s>\d+)=alarm$"), FaultKind.SPAN_ALARM),
     (re.compile(r"^(?P<h>[\w.-]+):dchannel:(?P<s>\d+)=down$"), FaultKind.DCHANNEL_DOWN),
     (re.compile(r"^(?P<h>[\w.-]+):board=down$"), FaultKind.BOARD_DOWN),
     (re.compile(r"^(?P<h>[\w.-]+):ami=lost$"), FaultKind.AMI_LOST),
+    (re.compile(r"^(?P<h>[\w.-]+):ami=hung$"), FaultKind.AMI_HUNG),
     (re.compile(r"^(?P<h>[\w.-]+):host=unreachable$"), FaultKind.HOST_UNREACHABLE),
 )
 
 FAULT_FORMS = (
     "HOST:service:NAME=down",
+    "HOST:service:NAME=hung",
     "HOST:span:N=alarm",
     "HOST:dchannel:N=down",
     "HOST:board=down",
     "HOST:ami=lost",
+    "HOST:ami=hung",
     "HOST:host=unreachable",
     "db:SITE=down",
 )
@@ -91,6 +98,8 @@ def format_fault(f: Fault) -> str:
             return f"db:{f.component}=down"
         case FaultKind.SERVICE_DOWN:
             return f"{f.component}:service:{f.subject}=down"
+        case FaultKind.SERVICE_HUNG:
+            return f"{f.component}:service:{f.subject}=hung"
         case FaultKind.SPAN_ALARM:
             return f"{f.component}:span:{f.subject}=alarm"
         case FaultKind.DCHANNEL_DOWN:
@@ -99,6 +108,8 @@ def format_fault(f: Fault) -> str:
             return f"{f.component}:board=down"
         case FaultKind.AMI_LOST:
             return f"{f.component}:ami=lost"
+        case FaultKind.AMI_HUNG:
+            return f"{f.component}:ami=hung"
         case FaultKind.HOST_UNREACHABLE:
             return f"{f.component}:host=unreachable"
 

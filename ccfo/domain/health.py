@@ -22,6 +22,7 @@ class ServiceState(StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"
     FAILED = "failed"
+    HUNG = "hung"  # running, but failing its liveness probe
     UNKNOWN = "unknown"
 
 
@@ -57,6 +58,7 @@ class HostHealth:
     agent_calls: int = 0
     fax_calls: int = 0
     db_site: str | None = None  # the database site its config files point at
+    ami_hung: bool = False  # AMI not connected because Asterisk stopped answering (not refused/closed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +99,9 @@ def snapshot(site: Site, reports: Mapping[str, HostHealth], now: float, heartbea
 def faults(site: Site, state: SiteState, snap: SiteSnapshot) -> frozenset[Fault]:
     """Everything wrong now. Services count as down only where the host's duty says they should run;
     a host that is out of service reports nothing but reachability; an intentionally isolated board is
-    not a board fault. AMI loss is its own fault: it never implies the lines are down."""
+    not a board fault. AMI loss is its own fault: it never implies the lines are down. A hung service (active
+but failing its probe) is `service_hung`; a hung Asterisk (AMI connects but does not answer) `ami_hung`,
+even on a host whose board is isolated: its CTI/IVR cannot take calls either way."""
     out: set[Fault] = set()
     for host in site.hosts:
         view = snap.hosts[host.id]
@@ -107,8 +111,14 @@ def faults(site: Site, state: SiteState, snap: SiteSnapshot) -> frozenset[Fault]
             continue
         health = view.health
         for name in host.layout(hs.duty):
-            if health.services.get(name, ServiceState.UNKNOWN) in (ServiceState.INACTIVE, ServiceState.FAILED):
+            state_now = health.services.get(name, ServiceState.UNKNOWN)
+            if state_now in (ServiceState.INACTIVE, ServiceState.FAILED):
                 out.add(Fault(FaultKind.SERVICE_DOWN, host.id, name))
+            elif state_now is ServiceState.HUNG:
+                out.add(Fault(FaultKind.SERVICE_HUNG, host.id, name))
+        if not health.ami_connected and health.ami_hung:  # a frozen Asterisk: the host cannot take calls
+            out.add(Fault(FaultKind.AMI_HUNG, host.id))
+            continue
         if hs.board_isolated:
             continue
         if not health.ami_connected:

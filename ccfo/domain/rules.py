@@ -46,6 +46,9 @@ class Disposition(StrEnum):
     REPORT = "report"  # shown and notified, not acted on (manual, maintenance, alerts, flapping)
 
 
+SERVICE_FAULTS = frozenset({FaultKind.SERVICE_DOWN, FaultKind.SERVICE_HUNG})
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     id: str
@@ -54,16 +57,22 @@ class Rule:
     faults: frozenset[FaultKind]
     action: Action
     debounce_s: float = 3.0
-    services: frozenset[str] | None = None  # for service_down: which services this rule covers
+    services: frozenset[str] | None = None  # for service_down/service_hung: which services this rule covers
     approval: Approval = Approval.MODE
     source: str = ""
+    # overrides debounce_s per fault kind (a hang already outlasted its probe's `failures`)
+    debounce_by_fault: Mapping[FaultKind, float] = field(default_factory=dict, hash=False)
 
     def matches(self, fault: Fault, role: RoleMatch | None) -> bool:
         if fault.kind not in self.faults:
             return False
-        if fault.kind is FaultKind.SERVICE_DOWN and self.services is not None and fault.subject not in self.services:
+        if fault.kind in SERVICE_FAULTS and self.services is not None and fault.subject not in self.services:
             return False
         return self.role is RoleMatch.ANY or self.role is role
+
+    def debounce(self, kind: FaultKind) -> float:
+        """How long a fault of this kind must last before the rule acts on it."""
+        return self.debounce_by_fault.get(kind, self.debounce_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +125,7 @@ def role_of(site: Site, state: SiteState, fault: Fault) -> RoleMatch | None:
 def debounce_for(site: Site, state: SiteState, policy: Policy) -> Any:
     def debounce(fault: Fault) -> float:
         rule = policy.rule_for(fault, role_of(site, state, fault))
-        return rule.debounce_s if rule else policy.default_debounce_s
+        return rule.debounce(fault.kind) if rule else policy.default_debounce_s
     return debounce
 
 

@@ -70,6 +70,7 @@ def decode_notification(lay: L.Layout, varbinds: Sequence[tuple[L.Oid, Any]]) ->
             fields[texts[oid]] = _text(value, where)
         elif oid == lay.ami_link:
             fields["ami_connected"] = L.decode_updown(_num(value, where))
+            fields["ami_hung"] = _num(value, where) == L.AMI_HUNG
         elif oid == lay.board_driver:
             fields["driver_up"] = L.decode_updown(_num(value, where))
         elif oid[:-2] == span_entry and len(oid) == len(span_entry) + 2:

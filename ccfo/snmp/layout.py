@@ -66,11 +66,13 @@ class Notification(IntEnum):
     SITE_ROLE_CHANGED = 24
 
 
-# Enumerations: text in the view <-> INTEGER on the wire; the last value of each is "unknown".
+# Enumerations: text in the view <-> INTEGER on the wire; "unknown" is the fallback of each.
 ROLE = {"primary": 1, "standby": 2, "unknown": 3}
 DUTY = {"primary": 1, "standby": 2, "takeover": 3, "out": 4, "unknown": 5}
 MODE = {"automatic": 1, "supervised": 2, "manual": 3, "maintenance": 4, "unknown": 5}
-SERVICE_STATE = {"active": 1, "inactive": 2, "failed": 3, "activating": 4, "deactivating": 5, "unknown": 6}
+SERVICE_STATE = {"active": 1, "inactive": 2, "failed": 3, "activating": 4, "deactivating": 5, "unknown": 6,
+                 "hung": 7}  # hung came later: after unknown, so the older numbers stay what they were
+AMI_HUNG = 4  # ccfoAmiLink (CcfoAmiLinkState): up(1), down(2) = lost, unknown(3), hung(4)
 SPAN_ALARM = {"ok": 1, "red": 2, "yellow": 3, "blue": 4, "recovering": 5, "loopback": 6, "not_open": 7,
               "los": 8, "unknown": 9}
 UP, DOWN, UNKNOWN = 1, 2, 3
@@ -218,7 +220,8 @@ def host_rows(view: HostView, layout: Layout) -> list[tuple[Oid, Typed]]:
         (layout.host_role, _i(encode_enum(ROLE, view.role))),
         (layout.host_duty, _i(encode_enum(DUTY, view.duty))),
         (layout.host_mode, _i(encode_enum(MODE, view.mode))),
-        (layout.ami_link, _i(encode_updown(view.ami_connected))),
+        (layout.ami_link, _i(AMI_HUNG if view.ami_hung and not view.ami_connected
+                             else encode_updown(view.ami_connected))),
         (layout.board_driver, _i(encode_updown(view.driver_up))),
     ]
     rows += [(layout.capacity(arc), _g(getattr(view, f))) for arc, f in enumerate(CAPACITY_FIELDS, start=1)]
@@ -297,7 +300,8 @@ def parse_view(values: Mapping[Oid, int | bytes], layout: Layout) -> HostView:
         host=text(layout.host_name), role=decode_enum(ROLE, num(layout.host_role, 3)),
         duty=decode_enum(DUTY, num(layout.host_duty, 5)), mode=decode_enum(MODE, num(layout.host_mode, 5)),
         services=services, spans=spans, driver_up=decode_updown(num(layout.board_driver, UNKNOWN)),
-        ami_connected=decode_updown(num(layout.ami_link, UNKNOWN)) is True, **capacity,
+        ami_connected=decode_updown(num(layout.ami_link, UNKNOWN)) is True,
+        ami_hung=num(layout.ami_link, UNKNOWN) == AMI_HUNG, **capacity,
     )
 
 

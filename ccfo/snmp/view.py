@@ -10,7 +10,7 @@ Field vocabularies (strings, so the domain's StrEnums can be passed as they are;
 * role: primary | standby                         (the host's designed role)
 * duty: primary | standby | takeover | out        (what it is doing now)
 * mode: automatic | supervised | manual | maintenance
-* service state: active | inactive | failed | activating | deactivating | unknown
+* service state: active | inactive | failed | activating | deactivating | hung | unknown
 * span alarm: ok | red | yellow | blue | recovering | loopback | not_open | los | unknown
   (chan_dahdi's texts such as "Red Alarm" and "No Alarm" are accepted too)
 """
@@ -48,6 +48,7 @@ class HostView:
     spans: tuple[SpanView, ...] = ()
     driver_up: bool | None = None  # None: not known
     ami_connected: bool = False
+    ami_hung: bool = False  # not connected because Asterisk stopped answering (ccfoAmiLink hung(4), not down(2))
     channels: int = 0  # C: usable bearer channels now
     ivr_calls: int = 0  # X
     agent_calls: int = 0  # Y

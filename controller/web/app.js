@@ -453,8 +453,10 @@ function renderHosts(s) {
       h("dt", {}, "Role"), h("dd", {}, host.role),
       h("dt", {}, "Duty"), h("dd", { "data-testid": `duty-${name}` }, host.duty),
       h("dt", {}, "Reachability"), h("dd", { class: host.reachable ? "ok" : "bad" }, reach),
-      h("dt", {}, "Asterisk AMI"), h("dd", { class: host.ami_connected === false ? "bad" : "" },
-        host.ami_connected === null ? "unknown" : host.ami_connected ? "connected" : "DISCONNECTED"),
+      h("dt", {}, "Asterisk AMI"), h("dd", { class: host.ami_connected === false ? "bad" : "",
+        "data-testid": `ami-${name}` },
+        host.ami_connected === null ? "unknown" : host.ami_connected ? "connected"
+          : host.ami_state === "hung" ? "HUNG (not answering)" : "DISCONNECTED"),
       h("dt", {}, "Board driver"), h("dd", { class: host.driver === "up" && !host.board_isolated ? "ok" : "bad" },
         driver),
       h("dt", {}, "Database"), h("dd", {}, host.db_site || "unknown")),

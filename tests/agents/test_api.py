@@ -66,7 +66,7 @@ async def test_report_shape_with_ami_connected(agent: tuple[Host, httpx.AsyncCli
     rep = r.json()
     assert set(rep) == REPORT_KEYS
     assert (rep["host"], rep["role"], rep["seq"]) == ("ipc-a", "primary", 1)
-    assert rep["ami"] == {"connected": True, "last_ok": 1000.0, "error": None}
+    assert rep["ami"] == {"connected": True, "state": "up", "last_ok": 1000.0, "error": None}
     assert rep["board"]["driver"] == "down" and rep["board"]["service_state"] == "inactive"  # driver not started
     assert rep["spans"] == [{"span": 1, "alarm": "ok", "dchannel": "up", "channels": 30, "healthy": True},
                             {"span": 2, "alarm": "ok", "dchannel": "up", "channels": 30, "healthy": True}]
@@ -86,6 +86,7 @@ async def test_report_without_ami_says_unknown_not_lines_down(agent: tuple[Host,
     await host.services.restore_board()
     rep = (await client.get("/v1/report", headers=AUTH)).json()
     assert rep["ami"]["connected"] is False and rep["ami"]["error"] == "connection refused"
+    assert rep["ami"]["state"] == "lost"
     assert rep["spans"] is None and rep["calls"] is None and rep["channels"] is None
     # the driver service runs, but with AMI lost nobody can tell whether the board works: unknown, not "up"
     assert rep["board"]["service_state"] == "active"

@@ -38,7 +38,8 @@ async def test_start_then_stop_is_verified(host: Host) -> None:
     started = await host.executor.run(req("a1", "start", service="cti"), "ctl")
     assert (started.status, started.ok, started.data["state"]) == (ActionStatus.DONE, True, "active")
     stopped = await host.executor.run(req("a2", "stop", service="cti", reason="drill"), "ctl")
-    assert stopped.ok and stopped.data == {"service": "cti", "state": "inactive", "since": stopped.data["since"]}
+    assert stopped.ok and stopped.data == {"service": "cti", "state": "inactive", "since": stopped.data["since"],
+                                           "escalated": False}
     assert host.services.services()["cti"].state is ServiceState.INACTIVE
     assert stopped.caller == "ctl" and stopped.reason == "drill" and stopped.duration_s >= 0
 

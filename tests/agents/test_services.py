@@ -224,7 +224,8 @@ case "$verb" in
     [ -e "$d/hang" ] && exec sleep 30
     if [ -e "$d/fail-$verb" ]; then echo "Job for $unit failed because the control process exited." >&2; exit 1; fi
     echo active > "$d/$unit";;
-  stop) echo inactive > "$d/$unit";;
+  stop) [ -e "$d/hang-stop" ] && exec sleep 30; echo inactive > "$d/$unit";;
+  kill) echo failed > "$d/$5";;
   *) exit 64;;
 esac
 """
@@ -283,6 +284,20 @@ async def test_systemd_failure_and_timeout(systemctl: Path) -> None:
     assert await backend.status(ServiceSpec("kcxp")) is ServiceState.UNKNOWN
     with pytest.raises(ServiceTimeout):
         await backend.restart(ServiceSpec("kcxp"))
+
+
+@pytest.mark.asyncio
+async def test_systemd_stop_that_hangs_escalates_to_systemctl_kill_sigkill(systemctl: Path) -> None:
+    """A hung unit: `systemctl stop` waits on it; after stop_timeout_s the manager kills the whole unit."""
+    (systemctl / "cti.service").write_text("active\n")
+    (systemctl / "hang-stop").touch()
+    mgr = ServiceManager(SystemdBackend(), {"cti": ServiceSpec("cti", stop_timeout_s=0.3)}, ServiceSpec("dahdi"),
+                         verify_interval_s=0.02)
+    out = await mgr.stop_escalating("cti")
+    assert out.escalated and out.status.state is ServiceState.FAILED
+    assert "the stop command did not finish within 0.3 s" in out.detail
+    assert "escalated to SIGKILL (systemctl kill --signal=SIGKILL cti.service)" in out.detail
+    assert "--no-ask-password kill --kill-whom=all --signal=SIGKILL cti.service" in calls(systemctl)
 
 
 @pytest.mark.asyncio

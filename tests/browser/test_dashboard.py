@@ -169,6 +169,34 @@ async def test_page_shows_both_hosts_and_the_capacity_the_api_reports(site, brow
         await async_wait_until(lambda: _calls(api, "ipc-a", 0, 0), timeout=10)
 
 
+async def test_a_hung_service_and_a_hung_asterisk_look_unlike_a_stopped_one(site, browser):
+    """kcxp on the primary hangs (no rule moves the site for it): the card shows `hung`, not `inactive`
+    like the primary's idle kcxp-replica; a frozen Asterisk reads HUNG, not DISCONNECTED."""
+    lab, api = site
+    async with dashboard(browser, lab, "viewer") as page:
+        await lab.inject("ipc-a", "service", "kcxp", "hang")
+        try:
+            hung = page.get_by_test_id("svc-ipc-a-kcxp")
+            await expect(hung).to_have_class(re.compile(r"\bsvc-hung\b"), timeout=5000)
+            await expect(hung.locator(".svc-state")).to_have_text("hung")
+            idle = page.get_by_test_id("svc-ipc-a-kcxp-replica")
+            await expect(idle).to_have_class(re.compile(r"\bsvc-inactive\b"))
+            assert await hung.evaluate("e => getComputedStyle(e).borderLeftStyle") == "dashed"
+            assert await idle.evaluate("e => getComputedStyle(e).borderLeftStyle") != "dashed"
+            await lab.inject("ipc-a", "asterisk", "hang")
+            await expect(page.get_by_test_id("ami-ipc-a")).to_have_text("HUNG (not answering)", timeout=10000)
+            await _shot(page, "dashboard-hung.png")
+        finally:
+            await lab.inject("ipc-a", "asterisk", "resume")
+            await lab.inject("ipc-a", "service", "kcxp", "resume")
+        await expect(page.get_by_test_id("svc-ipc-a-kcxp")).to_have_class(re.compile(r"\bsvc-active\b"),
+                                                                          timeout=10000)
+        await expect(page.get_by_test_id("ami-ipc-a")).to_have_text("connected", timeout=20000)
+    for plan in await api.plans("proposed"):  # a hung Asterisk on the primary proposes rule 2: decline it
+        await api.post(f"/api/v1/plans/{plan['id']}/reject", {"reason": "test over"})
+    await async_wait_until(lambda: _normal(api), timeout=30)
+
+
 async def _calls(api: Api, host: str, ivr: int, agent: int) -> dict[str, Any] | None:
     s = await api.status()
     c = s["hosts"][host]["capacity"]

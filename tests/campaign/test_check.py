@@ -10,11 +10,13 @@ import sys
 
 from lab.campaign_check import (
     Checker,
+    Hang,
     Load,
     admission_violation,
     capacity_violation,
     concurrent_plans,
     critical_hosts,
+    hang_verdict,
     journal_plan_status,
     journal_violations,
     normal_violations,
@@ -158,3 +160,49 @@ def test_never_two_plans_running_read_from_the_journal():
     judged, bad = concurrent_plans(overlapping)
     assert judged == 3 and bad == ["journal entry 2: plan p2 started while plan p1 ran (started at entry 1)",
                                    "journal entry 4: plan p3 started while plan p2 ran (started at entry 2)"]
+
+
+# --- hangs: detected within interval_s x failures + 1 s, then handled ---------------------------------------
+
+def _row(i: int, ts: float, kind: str, reason: str | None = None, plan: str | None = None, data: str = "{}"):
+    return (i, ts, kind, "ipc-a", plan, None, None, reason, None, None, data)
+
+
+def test_a_hang_seen_in_time_and_named_by_a_decision_is_handled():
+    hang = Hang("ipc-a", "cti", 100.0, 2.5)
+    rows = [_row(1, 102.1, "fault_seen", "ipc-a:service:cti=hung"),
+            _row(2, 102.7, "decision", "proposed, waiting: ... (ipc-a:service:cti=hung)")]
+    assert hang_verdict(hang, rows, 110.0) == ("handled", None)
+
+
+def test_a_hang_seen_too_late_or_never_is_a_violation():
+    hang = Hang("ipc-a", "cti", 100.0, 2.5)
+    late = [_row(1, 102.9, "fault_seen", "ipc-a:service:cti=hung")]
+    outcome, bad = hang_verdict(hang, late, 110.0)
+    assert outcome == "late" and bad == ("ipc-a:service:cti=hung not detected within 2.5 s of the SIGSTOP "
+                                         "(seen after 2.90 s)")
+    assert hang_verdict(hang, [], 101.0) == ("pending", None)
+    assert hang_verdict(hang, [], 103.0)[1] == "ipc-a:service:cti=hung not detected within 2.5 s of the SIGSTOP"
+    # a fault seen before the SIGSTOP (an older hang) does not count for this one
+    old = [_row(1, 99.0, "fault_seen", "ipc-a:service:cti=hung")]
+    assert hang_verdict(hang, old, 103.0)[0] == "late"
+
+
+def test_a_hang_seen_but_never_decided_is_unhandled_unless_a_plan_kept_the_controller_busy():
+    hang = Hang("ipc-a", "cti", 100.0, 2.5)
+    seen = _row(1, 101.5, "fault_seen", "ipc-a:service:cti=hung")
+    assert hang_verdict(hang, [seen], 104.0) == ("pending", None)
+    outcome, bad = hang_verdict(hang, [seen], 120.0)
+    assert outcome == "unhandled" and "no decision named it within 5 s" in (bad or "")
+    busy = [seen, _row(2, 102.0, "plan_started", plan="p1"), _row(3, 115.0, "plan_finished", plan="p1"),
+            _row(4, 115.3, "fault_cleared", "ipc-a:service:cti=hung")]
+    assert hang_verdict(hang, busy, 130.0) == ("handled", None)
+    assert hang_verdict(hang, busy[:2], 130.0) == ("pending", None)  # the plan still runs
+
+
+def test_hangs_the_run_disturbed_are_not_judged():
+    assert hang_verdict(Hang("ipc-a", "cti", 100.0, 2.5, "the controller was killed around it"), [], 200.0) == (
+        "not judged: the controller was killed around it", None)
+    running_plan = [_row(1, 99.0, "plan_started", plan="p1")]
+    assert hang_verdict(Hang("ipc-a", "cti", 100.0, 2.5), running_plan, 200.0)[0] == (
+        "not judged: a plan was running when it hung")

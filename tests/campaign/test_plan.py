@@ -85,3 +85,13 @@ def test_bursts_leave_the_other_events_of_a_run_as_they_were():
         rng = random.Random(f"ci:{run}")
         n = rng.randint(MIN_EVENTS, MAX_EVENTS)
         assert len([e for e in draw_run("ci", run).events if e.kind != "burst"]) == n
+
+
+def test_a_weight_override_is_another_mix_and_the_default_draws_are_unchanged():
+    assert draw_run("w", 3) == draw_run("w", 3, weights={})
+    heavy = [e.kind for run in range(100) for e in draw_run("w", run, weights={"service_hang": 20}).events]
+    plain = [e.kind for run in range(100) for e in draw_run("w", run).events]
+    assert heavy.count("service_hang") > 4 * max(1, plain.count("service_hang"))
+    none = [e.kind for run in range(50) for e in draw_run("w", run, weights={"service_hang": 0}).events]
+    assert "service_hang" not in none
+    assert replay_command("w", 3, {"service_hang": 6}) == "ccfo lab campaign --seed w --weight service_hang=6 --run 3"

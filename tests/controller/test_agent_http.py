@@ -43,6 +43,19 @@ def test_a_good_report_parses() -> None:
     assert h.ami_connected and h.spans[0].channels == 30 and h.ivr_calls == 1
 
 
+def test_hung_service_and_hung_ami_parse_apart_from_down_and_lost() -> None:
+    body = {**GOOD, "ami": {"connected": False, "state": "hung"}, "spans": None, "calls": None,
+            "services": {"cti": {"state": "hung", "since": 1.0, "probe": {"error": "no answer"}},
+                         "ivr": {"state": "inactive"}}}
+    h = parse_report("ipc-a", body, 5.0)
+    assert h.ami_hung and not h.ami_connected
+    assert h.services["cti"].value == "hung" and h.services["ivr"].value == "inactive"
+    lost = parse_report("ipc-a", {**body, "ami": {"connected": False, "state": "lost"}}, 5.0)
+    assert not lost.ami_hung
+    old_agent = parse_report("ipc-a", {**body, "ami": {"connected": False}}, 5.0)  # before ami.state existed
+    assert not old_agent.ami_hung
+
+
 class Peer:
     """A minimal HTTP/1.1 server on loopback that answers every request with `payload` as the body."""
 

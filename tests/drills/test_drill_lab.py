@@ -99,3 +99,20 @@ async def test_too_short_expectation_fails_names_it_and_still_goes_back(drill_la
     assert suite.get("failures") == "1"
     assert "unmet" in Path(doc["files"]["markdown"]).read_text()
     assert await async_wait_until(drill_lab.healthy, timeout=30)
+
+
+async def test_primary_cti_hang_drill_detects_within_3_s_and_escalates(drill_lab: DrillLab, tmp_path: Path) -> None:
+    scenario = yaml.safe_load((LIBRARY / "primary-cti-hang.yaml").read_text())
+    scenario["steady_state"]["calls"] = scenario["expect"]["calls"] = ["inbound"]  # the crash drill tests them all
+    path = tmp_path / "primary-cti-hang.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    await async_wait_until(drill_lab.healthy, timeout=60)
+    rc, doc = await run_drill(drill_lab, str(path), tmp_path / "reports")
+    assert rc == 0 and doc["status"] == "passed", (doc["reason"], doc["expectations"])
+    assert 0 < doc["figures"]["time_to_detect_s"] <= 3.0
+    fault_plan = next(p for p in doc["plans"] if p["role"] == "fault")
+    entries = await drill_lab.api.journal(plan_id=fault_plan["id"], kind="step_finished")
+    stop = next(e for e in entries if e["data"]["text"].startswith("stop cti on ipc-a"))
+    assert "escalated to SIGKILL" in stop["data"]["output"], stop
+    assert await async_wait_until(drill_lab.healthy, timeout=30)
+    assert critical_hosts(drill_lab.lab) == ["ipc-a"]

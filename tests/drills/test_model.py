@@ -44,8 +44,8 @@ def test_the_library_has_the_source_plans_drills_and_all_are_valid() -> None:
     scenarios = {name: load_scenario(path, CFG) for name, path in library().items()}
     assert {s.fault.kind for s in scenarios.values()} == set(FaultKind) - {FaultKind.SERVICE_STOP}
     assert set(scenarios) == {"primary-span-fault", "primary-board-driver-fault", "primary-cti-crash",
-                              "primary-ivr-crash", "standby-fault", "database-site-fault", "primary-unreachable",
-                              "planned-switchover"}
+                              "primary-cti-hang", "primary-ivr-crash", "standby-fault", "database-site-fault",
+                              "primary-unreachable", "planned-switchover"}
     for name, s in scenarios.items():
         assert s.name == name and s.lab and s.expect.recover.within_s > 0
         assert s.steady_state.state == "normal", "every drill starts from, and returns to, the normal site"
@@ -122,7 +122,7 @@ def test_cli_lists_the_library_and_prints_a_dry_run(capsys: pytest.CaptureFixtur
     from controller.cli import main
     assert main(["drill", "list", "--config", str(REPO / "config")]) == 0
     listed = capsys.readouterr().out.splitlines()
-    assert len(listed) == 8 and any(line.startswith("primary-cti-crash") for line in listed)
+    assert len(listed) == 9 and any(line.startswith("primary-cti-hang") for line in listed)
     assert main(["drill", "run", "planned-switchover", "--config", str(REPO / "config"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "fault: planned switchover to ipc-b with 3 IVR and 1 agent call(s) in progress" in out
@@ -130,3 +130,11 @@ def test_cli_lists_the_library_and_prints_a_dry_run(capsys: pytest.CaptureFixtur
     bad = write(tmp_path, GOOD.replace("service: cti", "service: fax"), "bad.yaml")
     assert main(["drill", "run", str(bad), "--config", str(REPO / "config"), "--dry-run"]) == 2
     assert f"{bad}:5: fault.service: ipc-a has no service 'fax'" in capsys.readouterr().err
+
+
+def test_the_hang_drill_names_the_hung_fault_and_is_lab_only() -> None:
+    s = load_scenario(LIBRARY / "primary-cti-hang.yaml", CFG)
+    assert s.fault.kind is FaultKind.SERVICE_HANG
+    assert s.fault.fault_text() == "ipc-a:service:cti=hung"
+    assert s.fault.describe() == "hang cti on ipc-a (SIGSTOP)"
+    assert s.expect.detect.within_s == 3 and s.expect.decide.rule == "primary-cti-ivr-fault"

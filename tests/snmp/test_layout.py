@@ -174,3 +174,20 @@ def test_capacity_fields_use_the_capacity_core() -> None:
     view = HostView("ipc-b", "standby", "takeover", "automatic", **capacity_fields(30, HostLoad(40, 0),
                                                                                    CapacityPolicy()))
     assert (view.used, view.free) == (40, 0)  # over-full (a span went down under load): free floors at 0
+
+
+def test_hung_service_and_hung_ami_have_their_own_values_and_notifications() -> None:
+    view = sample_view(services=(ServiceView("cti", "hung", 1795427911.0), ServiceView("ivr", "inactive", None)),
+                       ami_connected=False, ami_hung=True)
+    rows = dict(L.view_rows(view, LAY))
+    assert rows[LAY.ami_link].value == 4 and L.SERVICE_STATE["hung"] == 7
+    assert rows[LAY.service(L.SVC_STATE_COL, 1)].value == 7
+    assert rows[LAY.service(L.SVC_STATE_COL, 2)].value == L.SERVICE_STATE["inactive"]
+    back = L.parse_view(as_polled(view), LAY)
+    assert back.ami_hung and not back.ami_connected and back.service("cti").state == "hung"  # type: ignore[union-attr]
+    lost = replace(view, ami_hung=False)
+    assert dict(L.view_rows(lost, LAY))[LAY.ami_link].value == L.DOWN
+    assert not L.parse_view(as_polled(lost), LAY).ami_hung
+    out = changes(lost, view, LAY)  # lost -> hung: a notification whose varbind says hung(4)
+    assert [o.kind for o in out] == [L.Notification.AMI_LOST]
+    assert dict(out[0].varbinds)[LAY.ami_link].value == 4
