@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from ccfo.domain.health import DriverState, HostHealth, ServiceState
 from ccfo.domain.plan import Step, StepKind
 from ccfo.domain.state import SiteState
-from ccfo.ports import AgentActionFailed, AgentClient, AgentUnreachable, FenceFailed, Fencer, Notifier
+from ccfo.ports import (
+    AgentActionFailed,
+    AgentClient,
+    AgentUnreachable,
+    FenceFailed,
+    Fencer,
+    InboundRouter,
+    Notifier,
+    RouteFailed,
+)
 from controller.journal import EntryKind, Journal
 from controller.store import PlanRecord, PlanStatus, Store
 
@@ -42,10 +51,12 @@ class Outcome:
 
 class Executor:
     def __init__(self, agents: AgentClient, fencer: Fencer, notifier: Notifier, journal: Journal, store: Store,
-                 clock: Callable[[], float] = time.time, host_ids: tuple[str, ...] = ()) -> None:
+                 clock: Callable[[], float] = time.time, host_ids: tuple[str, ...] = (),
+                 router: InboundRouter | None = None) -> None:
         self.agents, self.fencer, self.notifier = agents, fencer, notifier
         self.journal, self.store, self.clock = journal, store, clock
         self.host_ids = host_ids
+        self.router = router  # routing.method kamailio: the SIP front; None: each agent's AstDB
         self._confirmations: dict[tuple[str, str], asyncio.Event] = {}
         self._attempt = 0
         self.progress: Callable[[PlanRecord, int, str], Awaitable[None]] | None = None
@@ -173,6 +184,11 @@ class Executor:
 
     async def _route(self, action_id: str, step: Step, timeout: float) -> str:
         targets = [h for h in (step.target or "").split(",") if h]
+        if self.router is not None:  # the SIP front (routing.method: kamailio)
+            try:
+                return await self.router.route(tuple(targets))
+            except RouteFailed as exc:
+                raise StepFailed(f"the SIP front was not set: {exc}") from exc
         done, skipped = [], []
         for host in self.host_ids or tuple(targets):
             try:

@@ -241,6 +241,8 @@ class SipModel(Strict):
     where the agent peer points (the drill answers as the agent), and the far end of test calls out."""
 
     endpoints: dict[Name, HostPort] = Field(min_length=1)
+    front: HostPort | None = None  # the SIP front every inbound call enters (Kamailio); None: call the hosts
+    hold_s: Annotated[float, Field(ge=0, le=30)] = 8.0  # the front's hold: callers wait this long for an answer
     caller: str
     agent_phone: HostPort
     dialout: HostPort

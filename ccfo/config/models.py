@@ -235,10 +235,27 @@ class FencingModel(Strict):
     pdu: PduModel | None = None
 
 
+class KamailioModel(Strict):
+    """The SIP front (config/kamailio/kamailio.cfg): its jsonrpcs socket and dispatcher list file, on the
+    controller's machine (docs/sip-front.md says why the controller, not an agent, talks to it)."""
+
+    rpc_socket: str = "/run/ccfo/kamailio-rpc.sock"
+    list_file: str = "/var/lib/ccfo/dispatcher.list"
+    set_id: Annotated[int, Range(1, 1000)] = 1
+    rpc_timeout_s: Annotated[float, Range(0.1, 30)] = 2.0
+    destinations: dict[Name, Annotated[str, Field(pattern=r"^sips?:[^\s]+$")]] = Field(min_length=1)
+
+
 class RoutingModel(Strict):
-    method: Literal["astdb", "none"] = "astdb"
+    method: Literal["astdb", "kamailio", "none"] = "astdb"
     astdb_family: str = "ccfo"
     astdb_key: str = "inbound_hosts"
+    # The front's hold (kamailio): a new call that no host serves rings and is retried every hold_retry_s
+    # for at most hold_s, then refused (503). 0 turns the hold off. Kamailio's branch limit (30) caps
+    # hold_s / hold_retry_s at 26.
+    hold_s: Annotated[float, Range(0, 30)] = 8.0
+    hold_retry_s: Annotated[float, Range(0.1, 5)] = 0.5
+    kamailio: KamailioModel | None = None
 
 
 class SiteInfoModel(Strict):

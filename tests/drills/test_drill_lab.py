@@ -49,7 +49,11 @@ async def test_primary_cti_crash_drill_passes_with_sipp_figures(drill_lab: Drill
     rows = [sipp_csv(s["stat_file"]) for s in segments]
     assert fig["calls_attempted"] == sum(int(r["TotalCallCreated"]) for r in rows) > 0
     assert fig["calls_failed"] == sum(int(r["FailedCall(C)"]) for r in rows) >= 1, "the failover interrupts calls"
-    assert {s["host"] for s in segments} == {"ipc-a", "ipc-b"}, "the load followed the active host"
+    hosts = drill_lab.lab.site["hosts"]
+    answered_by = doc["load"]["drill"]["answered_by"]
+    assert {s["host"] for s in segments} == {"front"}, "every call entered through the SIP front"
+    assert set(answered_by) == {f"{hosts[h]['address']}:{drill_lab.lab.layout.sip_port}" for h in ("ipc-a", "ipc-b")}, \
+        "the front sent calls to ipc-a, then (routed by the controller) to ipc-b"
     # time to recover = when the first answered call started + SIPp's own INVITE->200 time for that call
     answered = [a["offset_s"] + ms(sipp_csv(a["stat_file"])["ResponseTime1(C)"]) / 1000
                 for a in doc["recovery"]["attempts"] if a["passed"]]
