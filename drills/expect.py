@@ -260,9 +260,11 @@ class Expectations:
             return
         ok = outcome.stats.succeeded >= 1
         answered = t0 + (outcome.stats.setup_ms or 0.0) / 1000.0 - self.t_fault
+        sip = self.r.sip
+        by = [(sip.plan.host_at(b) if sip else None) or b for b in outcome.fates.answered.values()]
         attempts.append({"offset_s": round(t0 - self.t_fault, 3), "passed": ok, "setup_ms": outcome.stats.setup_ms,
                          "answered_s": round(answered, 3) if ok else None, "exit_code": outcome.returncode,
-                         "stat_file": outcome.files["csv"]})
+                         "stat_file": outcome.files["csv"], "answered_by": by})
         if ok and (self._ttr is None or answered < self._ttr):
             self._ttr = answered
 

@@ -189,13 +189,13 @@ async def test_a_plan_running_when_the_controller_dies_is_interrupted_and_resuma
     h.world.hosts["ipc-a"].calls = 5
     from ccfo.domain.plan import build_switchover
     rec = await h.engine.submit(build_switchover(h.engine.site, h.engine.state, "ipc-b", 60, "x"), "bob", "r")
-    await async_wait_until(lambda: h.store.get_plan(rec.id).next_step >= 1, timeout=5)
-    await h.stop()  # the controller dies mid-plan (draining)
+    await async_wait_until(lambda: h.journal.count(kinds="step_started", plan_id=rec.id) >= 1, timeout=5)
+    await h.stop()  # the controller dies mid-plan (draining: the switchover's first step)
     h.open()
     await h.start()
     try:
         got = h.store.get_plan(rec.id)
-        assert got.status is PlanStatus.INTERRUPTED and got.next_step >= 1
+        assert got.status is PlanStatus.INTERRUPTED and got.next_step == 0
         assert h.journal.count(kinds="plan_interrupted", plan_id=rec.id) == 1
         h.world.hosts["ipc-a"].calls = 0
         await h.engine.resume(rec.id, "bob", "resume after restart")

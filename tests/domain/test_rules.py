@@ -93,7 +93,8 @@ def test_primary_cti_or_ivr_fault_fails_over_in_the_documented_order(service):
     assert fence < index(plan, StepKind.STOP, "ipc-b", "kcxp")
     route = index(plan, StepKind.ROUTE_INBOUND)
     assert plan.steps[route].target == "ipc-b"
-    assert index(plan, StepKind.START, "ipc-b", "ivr") < route < index(plan, StepKind.VERIFY, "ipc-b")
+    assert index(plan, StepKind.START, "ipc-b", "ivr") < index(plan, StepKind.VERIFY, "ipc-b") < route, \
+        "new calls go to ipc-b only once its CTI/IVR are verified serving"
     assert plan.steps[index(plan, StepKind.SET_STATE)].state == {"duties": {"ipc-b": "takeover", "ipc-a": "out"}}
 
 
@@ -287,14 +288,16 @@ def test_operator_failover_to_the_active_host_is_refused():
 def test_planned_switchover_drains_before_anything_stops():
     plan = build_switchover(SITE, normal_state(), "ipc-b", 120, "planned")
     route, drain = index(plan, StepKind.ROUTE_INBOUND), index(plan, StepKind.WAIT_DRAINED, "ipc-a")
-    assert route < drain
-    assert plan.steps[route].target == "ipc-b" and plan.steps[drain].timeout_s == 120
+    assert drain == 0 and plan.steps[drain].timeout_s == 120, "the old host drains while it still serves"
     first_stop = min(i for i, s in enumerate(plan.steps) if s.kind is StepKind.STOP)
     assert drain < first_stop
+    # new calls go to ipc-b (listed first: the front tries it first) only once its CTI/IVR are verified serving
+    assert index(plan, StepKind.START, "ipc-b", "ivr") < index(plan, StepKind.VERIFY, "ipc-b") < route
+    assert plan.steps[route].target == "ipc-b,ipc-a" and len([s for s in plan.steps
+                                                              if s.kind is StepKind.ROUTE_INBOUND]) == 1
     # the old primary stays in service as the standby: only CTI/IVR stop there
     assert {s.service for s in plan.steps if s.kind is StepKind.STOP and s.host == "ipc-a"} == {"cti", "ivr"}
     assert plan.steps[index(plan, StepKind.SET_STATE)].state == {"duties": {"ipc-b": "takeover", "ipc-a": "standby"}}
-    assert plan.steps[-2].kind is StepKind.VERIFY or plan.steps[-3].kind is StepKind.ROUTE_INBOUND
 
 
 def test_failback_after_failover_brings_the_primary_back_and_drains_the_standby():

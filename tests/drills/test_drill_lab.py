@@ -60,8 +60,9 @@ async def test_primary_cti_crash_drill_passes_with_sipp_figures(drill_lab: Drill
     assert answered and all(sipp_csv(a["stat_file"])["SuccessfulCall(C)"] == "1"
                             for a in doc["recovery"]["attempts"] if a["passed"])
     assert fig["time_to_recover_s"] == pytest.approx(min(answered), abs=0.01)
-    assert all(sipp_csv(a["stat_file"])["FailedCall(C)"] == "1" for a in doc["recovery"]["attempts"]
-               if not a["passed"] and "stat_file" in a)
+    assert all(sipp_csv(a["stat_file"])["FailedCall(C)"] == "1" or a["answered_by"] == ["ipc-a"]
+               for a in doc["recovery"]["attempts"] if not a["passed"] and "stat_file" in a), \
+        "an attempt that did not reach ipc-b failed, or was answered by ipc-a's IVR (still up after the CTI crash)"
     # every verification call passed, the way back ran, the journal has the run, the lab is healthy again
     assert {c["kind"] for c in doc["checks"] if c["phase"] == "drill"} == {"inbound", "agent_answer", "outbound",
                                                                            "line_test"}
