@@ -138,6 +138,12 @@ def transition_steps(host: Host, current: Duty, new: Duty) -> list[Step]:
     ]
 
 
+def _split(host: Host, steps: list[Step]) -> tuple[list[Step], list[Step]]:
+    """(steps on middleware, steps on CTI/IVR), each in its order."""
+    critical = set(host.critical_services)
+    return [s for s in steps if s.service not in critical], [s for s in steps if s.service in critical]
+
+
 def _active_checks(host: Host) -> tuple[str, ...]:
     return tuple(f"active:{s}" for s in host.critical_services)
 
@@ -255,13 +261,20 @@ def build_switchover(site: Site, state: SiteState, to_host: str, drain_timeout_s
     if state.host(to_host).board_isolated:
         steps.append(Step(StepKind.RESTORE_BOARD, to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(Step(StepKind.WAIT_DRAINED, source_id, timeout_s=drain_timeout_s))
-    steps += transition_steps(source, state.host(source_id).duty, Duty.STANDBY)
-    steps.append(_fence(source))
     new_duty = target.home_active_duty
-    steps += transition_steps(target, state.host(to_host).duty, new_duty)
+    # The switch gap (no CTI/IVR anywhere, new calls held by the SIP front) holds only what must be in it:
+    # the target's middleware is readied before, the source's middleware follows after the route.
+    target_prep, target_critical = _split(target, transition_steps(target, state.host(to_host).duty, new_duty))
+    source_rest, source_critical = _split(source, transition_steps(source, state.host(source_id).duty,
+                                                                   Duty.STANDBY))
+    steps += target_prep
+    steps += source_critical
+    steps.append(_fence(source))
+    steps += target_critical
     steps.append(Step(StepKind.VERIFY, to_host, checks=_active_checks(target), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(_route_all(site, exclude={h for h, hs in state.hosts.items() if hs.board_isolated} - {to_host},
                             first=to_host))
+    steps += source_rest
     steps.append(_set_state(duties={to_host: new_duty, source_id: Duty.STANDBY},
                             board_isolated=_restored(state, to_host)))
     steps.append(_notify(f"switched over from {source_id} to {to_host}: {why}"))

@@ -324,3 +324,24 @@ def test_critical_start_index_finds_cti_starts():
     plan = build_failover(SITE, normal_state(), "ipc-b", "x")
     assert critical_start_index(plan, "ipc-b", ["cti", "ivr"]) == index(plan, StepKind.START, "ipc-b", "cti")
     assert critical_start_index(plan, "ipc-a", ["cti", "ivr"]) is None
+
+
+@pytest.mark.parametrize("build", ["switchover", "failback"])
+def test_the_switch_gap_holds_only_the_cti_ivr_moves(build):
+    """From the first CTI/IVR stop to the route step, new calls are held by the SIP front: only the stops,
+    the fence, the starts and the verify of CTI/IVR are in there; middleware is readied before, tidied after."""
+    if build == "switchover":
+        plan = build_switchover(SITE, normal_state(), "ipc-b", 30, "planned")
+        source, target = "ipc-a", "ipc-b"
+    else:
+        failed_over = build_failover(SITE, normal_state(), "ipc-b", "x")
+        state = normal_state().apply(next(s.state for s in failed_over.steps if s.kind is StepKind.SET_STATE))
+        plan = build_failback(SITE, state, 5, "repaired")
+        source, target = "ipc-b", "ipc-a"
+    first_stop = index(plan, StepKind.STOP, source, "ivr")
+    route = index(plan, StepKind.ROUTE_INBOUND)
+    gap = plan.steps[first_stop:route]
+    assert all(s.service in ("cti", "ivr") for s in gap if s.kind in (StepKind.STOP, StepKind.START)), gap
+    assert [s.kind for s in gap].count(StepKind.FENCE) == 1 and gap[-1].kind is StepKind.VERIFY
+    assert index(plan, StepKind.FENCE, source) < index(plan, StepKind.START, target, "cti")
+    assert plan.steps[route].target.split(",")[0] == target
