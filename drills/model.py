@@ -180,14 +180,51 @@ class RecoverModel(Strict):
     active_host: Name | None = None  # default: expect.state.active_host, else the steady state's
 
 
+Count = Annotated[int, Field(ge=0)]
+
+
+class CallFigureLimits(Strict):
+    """Limits on what became of the steady load's calls in one phase (None: not limited)."""
+
+    refused: Count | None = None  # new calls never answered
+    cut: Count | None = None  # answered calls that ended abnormally (the IVR vanished mid-call)
+    held: Count | None = None  # answered after the SIP front held them
+
+    def items(self) -> list[tuple[str, int]]:
+        return [(k, v) for k, v in (("refused", self.refused), ("cut", self.cut), ("held", self.held))
+                if v is not None]
+
+
+class CallsExpectModel(CallFigureLimits):
+    """`expect.calls` as a mapping: the verification calls and the limits on the steady load's calls,
+    for the drill and (`way_back`, else the same limits) for the way back."""
+
+    verify: list[CallKind] = Field(default_factory=lambda: [CallKind.INBOUND])
+    way_back: CallFigureLimits | None = None
+
+    def limits(self, phase: str) -> CallFigureLimits:
+        if phase == "way_back" and self.way_back is not None:
+            return self.way_back
+        return CallFigureLimits(refused=self.refused, cut=self.cut, held=self.held)
+
+
 class ExpectModel(Strict):
     detect: DetectModel | None = None
     decide: DecideModel | None = None
     plan: PlanExpectModel | None = None
     state: StateExpectModel | None = None
     recover: RecoverModel
-    calls: list[CallKind] = Field(default_factory=lambda: [CallKind.INBOUND])
+    # a list: the verification calls; a mapping: {verify: [...], refused: N, cut: N, held: N, way_back: {...}}
+    calls: list[CallKind] | CallsExpectModel = Field(default_factory=lambda: [CallKind.INBOUND])
     max_failed_calls: Annotated[int, Field(ge=0)] | None = None  # of the steady load, during the drill
+
+    @property
+    def verify_calls(self) -> list[CallKind]:
+        return self.calls.verify if isinstance(self.calls, CallsExpectModel) else list(self.calls)
+
+    @property
+    def call_limits(self) -> CallsExpectModel | None:
+        return self.calls if isinstance(self.calls, CallsExpectModel) else None
 
 
 class LoadModel(Strict):

@@ -282,8 +282,16 @@ class DrillRunner:
         limit = self.s.expect.max_failed_calls
         if limit is not None:
             self.exp.max_failed(drill["failed"], limit)
-        return (f"drill: {drill['failed']} of {drill['attempted']} calls failed; way back: {back['failed']} of "
-                f"{back['attempted']}")
+        limits = self.s.expect.call_limits
+        if limits is not None:
+            self.exp.call_figures("drill", drill, limits.limits("drill"))
+            if self.injected:
+                self.exp.call_figures("way_back", back, limits.limits("way_back"))
+
+        def fates(f: dict[str, Any]) -> str:
+            return (f"{f['attempted']} calls: {f['calls_refused']} refused, {f['calls_cut']} cut, "
+                    f"{f['calls_held']} held")
+        return f"drill: {fates(drill)}; way back: {fates(back)}"
 
     # --- fault --------------------------------------------------------------------------------------
 
@@ -362,8 +370,14 @@ class DrillRunner:
                    "calls_attempted": load.get("drill", {}).get("attempted"),
                    "calls_succeeded": load.get("drill", {}).get("succeeded"),
                    "calls_failed": load.get("drill", {}).get("failed"),
+                   "calls_refused": load.get("drill", {}).get("calls_refused"),
+                   "calls_cut": load.get("drill", {}).get("calls_cut"),
+                   "calls_held": load.get("drill", {}).get("calls_held"),
                    "way_back_calls_attempted": load.get("way_back", {}).get("attempted"),
                    "way_back_calls_failed": load.get("way_back", {}).get("failed"),
+                   "way_back_calls_refused": load.get("way_back", {}).get("calls_refused"),
+                   "way_back_calls_cut": load.get("way_back", {}).get("calls_cut"),
+                   "way_back_calls_held": load.get("way_back", {}).get("calls_held"),
                    "duration_s": round(duration, 3)}
         return {"run_id": self.run_id, "drill": self.s.name, "description": self.s.description,
                 "source": self.s.source, "target": self.s.target, "status": status, "reason": why,

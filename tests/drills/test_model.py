@@ -130,3 +130,28 @@ def test_cli_lists_the_library_and_prints_a_dry_run(capsys: pytest.CaptureFixtur
     bad = write(tmp_path, GOOD.replace("service: cti", "service: fax"), "bad.yaml")
     assert main(["drill", "run", str(bad), "--config", str(REPO / "config"), "--dry-run"]) == 2
     assert f"{bad}:5: fault.service: ipc-a has no service 'fax'" in capsys.readouterr().err
+
+
+def test_expect_calls_as_limits_on_refused_cut_and_held_calls(tmp_path: Path) -> None:
+    text = GOOD.replace("  calls: []\n", "  calls:\n    verify: [inbound, agent_answer]\n    refused: 0\n    cut: 0\n"
+                        "    way_back: {refused: 1}\n")
+    s = load_scenario(write(tmp_path, text), CFG)
+    assert s.expect.verify_calls == ["inbound", "agent_answer"]
+    limits = s.expect.call_limits
+    assert limits is not None and limits.limits("drill").items() == [("refused", 0), ("cut", 0)]
+    assert limits.limits("way_back").items() == [("refused", 1)]
+    assert "expect at most 0 call(s) of the steady load cut during the drill" in "\n".join(dryrun.steps(s))
+    assert load_scenario(write(tmp_path, GOOD, "plain.yaml"), CFG).expect.call_limits is None
+    bad = write(tmp_path, GOOD.replace("  calls: []\n", "  calls: {refused: -1, dropped: 2}\n"), "bad.yaml")
+    found = "\n".join(problems(bad))
+    assert "bad.yaml:" in found and "calls" in found
+
+
+def test_the_library_expects_no_refused_or_cut_call_in_a_planned_switchover() -> None:
+    switch = load_scenario(find("planned-switchover"), CFG)
+    limits = switch.expect.call_limits
+    assert limits is not None and limits.limits("drill").items() == [("refused", 0), ("cut", 0)]
+    assert limits.limits("way_back").items() == [("refused", 0), ("cut", 0)]
+    crash = load_scenario(find("primary-cti-crash"), CFG).expect.call_limits
+    assert crash is not None and crash.limits("drill").items() == [("refused", 0)]
+    assert crash.limits("way_back").items() == [("refused", 0), ("cut", 0)]
