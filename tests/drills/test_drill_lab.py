@@ -104,3 +104,25 @@ async def test_too_short_expectation_fails_names_it_and_still_goes_back(drill_la
     assert suite.get("failures") == "1"
     assert "unmet" in Path(doc["files"]["markdown"]).read_text()
     assert await async_wait_until(drill_lab.healthy, timeout=30)
+
+
+async def test_planned_switchover_through_the_front_refuses_and_cuts_no_call(drill_lab: DrillLab,
+                                                                            tmp_path: Path) -> None:
+    await async_wait_until(drill_lab.healthy, timeout=60)
+    rc, doc = await run_drill(drill_lab, "planned-switchover", tmp_path / "reports")
+    fig = doc["figures"]
+    assert rc == 0 and doc["status"] == "passed", (doc["reason"], fig)
+    assert fig["calls_attempted"] > 10 and fig["way_back_calls_attempted"] > 5
+    assert (fig["calls_refused"], fig["calls_cut"], fig["way_back_calls_refused"], fig["way_back_calls_cut"]) == \
+        (0, 0, 0, 0), fig
+    met = {e["key"]: e["status"] for e in doc["expectations"]}
+    assert met["calls_refused_drill"] == met["calls_cut_drill"] == met["calls_refused_way_back"] == "met"
+    # every call was answered, through the front, by ipc-a before the switch and ipc-b after it
+    drill = doc["load"]["drill"]
+    hosts = drill_lab.lab.site["hosts"]
+    assert set(drill["answered_by"]) == {f"{hosts[h]['address']}:{drill_lab.lab.layout.sip_port}"
+                                         for h in ("ipc-a", "ipc-b")}
+    assert sum(drill["answered_by"].values()) == fig["calls_attempted"]
+    # the calls of the switch gap rang longer (held) and were answered: SIPp saw a 180 for each of them
+    assert drill["responses"].get("180", 0) >= fig["calls_held"]
+    assert await async_wait_until(drill_lab.healthy, timeout=30)
