@@ -148,6 +148,7 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
     if layout.debounce_s is not None:
         for rule in rules["rules"]:
             rule["debounce_s"] = layout.debounce_s
+            rule["debounce_by_fault_s"] = {k: layout.debounce_s for k in rule.get("debounce_by_fault_s", {})}
     (cfg / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False))
     for extra in ("checklists", "drills"):  # runbooks and site drills, as the operator wrote them
         if (source / extra).is_dir():

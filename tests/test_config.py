@@ -157,3 +157,18 @@ def test_lab_only_settings_are_warnings(cfg_dir):
     cfg = load_config(cfg_dir, display_dir="config")
     assert any("hosts.ipc-a.agent.url: warning: plain HTTP on a non-loopback address" in str(w)
                for w in cfg.warnings)
+
+
+def test_a_primary_cti_crash_needs_no_debounce_but_a_span_alarm_keeps_its_own() -> None:
+    from ccfo.domain.faults import Fault, FaultKind, FaultTracker
+    from ccfo.domain.rules import evaluate
+    from ccfo.domain.state import SiteState
+
+    cfg = load_config(REPO / "config")
+    rule = next(r for r in cfg.policy.rules if r.id == "primary-cti-ivr-fault")
+    assert rule.debounce(FaultKind.SERVICE_DOWN) == 0.0 and rule.debounce_s == 3.0
+    state = SiteState.normal(cfg.site)
+    crash = FaultTracker.empty().observe([Fault(FaultKind.SERVICE_DOWN, "ipc-a", "cti")], 100.0)
+    assert evaluate(cfg.site, state, crash, cfg.policy, 100.0).rule == "primary-cti-ivr-fault"
+    span = FaultTracker.empty().observe([Fault(FaultKind.SPAN_ALARM, "ipc-a", "1")], 100.0)
+    assert evaluate(cfg.site, state, span, cfg.policy, 104.9).rule is None

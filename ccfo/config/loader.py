@@ -132,7 +132,8 @@ def to_site(m: SiteFileModel) -> Site:
 def to_policy(m: RulesFileModel) -> Policy:
     rules = tuple(
         Rule(r.id, r.description, RoleMatch(r.match.role), frozenset(r.match.faults), r.action, r.debounce_s,
-             frozenset(r.match.services) if r.match.services is not None else None, r.approval, r.source)
+             frozenset(r.match.services) if r.match.services is not None else None, r.approval, r.source,
+             tuple(sorted(r.debounce_by_fault_s.items())))
         for r in m.rules
     )
     return Policy(rules, m.policy.hold_down_s, m.policy.default_debounce_s)

@@ -287,6 +287,7 @@ class RuleModel(Strict):
     source: str = ""
     match: MatchModel
     debounce_s: Seconds = 3.0
+    debounce_by_fault_s: dict[FaultKind, Seconds] = Field(default_factory=dict)  # per fault kind, over debounce_s
     action: Action
     approval: Approval = Approval.MODE
 

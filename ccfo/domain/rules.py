@@ -57,6 +57,11 @@ class Rule:
     services: frozenset[str] | None = None  # for service_down: which services this rule covers
     approval: Approval = Approval.MODE
     source: str = ""
+    # per fault kind, instead of debounce_s: an unambiguous fault (the agent saw the process exit) needs none
+    debounce_by_kind: tuple[tuple[FaultKind, float], ...] = ()
+
+    def debounce(self, kind: FaultKind) -> float:
+        return next((s for k, s in self.debounce_by_kind if k is kind), self.debounce_s)
 
     def matches(self, fault: Fault, role: RoleMatch | None) -> bool:
         if fault.kind not in self.faults:
@@ -116,7 +121,7 @@ def role_of(site: Site, state: SiteState, fault: Fault) -> RoleMatch | None:
 def debounce_for(site: Site, state: SiteState, policy: Policy) -> Any:
     def debounce(fault: Fault) -> float:
         rule = policy.rule_for(fault, role_of(site, state, fault))
-        return rule.debounce_s if rule else policy.default_debounce_s
+        return rule.debounce(fault.kind) if rule else policy.default_debounce_s
     return debounce
 
 

@@ -345,3 +345,11 @@ def test_the_switch_gap_holds_only_the_cti_ivr_moves(build):
     assert [s.kind for s in gap].count(StepKind.FENCE) == 1 and gap[-1].kind is StepKind.VERIFY
     assert index(plan, StepKind.FENCE, source) < index(plan, StepKind.START, target, "cti")
     assert plan.steps[route].target.split(",")[0] == target
+
+
+def test_debounce_per_fault_kind_overrides_the_rules_own():
+    from dataclasses import replace as dc_replace
+    base = next(r for r in POLICY.rules if r.id == "standby-fault")
+    rule = dc_replace(base, debounce_by_kind=((FaultKind.SERVICE_DOWN, 0.0),))
+    assert rule.debounce(FaultKind.SERVICE_DOWN) == 0.0
+    assert rule.debounce(FaultKind.SPAN_ALARM) == base.debounce_s > 0
