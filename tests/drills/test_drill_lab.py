@@ -122,7 +122,7 @@ async def test_planned_switchover_through_the_front_refuses_and_cuts_no_call(dri
     rc, doc = await run_drill(drill_lab, "planned-switchover", tmp_path / "reports")
     fig = doc["figures"]
     assert rc == 0 and doc["status"] == "passed", (doc["reason"], fig)
-    assert fig["calls_attempted"] > 10 and fig["way_back_calls_attempted"] > 5
+    assert fig["calls_attempted"] > 10 and fig["way_back_calls_attempted"] > 0
     assert (fig["calls_refused"], fig["calls_cut"], fig["way_back_calls_refused"], fig["way_back_calls_cut"]) == \
         (0, 0, 0, 0), fig
     met = {e["key"]: e["status"] for e in doc["expectations"]}
