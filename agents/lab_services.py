@@ -14,7 +14,9 @@ When DIR/NAME.sip exists (the lab writes one for `ivr`: `sip=ADDR:PORT`, `agent=
 `dialout=ADDR:PORT`, one per line), the daemon is the service's SIP endpoint: after writing its pid file
 it execs a SIPp UAS (drills/sipp/lab_ivr.xml) bound to ADDR:PORT, so calls reach the IVR only while the
 service runs, and a crash (SIGKILL of the pid) takes the endpoint down with it. `start` then returns only
-once the SIP port is bound. Without a `sipp` binary, or with the port taken, it idles as usual.
+once the SIP port is bound, and `stop` is graceful like a real IVR's: SIGUSR1 (SIPp's soft exit: new calls
+are discarded, calls in progress end) for up to SIP_DRAIN_S, then SIGTERM. Without a `sipp` binary, or
+with the port taken, it idles as usual.
 When DIR/NAME.health exists (`ADDR:PORT`), the daemon answers HTTP there (200 to anything): its liveness
 probe. A stopped (hung) daemon answers nothing. With both a SIP endpoint and a health port, SIPp runs as a
 child that dies with the daemon (PR_SET_PDEATHSIG) and takes the daemon with it; `hang` stops the group.
@@ -34,6 +36,7 @@ import time
 EXIT_RUNNING, EXIT_DEAD, EXIT_STOPPED, EXIT_USAGE = 0, 1, 3, 2
 START_WAIT_S = 5.0
 STOP_GRACE_S = 5.0
+SIP_DRAIN_S = 3.0  # a SIP endpoint's calls in progress end within this (the lab IVR's calls last ~0.5 s)
 USAGE = "usage: lab_services start|stop|status|kill|hang|resume|run NAME --dir DIR [--control URL]"
 
 
@@ -238,6 +241,14 @@ def _start(directory: str, name: str) -> int:
 def _stop(directory: str, name: str) -> int:
     path = _pidfile(directory, name)
     pid = _read_pid(path)
+    if pid is not None and alive(pid) and (_sip_options(directory, name) or {}).get("sip"):
+        # A SIP endpoint stops like a real IVR: no new calls (SIPp's soft exit discards them, so the front
+        # holds them), the calls in progress end, then it exits; SIGTERM only after SIP_DRAIN_S.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGUSR1)
+        deadline = time.monotonic() + SIP_DRAIN_S
+        while alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
     if pid is not None and alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)

@@ -57,7 +57,7 @@ async def failover_round(tmp: Path, net: str) -> dict[str, float]:
         started = min(e["ts"] for e in journal if e["kind"] == "plan_started" and e["plan_id"] == pid)
         ended = max(e["ts"] for e in journal if e["kind"] == "plan_finished" and e["plan_id"] == pid)
         steps = sum(e["duration_s"] for e in journal if e["kind"] == "step_finished" and e["plan_id"] == pid)
-        debounce = 3.0  # config/rules.yaml: primary-cti-ivr-fault
+        debounce = 0.0  # config/rules.yaml: primary-cti-ivr-fault, debounce_by_fault_s service_down
         await api.aclose()
         return {"status_ok": float(p["status"] == "finished"), "inject_to_seen_s": seen - t_inject,
                 "decision_after_debounce_s": proposed - seen - debounce,

@@ -27,6 +27,18 @@ class FenceFailed(Exception):
     """The PDU could not power the host off, or the read-back did not confirm it."""
 
 
+class RouteFailed(Exception):
+    """The inbound router (the SIP front) could not be set, or the read-back did not confirm it."""
+
+
+class InboundRouter(Protocol):
+    """Which hosts receive new inbound calls, set at the site's SIP front (routing.method: kamailio)."""
+
+    async def route(self, hosts: tuple[str, ...]) -> str:
+        """Set and read back; returns what was done; raises RouteFailed with the reason."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ActionResult:
     ok: bool

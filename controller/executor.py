@@ -21,7 +21,17 @@ from ccfo.domain.health import HostHealth, ServiceState
 from ccfo.domain.plan import Step, StepKind
 from ccfo.domain.state import SiteState
 from ccfo.platform.clock import SYSTEM_CLOCK
-from ccfo.ports import AgentActionFailed, AgentClient, AgentUnreachable, Clock, FenceFailed, Fencer, Notifier
+from ccfo.ports import (
+    AgentActionFailed,
+    AgentClient,
+    AgentUnreachable,
+    Clock,
+    FenceFailed,
+    Fencer,
+    InboundRouter,
+    Notifier,
+    RouteFailed,
+)
 from controller.journal import EntryKind, Journal
 from controller.store import PlanRecord, PlanStatus, Store
 
@@ -43,10 +53,12 @@ class Outcome:
 
 class Executor:
     def __init__(self, agents: AgentClient, fencer: Fencer, notifier: Notifier, journal: Journal, store: Store,
-                 clock: Clock = SYSTEM_CLOCK, host_ids: tuple[str, ...] = ()) -> None:
+                 clock: Clock = SYSTEM_CLOCK, host_ids: tuple[str, ...] = (),
+                 router: InboundRouter | None = None) -> None:
         self.agents, self.fencer, self.notifier = agents, fencer, notifier
         self.journal, self.store, self.clock = journal, store, clock
         self.host_ids = host_ids
+        self.router = router  # routing.method kamailio: the SIP front; None: each agent's AstDB
         self._confirmations: dict[tuple[str, str], asyncio.Event] = {}
         self._attempt = 0
         self.progress: Callable[[PlanRecord, int, str], Awaitable[None]] | None = None
@@ -175,6 +187,11 @@ class Executor:
 
     async def _route(self, action_id: str, step: Step, timeout: float) -> str:
         targets = list(step.targets)
+        if self.router is not None:  # the SIP front (routing.method: kamailio)
+            try:
+                return await self.router.route(tuple(targets))
+            except RouteFailed as exc:
+                raise StepFailed(f"the SIP front was not set: {exc}") from exc
         done, skipped = [], []
         for host in self.host_ids or tuple(targets):
             try:

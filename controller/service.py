@@ -27,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from ccfo.clients.agent_http import MultiTokenClient, agent_tokens, parse_report
+from ccfo.clients.kamailio import KamailioRouter, KamailioRpc
 from ccfo.clients.pdu import NoFencing, SnmpPdu
 from ccfo.config import secretfiles, tls
 from ccfo.config.loader import LoadedConfig, load_config
@@ -134,6 +135,16 @@ def _listen(value: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+def _router(cfg: LoadedConfig) -> KamailioRouter | None:
+    """routing.method kamailio: the controller sets the SIP front itself (docs/sip-front.md says why)."""
+    routing = cfg.site_model.routing
+    if routing.method != "kamailio" or routing.kamailio is None:
+        return None
+    k = routing.kamailio
+    return KamailioRouter(KamailioRpc(cfg.resolve(k.rpc_socket), k.rpc_timeout_s), cfg.resolve(k.list_file),
+                          k.destinations, k.set_id)
+
+
 async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     ctl = cfg.site_model.controller
     if not ctl.tokens_file:
@@ -153,7 +164,7 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     if fencing.method == "pdu" and fencing.pdu is not None:
         community = read_secret(cfg.resolve(fencing.pdu.community_file)) if fencing.pdu.community_file else "private"
         fencer = SnmpPdu(fencing.pdu.host, fencing.pdu.port, community, fencing.pdu.outlets)
-    executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids)
+    executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids, router=_router(cfg))
     engine = Engine(cfg, store, journal, executor, events)
     snmp = ControllerSnmp(cfg, engine, agents, notifier)
     await snmp.start()

@@ -41,8 +41,8 @@ def steps(s: ScenarioModel) -> list[str]:
     out = [f"preflight: no plan running or proposed, the site is {st.state or 'in its steady state'}",
            f"steady state: {_state_text(st)}; calls: {', '.join(c.value for c in st.calls) or 'none'}"]
     if s.load.rate_cps > 0:
-        out.append(f"steady load: {s.load.rate_cps:g} calls/s to the active host's IVR (SIPp), following the "
-                   "active host, for the whole drill")
+        out.append(f"steady load: {s.load.rate_cps:g} calls/s through the SIP front (SIPp): the front "
+                   "routes each call as the controller set it, for the whole drill")
     via = "the lab" if s.lab else "the agent" if s.fault.kind is not FaultKind.SWITCHOVER else "the controller"
     out.append(f"fault: {s.fault.describe()} (through {via})")
     if e.detect:
@@ -58,7 +58,11 @@ def steps(s: ScenarioModel) -> list[str]:
         out.append(f"expect within {e.state.within_s:g} s: {_state_text(e.state)}")
     out.append(f"expect within {e.recover.within_s:g} s: an inbound call answered by "
                f"{s.recover_host() or 'the active host'} (time to recover)")
-    out.append(f"verification calls: {', '.join(c.value for c in e.calls) or 'none'}")
+    out.append(f"verification calls: {', '.join(c.value for c in e.verify_calls) or 'none'}")
+    if e.call_limits is not None:
+        for phase, where in (("drill", "during the drill"), ("way_back", "on the way back")):
+            for key, limit in e.call_limits.limits(phase).items():
+                out.append(f"expect at most {limit} call(s) of the steady load {key} {where}")
     if e.max_failed_calls is not None:
         out.append(f"expect at most {e.max_failed_calls} failed call(s) of the steady load")
     back = ["undo the fault" if wb.restore else "leave the fault",

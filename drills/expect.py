@@ -97,7 +97,7 @@ class Expectations:
             plan.append((self._record("state", "the site state after the fault", e.state.within_s), e.state))
         recover = self._record("recover", f"an inbound call is answered by {s.recover_host() or 'the active host'}",
                                e.recover.within_s)
-        calls = self._record("calls", "verification calls: " + (", ".join(c.value for c in e.calls) or "none"),
+        calls = self._record("calls", "verification calls: " + (", ".join(c.value for c in e.verify_calls) or "none"),
                              None)
         recovering = asyncio.create_task(self._recover(), name="drill-recovery")
         try:
@@ -109,7 +109,7 @@ class Expectations:
                                            f"{e.recover.within_s:g} s ({len(self.recovery.get('attempts', []))} tried)")
             recover.update(status="met", measured_s=round(self._ttr, 3),
                            detail=f"answered {self._ttr:.2f} s after the fault")
-            failed = await self.r.calls("drill", e.calls)
+            failed = await self.r.calls("drill", e.verify_calls)
             if failed:
                 raise self._unmet(calls, "; ".join(failed))
             calls.update(status="met", measured_s=self._since(), detail="all passed")
@@ -260,11 +260,24 @@ class Expectations:
             return
         ok = outcome.stats.succeeded >= 1
         answered = t0 + (outcome.stats.setup_ms or 0.0) / 1000.0 - self.t_fault
+        sip = self.r.sip
+        by = [(sip.plan.host_at(b) if sip else None) or b for b in outcome.fates.answered.values()]
         attempts.append({"offset_s": round(t0 - self.t_fault, 3), "passed": ok, "setup_ms": outcome.stats.setup_ms,
                          "answered_s": round(answered, 3) if ok else None, "exit_code": outcome.returncode,
-                         "stat_file": outcome.files["csv"]})
+                         "stat_file": outcome.files["csv"], "answered_by": by})
         if ok and (self._ttr is None or answered < self._ttr):
             self._ttr = answered
+
+    def call_figures(self, phase: str, figures: dict[str, Any], limits: Any) -> None:
+        """`expect.calls` limits on the steady load's refused, cut and held calls in `phase`."""
+        where = "during the drill" if phase == "drill" else "on the way back"
+        for key, limit in limits.items():
+            got = figures.get(f"calls_{key}")
+            rec = self._record(f"calls_{key}_{phase}", f"at most {limit} call(s) {key} {where} (calls_{key})", None)
+            if got is None or got > limit:
+                self.r.failures.append(str(self._unmet(rec, f"calls_{key} {where}: {got}, limit {limit}")))
+            else:
+                rec.update(status="met", detail=f"{got}")
 
     def max_failed(self, failed: int, limit: int) -> None:
         rec = self._record("max_failed_calls", f"at most {limit} call(s) of the steady load fail during the drill",

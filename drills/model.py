@@ -218,6 +218,34 @@ class RecoverModel(Strict):
     """The host that must answer (default: expect.state.active_host, else the steady state's)."""
 
 
+Count = Annotated[int, Field(ge=0)]
+
+
+class CallFigureLimits(Strict):
+    """Limits on what became of the steady load's calls in one phase (None: not limited)."""
+
+    refused: Count | None = None  # new calls never answered
+    cut: Count | None = None  # answered calls that ended abnormally (the IVR vanished mid-call)
+    held: Count | None = None  # answered after the SIP front held them
+
+    def items(self) -> list[tuple[str, int]]:
+        return [(k, v) for k, v in (("refused", self.refused), ("cut", self.cut), ("held", self.held))
+                if v is not None]
+
+
+class CallsExpectModel(CallFigureLimits):
+    """`expect.calls` as a mapping: the verification calls and the limits on the steady load's calls,
+    for the drill and (`way_back`, else the same limits) for the way back."""
+
+    verify: list[CallKind] = Field(default_factory=lambda: [CallKind.INBOUND])
+    way_back: CallFigureLimits | None = None
+
+    def limits(self, phase: str) -> CallFigureLimits:
+        if phase == "way_back" and self.way_back is not None:
+            return self.way_back
+        return CallFigureLimits(refused=self.refused, cut=self.cut, held=self.held)
+
+
 class ExpectModel(Strict):
     detect: DetectModel | None = None
     """The fault is detected in time."""
@@ -229,10 +257,19 @@ class ExpectModel(Strict):
     """The site reaches this state in time."""
     recover: RecoverModel
     """Calls are answered again in time (the recovery time objective)."""
-    calls: list[CallKind] = Field(default_factory=lambda: [CallKind.INBOUND])
-    """Verification calls that must succeed after recovery."""
+    calls: list[CallKind] | CallsExpectModel = Field(default_factory=lambda: [CallKind.INBOUND])
+    """A list: the verification calls that must succeed after recovery; a mapping: {verify: [...], refused: N,
+    cut: N, held: N, way_back: {...}}, limits on the steady load's calls refused, cut and held."""
     max_failed_calls: Annotated[int, Field(ge=0)] | None = None
     """Of the steady load, at most this many calls may fail during the drill (none: not judged)."""
+
+    @property
+    def verify_calls(self) -> list[CallKind]:
+        return self.calls.verify if isinstance(self.calls, CallsExpectModel) else list(self.calls)
+
+    @property
+    def call_limits(self) -> CallsExpectModel | None:
+        return self.calls if isinstance(self.calls, CallsExpectModel) else None
 
 
 class LoadModel(Strict):
@@ -304,6 +341,10 @@ class SipModel(Strict):
 
     endpoints: dict[Name, HostPort] = Field(min_length=1)
     """Each host's SIP address (ADDRESS:PORT) the drill's callers call."""
+    front: HostPort | None = None
+    """The SIP front every inbound call enters (Kamailio); none: call the hosts directly."""
+    hold_s: Annotated[float, Field(ge=0, le=30)] = 8.0
+    """The front's hold: how long callers wait for an answer while no host serves."""
     caller: str
     """The address the drill's callers bind."""
     agent_phone: HostPort

@@ -20,8 +20,14 @@ FIGURES = (("time_to_detect_s", "time to detect", "s"), ("time_to_decide_s", "ti
            ("plan_duration_s", "plan duration", "s"),
            ("calls_attempted", "calls attempted during the drill (steady load)", ""),
            ("calls_failed", "calls failed during the drill (steady load)", ""),
+           ("calls_refused", "calls refused during the drill (never answered)", ""),
+           ("calls_cut", "calls cut during the drill (answered, ended abnormally)", ""),
+           ("calls_held", "calls held during the drill (answered after the front held them)", ""),
            ("way_back_calls_attempted", "calls attempted during the way back", ""),
            ("way_back_calls_failed", "calls failed during the way back", ""),
+           ("way_back_calls_refused", "calls refused during the way back", ""),
+           ("way_back_calls_cut", "calls cut during the way back", ""),
+           ("way_back_calls_held", "calls held during the way back", ""),
            ("duration_s", "drill duration", "s"))
 
 
@@ -74,8 +80,10 @@ def markdown(doc: dict[str, Any]) -> str:
             lines.append(f"| {i} | {st.get('text')} | {_num(st.get('duration_s'), 's')} | {st.get('status')} |")
     for phase, load in (doc.get("load") or {}).items():
         lines += ["", f"## Steady load: {phase}", "",
-                  f"{load.get('rate_cps')} calls/s; {load.get('attempted')} attempted, {load.get('succeeded')} "
-                  f"succeeded, {load.get('failed')} failed; mean call setup {_num(load.get('setup_ms'), 'ms')}; "
+                  f"{load.get('rate_cps')} calls/s through the SIP front; {load.get('attempted')} attempted, "
+                  f"{load.get('succeeded')} succeeded, {load.get('failed')} failed ({load.get('calls_refused')} "
+                  f"refused, {load.get('calls_cut')} cut); {load.get('calls_held')} held; answered by "
+                  f"{load.get('answered_by')}; mean call setup {_num(load.get('setup_ms'), 'ms')}; "
                   f"responses {load.get('responses')}", ""]
         for seg in load.get("segments", []):
             lines.append(f"* to {seg['host']}: {seg.get('attempted')} attempted, {seg.get('failed')} failed "
@@ -131,5 +139,8 @@ def summary_line(doc: dict[str, Any]) -> str:
     fig = doc.get("figures", {})
     return (f"drill {doc['drill']} {doc['status'].upper()}: detect {_num(fig.get('time_to_detect_s'), 's')}, "
             f"decide {_num(fig.get('time_to_decide_s'), 's')}, recover {_num(fig.get('time_to_recover_s'), 's')}, "
-            f"calls failed {fig.get('calls_failed', '-')}/{fig.get('calls_attempted', '-')}"
+            f"calls failed {fig.get('calls_failed', '-')}/{fig.get('calls_attempted', '-')} "
+            f"(refused {fig.get('calls_refused', '-')}, cut {fig.get('calls_cut', '-')}, held "
+            f"{fig.get('calls_held', '-')}; way back: refused {fig.get('way_back_calls_refused', '-')}, cut "
+            f"{fig.get('way_back_calls_cut', '-')})"
             + (f" ({doc['reason']})" if doc.get("reason") else ""))

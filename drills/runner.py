@@ -27,7 +27,7 @@ from typing import Any
 from ccfo.config.loader import LoadedConfig
 from drills import report
 from drills.expect import Expectations, StepFailed, state_problems
-from drills.load import Load, follow_active
+from drills.load import Load
 from drills.model import CallKind, FaultKind, ScenarioModel
 from drills.sipp import CallCheck, Sip, SippError
 from drills.target import ALL_PLANS, ControllerError, ControllerPort, Target, TargetError
@@ -81,7 +81,6 @@ class DrillRunner:
         self.exp = Expectations(self)
         self.sip_note = "no SIP plan (drills.yaml `sip`, or the lab's)"
         self._tasks: list[asyncio.Task[Any]] = []
-        self._follower: asyncio.Task[None] | None = None
         self.doc: dict[str, Any] = {}
 
     @property
@@ -272,23 +271,27 @@ class DrillRunner:
     async def _start_load(self) -> str:
         assert self.sip is not None
         self.load = Load(self.sip, self.s.load.rate_cps, self.s.budget_s())
-        active = (await self.ctl.status()).get("active_host")
-        await self.load.follow(active, "drill")
-        self._follower = asyncio.create_task(follow_active(self.load, self.ctl.status), name="drill-load")
-        self._tasks.append(self._follower)
-        return f"{self.s.load.rate_cps:g} calls/s to {active}'s IVR, following the active host"
+        await self.load.enter("drill")
+        front = self.sip.plan.front
+        return f"{self.s.load.rate_cps:g} calls/s through the SIP front {front[0]}:{front[1]}" if front else ""
 
     async def _stop_load(self) -> str:
         assert self.load is not None
-        if self._follower is not None:
-            self._follower.cancel()
         await self.load.stop()
         drill, back = self.load.figures("drill"), self.load.figures("way_back")
         limit = self.s.expect.max_failed_calls
         if limit is not None:
             self.exp.max_failed(drill["failed"], limit)
-        return (f"drill: {drill['failed']} of {drill['attempted']} calls failed; way back: {back['failed']} of "
-                f"{back['attempted']}")
+        limits = self.s.expect.call_limits
+        if limits is not None:
+            self.exp.call_figures("drill", drill, limits.limits("drill"))
+            if self.injected:
+                self.exp.call_figures("way_back", back, limits.limits("way_back"))
+
+        def fates(f: dict[str, Any]) -> str:
+            return (f"{f['attempted']} calls: {f['calls_refused']} refused, {f['calls_cut']} cut, "
+                    f"{f['calls_held']} held")
+        return f"drill: {fates(drill)}; way back: {fates(back)}"
 
     # --- fault --------------------------------------------------------------------------------------
 
@@ -369,8 +372,14 @@ class DrillRunner:
                    "calls_attempted": load.get("drill", {}).get("attempted"),
                    "calls_succeeded": load.get("drill", {}).get("succeeded"),
                    "calls_failed": load.get("drill", {}).get("failed"),
+                   "calls_refused": load.get("drill", {}).get("calls_refused"),
+                   "calls_cut": load.get("drill", {}).get("calls_cut"),
+                   "calls_held": load.get("drill", {}).get("calls_held"),
                    "way_back_calls_attempted": load.get("way_back", {}).get("attempted"),
                    "way_back_calls_failed": load.get("way_back", {}).get("failed"),
+                   "way_back_calls_refused": load.get("way_back", {}).get("calls_refused"),
+                   "way_back_calls_cut": load.get("way_back", {}).get("calls_cut"),
+                   "way_back_calls_held": load.get("way_back", {}).get("calls_held"),
                    "duration_s": round(duration, 3)}
         return {"run_id": self.run_id, "drill": self.s.name, "description": self.s.description,
                 "source": self.s.source, "target": self.s.target, "status": status, "reason": why,

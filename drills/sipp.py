@@ -3,8 +3,10 @@
 Each check is one or more SIPp processes (scenarios in drills/sipp/, adapted from the lab fixtures) with a
 global timeout, writing their own statistics (`-trace_stat` CSV, `-trace_screen`, `-trace_err`) into the
 drill's work directory; the results are parsed from those files and the exit code, never guessed:
-* inbound: a caller calls the IVR extension on every host at once; it passes when exactly the active host
-  answers (a second answer would be two IVRs serving at once);
+* inbound: a caller calls the IVR extension through the SIP front (the lab's Kamailio, drills.yaml `sip.front`)
+  and the active host's IVR must answer it; every other host is called directly at the same time and must
+  not answer (a second answer would be two IVRs serving at once). Without a front, every host is called
+  directly and exactly the active host must answer;
 * agent answer: the drill answers as the agent phone (a far-end UAS) and a caller asks for an agent; it
   passes when the caller is connected and the agent phone answered;
 * outbound: the drill is the carrier's test number (a far-end UAS) and a caller asks the active host to
@@ -40,6 +42,8 @@ SCENARIOS = Path(__file__).resolve().parent / "sipp"
 EXIT_ALL_OK, EXIT_SOME_FAILED, EXIT_NO_CALLS = 0, 1, 99
 # Calls give up fast on a dead endpoint: INVITE retransmitted twice (0.5 s, 1 s), then the call fails.
 FAST_FAIL = ["-max_invite_retrans", "2", "-recv_timeout", "2500"]
+# Through the front, a call may be held (ringing) up to the hold limit: wait that long plus this margin.
+HOLD_MARGIN_S = 4.0
 
 
 class SippError(Exception):
@@ -126,6 +130,55 @@ def parse_screen(path: Path) -> dict[str, int]:
     return codes
 
 
+@dataclass(frozen=True, slots=True)
+class CallFates:
+    """What became of each call of a SIPp UAC, from the `<log>` lines of drills/sipp/uac_inbound.xml:
+    answered (by which IVR address, held or not) and ended by the IVR's BYE."""
+
+    answered: Mapping[int, str] = field(default_factory=dict)  # call number -> IVR ADDR:PORT that answered
+    held: frozenset[int] = frozenset()  # answered after the front held them
+    ended: frozenset[int] = frozenset()  # the IVR hung up normally (BYE, 200)
+
+    @property
+    def cut(self) -> int:
+        """Answered calls that did not end normally (the IVR died or vanished mid-call)."""
+        return len(set(self.answered) - self.ended)
+
+    def refused(self, attempted: int) -> int:
+        """New calls that were never answered."""
+        return max(0, attempted - len(self.answered))
+
+    def __add__(self, other: CallFates) -> CallFates:  # call numbers are per process: offset the other's
+        off = max([*self.answered, *self.ended, 0]) + 1_000_000
+        return CallFates({**self.answered, **{n + off: b for n, b in other.answered.items()}},
+                         self.held | {n + off for n in other.held}, self.ended | {n + off for n in other.ended})
+
+
+_LOGLINE = re.compile(r"^(?P<what>answered|ended) (?P<n>\d+)(?: by=(?P<by>\S*))?(?P<held> X-CCFO-Held)?")
+
+
+def parse_call_log(path: Path) -> CallFates:
+    answered: dict[int, str] = {}
+    held: set[int] = set()
+    ended: set[int] = set()
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return CallFates()
+    for line in text.splitlines():
+        m = _LOGLINE.match(line.strip())
+        if not m:
+            continue
+        n = int(m.group("n"))
+        if m.group("what") == "ended":
+            ended.add(n)
+        else:
+            answered[n] = m.group("by") or ""
+            if m.group("held"):
+                held.add(n)
+    return CallFates(answered, frozenset(held), frozenset(ended))
+
+
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL when the drill's process dies (Linux PR_SET_PDEATHSIG)."""
     import ctypes
@@ -153,6 +206,7 @@ class SippOutcome:
     files: dict[str, str]
     started: float
     duration_s: float
+    fates: CallFates = CallFates()
 
 
 class SippProcess:
@@ -160,8 +214,9 @@ class SippProcess:
 
     def __init__(self, sipp: str, name: str, args: list[str], workdir: Path, timeout_s: float) -> None:
         self.name, self.workdir, self.timeout_s = name, workdir, timeout_s
-        self.files = {k: str(workdir / f"{name}.{k}") for k in ("csv", "screen", "err", "log")}
+        self.files = {k: str(workdir / f"{name}.{k}") for k in ("csv", "screen", "err", "log", "calls")}
         self.argv = [sipp, *args, "-nostdin", "-timeout", f"{int(timeout_s) + 1}s",
+                     "-trace_logs", "-log_file", self.files["calls"],
                      "-trace_stat", "-stf", self.files["csv"], "-fd", "1",
                      "-trace_screen", "-screen_file", self.files["screen"],
                      "-trace_err", "-error_file", self.files["err"]]
@@ -208,7 +263,8 @@ class SippProcess:
         stats = parse_stat_csv(Path(self.files["csv"])) or SippStats()
         stats = SippStats(stats.attempted, stats.succeeded, stats.failed, stats.setup_ms,
                           parse_screen(Path(self.files["screen"])), stats.failed_reasons)
-        return SippOutcome(self.name, rc, stats, dict(self.files), self.started, time.monotonic() - self._t0)
+        return SippOutcome(self.name, rc, stats, dict(self.files), self.started, time.monotonic() - self._t0,
+                           parse_call_log(Path(self.files["calls"])))
 
     async def close(self) -> None:
         """Kill it if it still runs, and reap it."""
@@ -235,6 +291,12 @@ class SipPlan:
     ext_inbound: str = "100"
     ext_agent: str = "200"
     ext_outbound: str = "300"
+    front: tuple[str, int] | None = None  # the SIP front every inbound call enters (the lab's Kamailio)
+    hold_s: float = 8.0  # the front's hold limit: a caller waits that long (plus a margin) for an answer
+
+    def host_at(self, endpoint: str) -> str | None:
+        """The host whose IVR answers at `endpoint` (ADDR:PORT, as in a 200 OK's Contact)."""
+        return next((h for h, (a, p) in self.endpoints.items() if f"{a}:{p}" == endpoint), None)
 
 
 def sip_plan(cfg: LoadedConfig, drills: DrillsConfigModel) -> SipPlan | None:
@@ -242,7 +304,8 @@ def sip_plan(cfg: LoadedConfig, drills: DrillsConfigModel) -> SipPlan | None:
     if drills.sip is not None:
         s = drills.sip
         return SipPlan({h: _endpoint(e) for h, e in s.endpoints.items()}, s.caller, _endpoint(s.agent_phone),
-                       _endpoint(s.dialout), s.extensions.inbound, s.extensions.agent, s.extensions.outbound)
+                       _endpoint(s.dialout), s.extensions.inbound, s.extensions.agent, s.extensions.outbound,
+                       _endpoint(s.front) if s.front else None, s.hold_s)
     found: dict[str, dict[str, str]] = {}
     for name, host in cfg.site_model.hosts.items():
         ivr = host.services.get("ivr")
@@ -254,8 +317,9 @@ def sip_plan(cfg: LoadedConfig, drills: DrillsConfigModel) -> SipPlan | None:
     if not found or any("sip" not in v for v in found.values()):
         return None
     first = next(iter(found.values()))
+    front = _endpoint(first["front"]) if "front" in first else None
     return SipPlan({h: _endpoint(v["sip"]) for h, v in found.items()}, first["caller"], _endpoint(first["agent"]),
-                   _endpoint(first["dialout"]))
+                   _endpoint(first["dialout"]), front=front, hold_s=cfg.site_model.routing.hold_s)
 
 
 # --------------------------------------------------------------------------- verification calls
@@ -308,6 +372,17 @@ class Sip:
                 *FAST_FAIL, *(["-m", str(calls)] if calls else []), "-r", str(rate or 1), *(extra or [])]
         return self.process(label, args, timeout_s)
 
+    def uac_front(self, label: str, exten: str, scenario: str, calls: int = 1, rate: float | None = None,
+                  extra: list[str] | None = None, timeout_s: float | None = None) -> SippProcess:
+        """A caller through the SIP front: it may be held (ringing) up to the hold limit before an answer."""
+        assert self.plan.front is not None, "no SIP front in the plan"
+        addr, port = self.plan.front
+        wait_ms = int((self.plan.hold_s + HOLD_MARGIN_S) * 1000)
+        args = [f"{addr}:{port}", "-sf", str(SCENARIOS / scenario), "-s", exten, *self._bind(self.plan.caller),
+                "-max_invite_retrans", "2", "-recv_timeout", str(wait_ms),
+                *(["-m", str(calls)] if calls else []), "-r", str(rate or 1), *(extra or [])]
+        return self.process(label, args, timeout_s or self.call_timeout_s + self.plan.hold_s)
+
     def far_end(self, label: str, endpoint: tuple[str, int]) -> SippProcess:
         args = ["-sf", str(SCENARIOS / "uas_answer.xml"), *self._bind(*endpoint), "-m", "1"]
         return self.process(label, args)
@@ -317,13 +392,47 @@ class Sip:
             await proc.close()
 
     async def inbound_one(self, host: str) -> SippOutcome:
+        """One inbound call that must reach `host`'s IVR: through the front when there is one (answered by
+        another host's IVR counts as not reached), else straight to the host."""
+        if self.plan.front is None:
+            proc = await self.uac(f"inbound-{host}", host, self.plan.ext_inbound, "uac_inbound.xml").start()
+            return await proc.wait()
+        out = await self.front_call(f"inbound-front-{host}")
+        by = {self.plan.host_at(b) for b in out.fates.answered.values()}
+        if out.stats.succeeded and by != {host}:
+            stats = out.stats
+            out = SippOutcome(out.name, out.returncode, SippStats(stats.attempted, 0, stats.attempted, None,
+                                                                  stats.responses, stats.failed_reasons),
+                              out.files, out.started, out.duration_s, out.fates)
+        return out
+
+    async def front_call(self, label: str) -> SippOutcome:
+        proc = await self.uac_front(label, self.plan.ext_inbound, "uac_inbound.xml").start()
+        return await proc.wait()
+
+    async def _direct(self, host: str) -> SippOutcome:
         proc = await self.uac(f"inbound-{host}", host, self.plan.ext_inbound, "uac_inbound.xml").start()
         return await proc.wait()
 
     async def inbound(self, active: str | None) -> CallCheck:
+        """Through the front (when there is one): a caller's call is answered by the active host's IVR, and
+        no other host's IVR answers a call placed on it directly (two IVRs serving at once). Without a
+        front: every host is called at once and exactly the active host answers."""
         t0, started = time.monotonic(), time.time()
+        if self.plan.front is not None:
+            others = [h for h in self.plan.endpoints if h != active]
+            front, *direct = await asyncio.gather(self.front_call("inbound-front"),
+                                                  *(self._direct(h) for h in others))
+            via = tuple(sorted({self.plan.host_at(b) or b for b in front.fates.answered.values()}))
+            also = tuple(h for h, o in zip(others, direct, strict=True) if o.stats.succeeded >= 1)
+            passed = active is not None and via == (active,) and not also
+            detail = (f"through the front: answered by {', '.join(via) or 'nobody'}; expected the active host "
+                      f"{active}" + (f"; {', '.join(also)} also answered a direct call (two IVRs)" if also else ""))
+            total = sum((o.stats for o in direct), front.stats)
+            return CallCheck("inbound", active, passed, detail, started, time.monotonic() - t0, total, via + also,
+                             (front.files["csv"], *(o.files["csv"] for o in direct)))
         hosts = list(self.plan.endpoints)
-        outcomes = await asyncio.gather(*(self.inbound_one(h) for h in hosts))
+        outcomes = await asyncio.gather(*(self._direct(h) for h in hosts))
         answered = tuple(h for h, o in zip(hosts, outcomes, strict=True) if o.stats.succeeded >= 1)
         passed = active is not None and answered == (active,)
         others = [h for h in answered if h != active]

@@ -14,7 +14,6 @@ that, with the controller's safety ordering), or approve anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -49,8 +48,7 @@ class WayBack:
         wb, f = self.r.s.way_back, self.r.s.fault
         deadline = time.monotonic() + wb.within_s
         if self.r.load is not None:
-            with contextlib.suppress(ControllerError):
-                await self.r.load.follow((await self.r.ctl.status()).get("active_host"), "way_back")
+            await self.r.load.enter("way_back")
         if not await self.r.poll(self._no_running_plan, deadline):
             raise StepFailed("a plan is still running; the way back cannot start")
         actions = await self.r.reject_own_proposals()

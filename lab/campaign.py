@@ -249,12 +249,11 @@ class Campaign:
         await self.lab.down()
 
     async def _start_load(self) -> None:
-        """The steady call load (drills.load: SIPp UAC at `load_cps` against the active host's IVR)."""
+        """The steady call load (drills.load: SIPp UAC at `load_cps` through the lab's SIP front)."""
         if not self.s.sip_load:
             self.load_note = "no SIP load (disabled)"
             return
         from drills.load import Load as SipLoad
-        from drills.load import follow_active
         from drills.sipp import Sip, SippError, SipPlan
         eps = {}
         for host in self.lab.site["hosts"]:
@@ -268,7 +267,8 @@ class Campaign:
             return h, int(p)
 
         plan = SipPlan({h: ep(v["sip"]) for h, v in eps.items()}, first["caller"], ep(first["agent"]),
-                       ep(first["dialout"]))
+                       ep(first["dialout"]), front=ep(first["front"]),
+                       hold_s=float(self.lab.site.get("routing", {}).get("hold_s", 8.0)))
         work = self.layout.root / "sipp"
         work.mkdir(parents=True, exist_ok=True)
         try:
@@ -278,11 +278,7 @@ class Campaign:
             return
         budget = max(600.0, 60.0 * len(self.s.run_indices()) + 600)
         self.load = SipLoad(self.sip, self.s.load_cps, budget)
-        self._tasks.append(asyncio.create_task(follow_active(self.load, self._status_or_empty, 0.5),
-                                               name="campaign-load"))
-
-    async def _status_or_empty(self) -> dict[str, Any]:
-        return await self.ctl.status() or {}
+        await self.load.enter("campaign")
 
     # --- one run --------------------------------------------------------------------------------
 

@@ -84,6 +84,9 @@ def _print_summary(st: dict[str, Any]) -> None:
         print(f"  {host:<11} {h['address']}  agent {h['agent']}  AMI {h['ami']}  AMI control {h['ami_control']}")
     print(f"  databases   {', '.join(f'{n} {a}' for n, a in st['databases'].items())}")
     print(f"  PDU         {st['pdu']} (SNMP v2c)")
+    if "front" in st:
+        print(f"  SIP front   {st['front']['sip']} (Kamailio; every lab call enters here)  RPC "
+              f"{st['front']['rpc_socket']}")
     print(f"  config      {st['config']}   logs in {Path(st['config']).parent / 'logs'}")
 
 
@@ -145,9 +148,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     q.set_defaults(func=cmd_status)
     q = lsub.add_parser("inject", help="HOST span N red|yellow|blue|clear, HOST board down|up, "
                                        "HOST service NAME crash|hang|resume, HOST asterisk hang|resume, "
-                                       "HOST unreachable|reachable, db SITE down|up")
+                                       "HOST unreachable|reachable, db SITE down|up, "
+                                       "front down|up (the SIP front, Kamailio)")
     common(q)
-    q.add_argument("target", help="a host, or db")
+    q.add_argument("target", help="a host, db, or front")
     q.add_argument("what")
     q.add_argument("args", nargs="*")
     q.set_defaults(func=cmd_inject)

@@ -2,8 +2,9 @@
 
 Per host, on its own loopback address: a lab AMI server (the simulated Asterisk with its DAHDI board),
 the managed services as real stand-in daemons (cti, ivr, kcxp, kcbp, replicas, the board driver), and
-the real agent; then the database sites (TCP endpoints), the lab PDU (SNMP, one outlet per host) and
-the real controller. `LabSite` owns these processes; `ccfo lab up` runs it in a background supervisor
+the real agent; then the database sites (TCP endpoints), the lab PDU (SNMP, one outlet per host), the
+SIP front (a real Kamailio on NET.200, lab/front.py: every lab call enters there) and the real controller.
+`LabSite` owns these processes; `ccfo lab up` runs it in a background supervisor
 and `ccfo lab inject` talks to its control API. Tests use it in-process on their own 127.x.y network.
 """
 
@@ -22,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from lab.front import FrontError, kamailio_argv, kamailio_binary, lab_router, wait_ready
 from lab.labconfig import LabLayout, _svc_cmd, build
 from lab.pdu import LabDatabase, start_pdu
 
@@ -123,6 +125,7 @@ class LabSite:
                                                         {n: h for h, n in outlets.items()}, community, self.power)
         for host in self.site["hosts"]:
             await self._boot_host(host, start_services=True, timeout=timeout)
+        await self._start_front(timeout)
         await self._start_controller(timeout)
 
     def _write_db_files(self) -> None:
@@ -180,6 +183,47 @@ class LabSite:
         proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.DEVNULL)
         return await proc.wait()
+
+    async def _start_front(self, timeout: float) -> None:
+        """Kamailio on NET.200, routing new calls to every host (the one whose IVR answers OPTIONS serves)."""
+        lay, routing = self.layout, self.site["routing"]
+        lay.front_dir.mkdir(parents=True, exist_ok=True)
+        lay.front_socket.parent.mkdir(parents=True, exist_ok=True)
+        lay.front_socket.unlink(missing_ok=True)
+        router = lab_router(self.site)
+        router.write(list(self.site["hosts"]))
+        try:
+            argv = kamailio_argv(kamailio_binary(), f"{lay.front_host}:{lay.sip_port}", router.list_file,
+                                 lay.front_socket, lay.front_dir, hold_s=float(routing.get("hold_s", 8.0)),
+                                 hold_retry_s=float(routing.get("hold_retry_s", 0.5)))
+        except FrontError as exc:
+            raise LabError(str(exc)) from exc
+        front = Proc("front", argv, lay.root / "logs" / "front.log")
+        await front.start()
+        self.procs["front"] = front
+        try:
+            await wait_ready(router.rpc, front, front.log_path, timeout)
+        except FrontError as exc:
+            raise LabError(str(exc)) from exc
+
+    async def front(self, how: str) -> str:
+        """`ccfo lab inject front down|up`: stop or start the SIP front (its list file stays)."""
+        if how == "down":
+            if "front" in self.procs:
+                await self.procs["front"].stop()
+            return "SIP front (Kamailio) stopped"
+        if "front" in self.procs and self.procs["front"].alive:
+            return "SIP front (Kamailio) already running"
+        router = lab_router(self.site)
+        argv = self.procs["front"].argv
+        front = Proc("front", argv, self.layout.root / "logs" / "front.log")
+        await front.start()
+        self.procs["front"] = front
+        try:
+            await wait_ready(router.rpc, front, front.log_path, 30.0)
+        except FrontError as exc:
+            raise LabError(str(exc)) from exc
+        return "SIP front (Kamailio) started; it read its list file"
 
     async def _start_controller(self, timeout: float) -> None:
         ready = self.layout.root / "controller.ready"
@@ -250,6 +294,8 @@ class LabSite:
 
     async def inject(self, target: str, what: str, *args: str) -> str:
         """The `ccfo lab inject` vocabulary; returns a sentence saying what was done."""
+        if target == "front" and what in ("down", "up"):
+            return await self.front(what)
         if target == "db":
             site, state = what, (args[0] if args else "")
             if site not in self.dbs or state not in ("down", "up"):
@@ -281,7 +327,7 @@ class LabSite:
             return f"{host} {what}"
         raise LabError("usage: HOST span N red|yellow|blue|clear | HOST dchannel N up|down | HOST board down|up | "
                        "HOST service NAME crash|hang|resume | HOST asterisk hang|resume | HOST unreachable|reachable | "
-                       "db SITE down|up")
+                       "db SITE down|up | front down|up")
 
     async def _service_fault(self, host: str, name: str, how: str) -> str:
         if name not in self.site["hosts"][host]["services"]:
@@ -305,7 +351,7 @@ class LabSite:
         return {"host": host, "ivr": ivr, "agent": agent}
 
     async def down(self) -> None:
-        for name in ["controller", *[n for n in self.procs if n.endswith("-agent")],
+        for name in ["controller", "front", *[n for n in self.procs if n.endswith("-agent")],
                      *[n for n in self.procs if n.endswith("-ami")]]:
             if name in self.procs:
                 await self.procs[name].stop()
@@ -325,6 +371,10 @@ class LabSite:
         return {"dashboard": self.api + "/", "api": self.api + "/api/v1", "config": str(self.layout.config),
                 "hosts": hosts, "databases": {n: f"{d.host}:{d.port}" for n, d in self.dbs.items()},
                 "pdu": f"{self.layout.pdu_host}:{self.layout.pdu_port}",
+                "front": {"sip": f"{self.layout.front_host}:{self.layout.sip_port}",
+                          "rpc_socket": str(self.layout.front_socket),
+                          "list_file": str(self.layout.front_dir / "dispatcher.list"),
+                          "log": str(self.layout.root / "logs" / "front.log")},
                 "tokens": {r: str(self.layout.config / "secrets" / f"{r}.token")
                            for r in ("viewer", "operator", "admin")}}
 

@@ -193,7 +193,7 @@ def test_bad_probes_are_check_config_errors_with_file_and_line(cfg_dir, probe, f
 def test_a_per_kind_debounce_must_name_one_of_the_rules_faults(cfg_dir):
     line = edit(cfg_dir / "rules.yaml", "      service_hung: 0.5", "      span_alarm: 0.5")
     out = problems(cfg_dir)
-    want = (f"config/rules.yaml:{line}: rules[1].debounce_by_fault.span_alarm: span_alarm is not among this "
+    want = (f"config/rules.yaml:{line}: rules[1].debounce_by_fault_s.span_alarm: span_alarm is not among this "
             "rule's faults (service_down, service_hung, ami_hung)")
     assert want in out, out
 
@@ -201,4 +201,19 @@ def test_a_per_kind_debounce_must_name_one_of_the_rules_faults(cfg_dir):
 def test_an_unknown_fault_kind_in_a_per_kind_debounce_is_an_error(cfg_dir):
     line = edit(cfg_dir / "rules.yaml", "      service_hung: 0.5", "      service_frozen: 0.5")
     out = problems(cfg_dir)
-    assert any(p.startswith(f"config/rules.yaml:{line}: rules[1].debounce_by_fault.service_frozen") for p in out), out
+    assert any(p.startswith(f"config/rules.yaml:{line}: rules[1].debounce_by_fault_s.service_frozen") for p in out), out
+
+
+def test_a_primary_cti_crash_needs_no_debounce_but_a_span_alarm_keeps_its_own() -> None:
+    from ccfo.domain.faults import Fault, FaultKind, FaultTracker
+    from ccfo.domain.rules import evaluate
+    from ccfo.domain.state import SiteState
+
+    cfg = load_config(REPO / "config")
+    rule = next(r for r in cfg.policy.rules if r.id == "primary-cti-ivr-fault")
+    assert rule.debounce(FaultKind.SERVICE_DOWN) == 0.0 and rule.debounce_s == 3.0
+    state = SiteState.normal(cfg.site)
+    crash = FaultTracker.empty().observe([Fault(FaultKind.SERVICE_DOWN, "ipc-a", "cti")], 100.0)
+    assert evaluate(cfg.site, state, crash, cfg.policy, 100.0).rule == "primary-cti-ivr-fault"
+    span = FaultTracker.empty().observe([Fault(FaultKind.SPAN_ALARM, "ipc-a", "1")], 100.0)
+    assert evaluate(cfg.site, state, span, cfg.policy, 104.9).rule is None

@@ -44,7 +44,29 @@ def check_site(m: SiteFileModel, loc: Located, root: Path) -> list[Problem]:
         if urls[host.agent.url] > 1:
             problems.append(loc.problem(("hosts", name, "agent", "url"), f"shared with another host: {host.agent.url}"))
     problems += _check_fencing(m, loc)
+    problems += _check_routing(m, loc)
     problems += _check_snmp(m, loc)
+    return problems
+
+
+def _check_routing(m: SiteFileModel, loc: Located) -> list[Problem]:
+    problems = []
+    r = m.routing
+    if r.method == "kamailio":
+        if r.kamailio is None:
+            problems.append(loc.problem(("routing", "kamailio"), "required when routing.method is kamailio"))
+        else:
+            for host in m.hosts:
+                if host not in r.kamailio.destinations:
+                    problems.append(loc.problem(("routing", "kamailio", "destinations"),
+                                                f"no SIP destination for host {host}"))
+            for host in r.kamailio.destinations:
+                if host not in m.hosts:
+                    problems.append(loc.problem(("routing", "kamailio", "destinations", host),
+                                                f"unknown host {host!r}"))
+    if r.hold_s > 0 and r.hold_s / r.hold_retry_s > 26:
+        problems.append(loc.problem(("routing", "hold_retry_s"), f"at most 26 retries fit in Kamailio's branch "
+                                    f"limit: hold_s / hold_retry_s must be <= 26, got {r.hold_s / r.hold_retry_s:g}"))
     return problems
 
 
@@ -208,9 +230,9 @@ def check_rules(r: RulesFileModel, loc: Located, site: SiteFileModel) -> list[Pr
             problems.append(loc.problem((*base, "action"),
                                         f"{rule.action.value} does not apply to role {rule.match.role.value} "
                                         f"(allowed: {allowed})"))
-        for kind in rule.debounce_by_fault:
+        for kind in rule.debounce_by_fault_s:
             if kind not in rule.match.faults:
-                problems.append(loc.problem((*base, "debounce_by_fault", kind.value),
+                problems.append(loc.problem((*base, "debounce_by_fault_s", kind.value),
                                             f"{kind.value} is not among this rule's faults "
                                             f"({', '.join(f.value for f in rule.match.faults)})"))
         if rule.match.role is RoleMatch.ACTIVE_DB and set(rule.match.faults) != {FaultKind.DB_DOWN}:

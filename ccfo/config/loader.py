@@ -133,7 +133,7 @@ def to_policy(m: RulesFileModel) -> Policy:
     rules = tuple(
         Rule(r.id, r.description, RoleMatch(r.match.role), frozenset(r.match.faults), r.action, r.debounce_s,
              frozenset(r.match.services) if r.match.services is not None else None, r.approval, r.source,
-             dict(r.debounce_by_fault))
+             dict(r.debounce_by_fault_s))
         for r in m.rules
     )
     return Policy(rules, m.policy.hold_down_s, m.policy.default_debounce_s)

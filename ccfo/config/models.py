@@ -414,13 +414,32 @@ class FencingModel(Strict):
     """The PDU, when method is pdu."""
 
 
+class KamailioModel(Strict):
+    """The SIP front (config/kamailio/kamailio.cfg): its jsonrpcs socket and dispatcher list file, on the
+    controller's machine (docs/sip-front.md says why the controller, not an agent, talks to it)."""
+
+    rpc_socket: str = "/run/ccfo/kamailio-rpc.sock"
+    list_file: str = "/var/lib/ccfo/dispatcher.list"
+    set_id: Annotated[int, Range(1, 1000)] = 1
+    rpc_timeout_s: Annotated[float, Range(0.1, 30)] = 2.0
+    destinations: dict[Name, Annotated[str, Field(pattern=r"^sips?:[^\s]+$")]] = Field(min_length=1)
+
+
 class RoutingModel(Strict):
-    method: Literal["astdb", "none"] = "astdb"
-    """How inbound calls are steered to the serving host: AstDB (the front PBX reads it) or none."""
+    method: Literal["astdb", "kamailio", "none"] = "astdb"
+    """How inbound calls are steered to the serving host: AstDB (the front PBX reads it), the Kamailio SIP
+    front's dispatcher list, or none."""
     astdb_family: str = "ccfo"
     """The AstDB family holding the inbound hosts."""
     astdb_key: str = "inbound_hosts"
     """The AstDB key holding the inbound hosts (comma-separated host names)."""
+    hold_s: Annotated[float, Range(0, 30)] = 8.0
+    """kamailio: a new call that no host serves rings and is retried for at most this long, then refused
+    (503); 0 turns the hold off. Kamailio's branch limit (30) caps hold_s / hold_retry_s at 26."""
+    hold_retry_s: Annotated[float, Range(0.1, 5)] = 0.5
+    """kamailio: seconds between retries of a held call."""
+    kamailio: KamailioModel | None = None
+    """The Kamailio SIP front (routing.method kamailio): its JSON-RPC socket and dispatcher list."""
 
 
 class SiteInfoModel(Strict):
@@ -471,7 +490,7 @@ class RuleModel(Strict):
     """The faults the rule reacts to."""
     debounce_s: Seconds = 3.0
     """Seconds a fault must persist before the rule acts."""
-    debounce_by_fault: dict[FaultKind, Seconds] = Field(default_factory=dict)
+    debounce_by_fault_s: dict[FaultKind, Seconds] = Field(default_factory=dict)
     """Per fault kind, seconds a fault must persist before the rule acts (else debounce_s)."""
     action: Action
     """The plan the rule builds."""

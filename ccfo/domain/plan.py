@@ -143,6 +143,12 @@ def transition_steps(host: Host, current: Duty, new: Duty) -> list[Step]:
     ]
 
 
+def _split(host: Host, steps: list[Step]) -> tuple[list[Step], list[Step]]:
+    """(steps on middleware, steps on CTI/IVR), each in its order."""
+    critical = set(host.critical_services)
+    return [s for s in steps if s.service not in critical], [s for s in steps if s.service in critical]
+
+
 def _active_checks(host: Host) -> tuple[Check, ...]:
     return tuple(Check(CheckKind.ACTIVE, s) for s in host.critical_services)
 
@@ -172,11 +178,14 @@ def _set_state(duties: Mapping[str, Duty] | None = None, board_isolated: Mapping
     return Step(StepKind.SET_STATE, state=state)
 
 
-def _route_all(site: Site, exclude: Iterable[str] = ()) -> Step:
-    """Inbound calls on every in-service host's lines (normal operation: the active CTI/IVR serves all)."""
+def _route_all(site: Site, exclude: Iterable[str] = (), first: str | None = None) -> Step:
+    """Inbound calls on every in-service host's lines (normal operation: the active CTI/IVR serves all);
+    `first` (the host that serves) leads the list: the SIP front tries hosts in this order."""
     skip = set(exclude)
-    return Step(StepKind.ROUTE_INBOUND, targets=tuple(h.id for h in site.hosts if h.id not in skip),
-                timeout_s=DEFAULT_STEP_TIMEOUT_S)
+    hosts = [h.id for h in site.hosts if h.id not in skip]
+    if first in hosts:
+        hosts = [first, *(h for h in hosts if h != first)]
+    return Step(StepKind.ROUTE_INBOUND, targets=tuple(hosts), timeout_s=DEFAULT_STEP_TIMEOUT_S)
 
 
 def build_isolate_board(site: Site, state: SiteState, host_id: str, why: str) -> Plan:
@@ -229,10 +238,11 @@ def build_failover(site: Site, state: SiteState, to_host: str, why: str, *, sour
     if state.host(to_host).board_isolated:
         steps.append(Step(StepKind.RESTORE_BOARD, to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps += transition_steps(target, state.host(to_host).duty, new_duty)
+    # new calls go to the new host only once its CTI/IVR are verified serving; until then the front holds them
+    steps.append(Step(StepKind.VERIFY, to_host, checks=_active_checks(target), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(Step(StepKind.ROUTE_INBOUND, source_id, targets=(to_host,), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(_set_state(duties={to_host: new_duty, source_id: Duty.OUT},
                             board_isolated=_restored(state, to_host)))
-    steps.append(Step(StepKind.VERIFY, to_host, checks=_active_checks(target), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(_notify(f"failed over from {source_id} to {to_host}: {why}"))
     return Plan(action, f"fail over from {source_id} to {to_host}", tuple(steps), why,
                 {"from": source_id, "to": to_host})
@@ -240,8 +250,10 @@ def build_failover(site: Site, state: SiteState, to_host: str, why: str, *, sour
 
 def build_switchover(site: Site, state: SiteState, to_host: str, drain_timeout_s: float, why: str,
                      action: Action = Action.SWITCHOVER) -> Plan:
-    """Planned switchover: new calls go to `to_host` first, the old host drains (up to the timeout),
-    then CTI/IVR move. The old host stays in service as the standby."""
+    """Planned switchover: the old host drains (up to the timeout) while it still serves, its CTI/IVR stop
+    (gracefully: calls in progress end) and are fenced, the new host's start and are verified serving, and
+    only then do new calls go to it. New calls that arrive in that gap are held by the SIP front (ringing)
+    and answered by the new host. The old host stays in service as the standby. See docs/sip-front.md."""
     source_id = state.active_host
     if source_id is None:
         raise PlanRefused("no host is active: use failover or failback instead")
@@ -253,16 +265,23 @@ def build_switchover(site: Site, state: SiteState, to_host: str, drain_timeout_s
     steps: list[Step] = []
     if state.host(to_host).board_isolated:
         steps.append(Step(StepKind.RESTORE_BOARD, to_host, timeout_s=DEFAULT_STEP_TIMEOUT_S))
-    steps.append(Step(StepKind.ROUTE_INBOUND, source_id, targets=(to_host,), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(Step(StepKind.WAIT_DRAINED, source_id, timeout_s=drain_timeout_s))
-    steps += transition_steps(source, state.host(source_id).duty, Duty.STANDBY)
-    steps.append(_fence(source))
     new_duty = target.home_active_duty
-    steps += transition_steps(target, state.host(to_host).duty, new_duty)
+    # The switch gap (no CTI/IVR anywhere, new calls held by the SIP front) holds only what must be in it:
+    # the target's middleware is readied before, the source's middleware follows after the route.
+    target_prep, target_critical = _split(target, transition_steps(target, state.host(to_host).duty, new_duty))
+    source_rest, source_critical = _split(source, transition_steps(source, state.host(source_id).duty,
+                                                                   Duty.STANDBY))
+    steps += target_prep
+    steps += source_critical
+    steps.append(_fence(source))
+    steps += target_critical
+    steps.append(Step(StepKind.VERIFY, to_host, checks=_active_checks(target), timeout_s=DEFAULT_STEP_TIMEOUT_S))
+    steps.append(_route_all(site, exclude={h for h, hs in state.hosts.items() if hs.board_isolated} - {to_host},
+                            first=to_host))
+    steps += source_rest
     steps.append(_set_state(duties={to_host: new_duty, source_id: Duty.STANDBY},
                             board_isolated=_restored(state, to_host)))
-    steps.append(_route_all(site, exclude={h for h, hs in state.hosts.items() if hs.board_isolated} - {to_host}))
-    steps.append(Step(StepKind.VERIFY, to_host, checks=_active_checks(target), timeout_s=DEFAULT_STEP_TIMEOUT_S))
     steps.append(_notify(f"switched over from {source_id} to {to_host}: {why}"))
     return Plan(action, f"planned switchover from {source_id} to {to_host}", tuple(steps), why,
                 {"from": source_id, "to": to_host, "drain_timeout_s": drain_timeout_s})

@@ -148,8 +148,9 @@ async def test_switchover_waits_for_calls_to_drain(parts):
     world.hosts["ipc-a"].calls = 3
     ex = make(parts, world)
     task = asyncio.create_task(run(ex, build_switchover(SITE, normal_state(), "ipc-b", 30, "t")))
-    await async_wait_until(lambda: world.routes, timeout=5)
+    await async_wait_until(lambda: parts[0].count(kinds="step_started") >= 1, timeout=5)  # draining
     assert world.hosts["ipc-a"].services["cti"] is ServiceState.ACTIVE, "no call is cut before the drain"
+    assert not world.routes, "new calls stay on the old host until the new one is verified serving"
     world.hosts["ipc-a"].calls = 0
     _, outcome, _ = await asyncio.wait_for(task, 10)
     assert outcome.status is PlanStatus.FINISHED

@@ -93,7 +93,8 @@ def test_primary_cti_or_ivr_fault_fails_over_in_the_documented_order(service):
     assert fence < index(plan, StepKind.STOP, "ipc-b", "kcxp")
     route = index(plan, StepKind.ROUTE_INBOUND)
     assert plan.steps[route].targets == ("ipc-b",)
-    assert index(plan, StepKind.START, "ipc-b", "ivr") < route < index(plan, StepKind.VERIFY, "ipc-b")
+    assert index(plan, StepKind.START, "ipc-b", "ivr") < index(plan, StepKind.VERIFY, "ipc-b") < route, \
+        "new calls go to ipc-b only once its CTI/IVR are verified serving"
     assert plan.steps[index(plan, StepKind.SET_STATE)].state == {"duties": {"ipc-b": "takeover", "ipc-a": "out"}}
 
 
@@ -287,14 +288,16 @@ def test_operator_failover_to_the_active_host_is_refused():
 def test_planned_switchover_drains_before_anything_stops():
     plan = build_switchover(SITE, normal_state(), "ipc-b", 120, "planned")
     route, drain = index(plan, StepKind.ROUTE_INBOUND), index(plan, StepKind.WAIT_DRAINED, "ipc-a")
-    assert route < drain
-    assert plan.steps[route].targets == ("ipc-b",) and plan.steps[drain].timeout_s == 120
+    assert drain == 0 and plan.steps[drain].timeout_s == 120, "the old host drains while it still serves"
     first_stop = min(i for i, s in enumerate(plan.steps) if s.kind is StepKind.STOP)
     assert drain < first_stop
+    # new calls go to ipc-b (listed first: the front tries it first) only once its CTI/IVR are verified serving
+    assert index(plan, StepKind.START, "ipc-b", "ivr") < index(plan, StepKind.VERIFY, "ipc-b") < route
+    assert plan.steps[route].target == "ipc-b,ipc-a" and len([s for s in plan.steps
+                                                              if s.kind is StepKind.ROUTE_INBOUND]) == 1
     # the old primary stays in service as the standby: only CTI/IVR stop there
     assert {s.service for s in plan.steps if s.kind is StepKind.STOP and s.host == "ipc-a"} == {"cti", "ivr"}
     assert plan.steps[index(plan, StepKind.SET_STATE)].state == {"duties": {"ipc-b": "takeover", "ipc-a": "standby"}}
-    assert plan.steps[-2].kind is StepKind.VERIFY or plan.steps[-3].kind is StepKind.ROUTE_INBOUND
 
 
 def test_failback_after_failover_brings_the_primary_back_and_drains_the_standby():
@@ -334,3 +337,32 @@ def test_no_safe_failover_target_is_a_typed_answer():
     assert failover_target(SITE, primary_board_isolated().with_host("ipc-b", board_isolated=True), "ipc-a", {}) \
         == NoSafeTarget("ipc-b has its board isolated")
     assert failover_target(SITE, normal_state(), "ipc-a", {}) == "ipc-b"
+
+
+@pytest.mark.parametrize("build", ["switchover", "failback"])
+def test_the_switch_gap_holds_only_the_cti_ivr_moves(build):
+    """From the first CTI/IVR stop to the route step, new calls are held by the SIP front: only the stops,
+    the fence, the starts and the verify of CTI/IVR are in there; middleware is readied before, tidied after."""
+    if build == "switchover":
+        plan = build_switchover(SITE, normal_state(), "ipc-b", 30, "planned")
+        source, target = "ipc-a", "ipc-b"
+    else:
+        failed_over = build_failover(SITE, normal_state(), "ipc-b", "x")
+        state = normal_state().apply(next(s.state for s in failed_over.steps if s.kind is StepKind.SET_STATE))
+        plan = build_failback(SITE, state, 5, "repaired")
+        source, target = "ipc-b", "ipc-a"
+    first_stop = index(plan, StepKind.STOP, source, "ivr")
+    route = index(plan, StepKind.ROUTE_INBOUND)
+    gap = plan.steps[first_stop:route]
+    assert all(s.service in ("cti", "ivr") for s in gap if s.kind in (StepKind.STOP, StepKind.START)), gap
+    assert [s.kind for s in gap].count(StepKind.FENCE) == 1 and gap[-1].kind is StepKind.VERIFY
+    assert index(plan, StepKind.FENCE, source) < index(plan, StepKind.START, target, "cti")
+    assert plan.steps[route].targets[0] == target
+
+
+def test_debounce_per_fault_kind_overrides_the_rules_own():
+    from dataclasses import replace as dc_replace
+    base = next(r for r in POLICY.rules if r.id == "standby-fault")
+    rule = dc_replace(base, debounce_by_fault={FaultKind.SERVICE_DOWN: 0.0})
+    assert rule.debounce(FaultKind.SERVICE_DOWN) == 0.0
+    assert rule.debounce(FaultKind.SPAN_ALARM) == base.debounce_s > 0

@@ -23,13 +23,14 @@ from tests.support import async_wait_until
 
 
 def free_sip_port(net: str) -> int:
-    """A UDP port free on both hosts' addresses (NET.1, NET.2) and the drill's far ends (NET.241, .242)."""
+    """A UDP port free on both hosts' addresses (NET.1, NET.2), the SIP front (NET.200), the drill's callers
+    (NET.240) and far ends (NET.241, .242)."""
     for _ in range(50):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind((f"{net}.1", 0))
             port = s.getsockname()[1]
         try:
-            for last in (1, 2, 241, 242):
+            for last in (1, 2, 200, 240, 241, 242):
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                     s.bind((f"{net}.{last}", port))
             return int(port)

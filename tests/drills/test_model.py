@@ -138,3 +138,28 @@ def test_the_hang_drill_names_the_hung_fault_and_is_lab_only() -> None:
     assert s.fault.fault_text() == "ipc-a:service:cti=hung"
     assert s.fault.describe() == "hang cti on ipc-a (SIGSTOP)"
     assert s.expect.detect.within_s == 3 and s.expect.decide.rule == "primary-cti-ivr-fault"
+
+
+def test_expect_calls_as_limits_on_refused_cut_and_held_calls(tmp_path: Path) -> None:
+    text = GOOD.replace("  calls: []\n", "  calls:\n    verify: [inbound, agent_answer]\n    refused: 0\n    cut: 0\n"
+                        "    way_back: {refused: 1}\n")
+    s = load_scenario(write(tmp_path, text), CFG)
+    assert s.expect.verify_calls == ["inbound", "agent_answer"]
+    limits = s.expect.call_limits
+    assert limits is not None and limits.limits("drill").items() == [("refused", 0), ("cut", 0)]
+    assert limits.limits("way_back").items() == [("refused", 1)]
+    assert "expect at most 0 call(s) of the steady load cut during the drill" in "\n".join(dryrun.steps(s))
+    assert load_scenario(write(tmp_path, GOOD, "plain.yaml"), CFG).expect.call_limits is None
+    bad = write(tmp_path, GOOD.replace("  calls: []\n", "  calls: {refused: -1, dropped: 2}\n"), "bad.yaml")
+    found = "\n".join(problems(bad))
+    assert "bad.yaml:" in found and "calls" in found
+
+
+def test_the_library_expects_no_refused_or_cut_call_in_a_planned_switchover() -> None:
+    switch = load_scenario(find("planned-switchover"), CFG)
+    limits = switch.expect.call_limits
+    assert limits is not None and limits.limits("drill").items() == [("refused", 0), ("cut", 0)]
+    assert limits.limits("way_back").items() == [("refused", 0), ("cut", 0)]
+    crash = load_scenario(find("primary-cti-crash"), CFG).expect.call_limits
+    assert crash is not None and crash.limits("drill").items() == [("refused", 0)]
+    assert crash.limits("way_back").items() == [("refused", 0), ("cut", 0)]
