@@ -20,7 +20,8 @@ from typing import Any
 from ccfo.domain.plan import PlanRefused
 from ccfo.ports import Claim
 from controller.admission import claim_drill
-from controller.engine import Engine, PlanNotFound, Refused
+from controller.engine import Engine
+from controller.operations import PlanNotFound, Refused
 from controller.operator_plans import OperatorAction, operator_plan
 from controller.status import entry_dict
 from controller.status import status as status_view

@@ -224,9 +224,12 @@ Count = Annotated[int, Field(ge=0)]
 class CallFigureLimits(Strict):
     """Limits on what became of the steady load's calls in one phase (None: not limited)."""
 
-    refused: Count | None = None  # new calls never answered
-    cut: Count | None = None  # answered calls that ended abnormally (the IVR vanished mid-call)
-    held: Count | None = None  # answered after the SIP front held them
+    refused: Count | None = None
+    """At most this many new calls never answered."""
+    cut: Count | None = None
+    """At most this many answered calls that ended abnormally (the IVR vanished mid-call)."""
+    held: Count | None = None
+    """At most this many calls answered after the SIP front held them."""
 
     def items(self) -> list[tuple[str, int]]:
         return [(k, v) for k, v in (("refused", self.refused), ("cut", self.cut), ("held", self.held))
@@ -238,7 +241,9 @@ class CallsExpectModel(CallFigureLimits):
     for the drill and (`way_back`, else the same limits) for the way back."""
 
     verify: list[CallKind] = Field(default_factory=lambda: [CallKind.INBOUND])
+    """Verification calls that must succeed after recovery."""
     way_back: CallFigureLimits | None = None
+    """Limits for the way back (else the drill's own)."""
 
     def limits(self, phase: str) -> CallFigureLimits:
         if phase == "way_back" and self.way_back is not None:

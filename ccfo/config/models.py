@@ -419,10 +419,15 @@ class KamailioModel(Strict):
     controller's machine (docs/sip-front.md says why the controller, not an agent, talks to it)."""
 
     rpc_socket: str = "/run/ccfo/kamailio-rpc.sock"
+    """Kamailio's jsonrpcs UNIX datagram socket (the controller sends dispatcher.reload and reads back)."""
     list_file: str = "/var/lib/ccfo/dispatcher.list"
+    """The dispatcher list file, written atomically before every reload, so a Kamailio restart keeps the route."""
     set_id: Annotated[int, Range(1, 1000)] = 1
+    """The dispatcher set that holds the hosts receiving new calls."""
     rpc_timeout_s: Annotated[float, Range(0.1, 30)] = 2.0
+    """Seconds one RPC may take; past it the route step fails naming the socket."""
     destinations: dict[Name, Annotated[str, Field(pattern=r"^sips?:[^\s]+$")]] = Field(min_length=1)
+    """Each host's SIP URI (sip:ADDRESS:PORT) the front sends its calls to."""
 
 
 class RoutingModel(Strict):

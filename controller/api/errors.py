@@ -24,7 +24,7 @@ from ccfo.domain.plan import PlanRefused
 from controller.checklists.model import Refused as ChecklistRefused
 from controller.checklists.runner import InvalidChecklist
 from controller.checklists.runner import NotFound as ChecklistNotFound
-from controller.engine import PlanNotFound, Refused
+from controller.operations import PlanNotFound, Refused
 from drills.manager import DrillInvalid, DrillNotFound, DrillNotStarted
 
 

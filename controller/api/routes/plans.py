@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from controller.api.deps import EngineDep, Operator, Viewer, known_host
 from controller.api.models import PLAN_STATUSES, ConfirmOffRequest, DecisionRequest, PlanId
 from controller.api.responses import AUTH, ConfirmedOut, PlanRecordOut, PlansOut, errors
-from controller.engine import PlanNotFound
+from controller.operations import PlanNotFound
 from controller.store import PlanStatus
 
 router = APIRouter(prefix="/api/v1/plans", tags=["plans"], responses=AUTH)
