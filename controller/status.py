@@ -76,7 +76,8 @@ def status(engine: Any) -> dict[str, Any]:
         "active_host": state.active_host,
         "active_db": state.active_db,
         "hosts": hosts,
-        "faults": [{"fault": str(f), "kind": f.kind.value, "host": f.host, "since": since, "active": f in active}
+        "faults": [{"fault": str(f), "kind": f.kind.value, "host": f.host, "db_site": f.db_site, "since": since,
+                    "active": f in active}
                    for f, since in sorted(present.items(), key=lambda kv: kv[1])],
         "flapping": sorted(str(f) for f in engine.tracker.flapping()),
         "decision": decision.to_dict() if decision else None,

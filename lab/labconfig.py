@@ -4,7 +4,8 @@ Same hosts, boards, services and rules; only what must differ on one machine cha
 addresses (127.0.1.1 for ipc-a, 127.0.1.2 for ipc-b by default), the `command` service backend with the
 lab's stand-in daemons (each answering its liveness probe on a health port, killed by the agent when a
 stop hangs), config files under the lab directory, database sites as lab TCP endpoints,
-fencing through the lab PDU, and freshly generated secrets (0600) for the agents, AMI, SNMP, PDU and
+fencing through the lab PDU, inbound routing through the lab's SIP front (Kamailio at NET.200, lab/front.py),
+and freshly generated secrets (0600) for the agents, AMI, SNMP, PDU and
 operators. Each host's SNMP responder (SNMPv3 user `ccfo`, one generated key pair for the site) listens
 on its own address, port 1161 (keeping the source's own notify_targets), and its FastAGI admission server on
 port 4573; the controller receives
@@ -48,6 +49,7 @@ class LabLayout:
     pdu_port: int = 1161
     lab_control_port: int = 8090
     sip_port: int = 5060  # each host's IVR SIP endpoint; drill callers at NET.240, agent phone .241, dial-out .242
+    hold_s: float | None = None  # the front's hold (routing.hold_s); None: the site's
     health_port: int = 9300  # each stand-in's liveness probe: HTTP on the host's address, port health_port + i
     probe: dict[str, float] = field(default_factory=lambda: {"interval_s": 0.5, "timeout_s": 0.5, "failures": 3})
     stop_timeout_s: float = 2.0  # a stand-in's stop waits 5 s for SIGTERM: the agent escalates to SIGKILL first

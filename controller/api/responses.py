@@ -132,7 +132,8 @@ class HostOut(TypedDict):
 class FaultOut(TypedDict):
     fault: str
     kind: str
-    host: str
+    host: str | None  # None for a database site's fault (db_site names it)
+    db_site: str | None
     since: float
     active: bool
 

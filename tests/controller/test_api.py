@@ -227,3 +227,27 @@ def test_create_app_is_short_and_every_route_declares_its_answer(tmp_path):
     finally:
         h.journal.close()
         h.store.close()
+
+
+
+@pytest.mark.asyncio
+async def test_a_database_site_fault_is_listed_with_its_site_not_as_a_host(tmp_path):
+    """Regression (found by the deploy test after the merge of typed faults and response models): a
+    db_down fault has no host, and the status route answered 500 when its model required one."""
+    import httpx
+
+    from ccfo.domain.faults import Fault, FaultKind, FaultTracker
+    from ccfo.platform.auth import TokenStore, add_token
+    from controller.service import build_app
+    from tests.controller.harness import Harness
+
+    h = Harness(tmp_path)
+    tokens = tmp_path / "tokens.yaml"
+    tok = add_token(tokens, "v", "viewer")
+    h.engine.tracker = FaultTracker.empty().observe([Fault(FaultKind.DB_DOWN, "shanghai")], 0.0)
+    app = build_app(h.engine, TokenStore.load(tokens))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ccfo") as client:
+        r = await client.get("/api/v1/status", headers={"Authorization": f"Bearer {tok}"})
+    assert r.status_code == 200, r.text
+    assert r.json()["faults"][0] | {"since": 0} == {"fault": "db:shanghai=down", "kind": "db_down", "host": None,
+                                                  "db_site": "shanghai", "since": 0, "active": True}

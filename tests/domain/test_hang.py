@@ -56,11 +56,16 @@ def test_rule_two_fails_over_a_hung_cti_or_ivr_after_its_own_short_debounce(serv
     assert {s.service for s in stops} >= {"cti", "ivr"} and fence < start
 
 
-def test_a_crash_keeps_the_longer_debounce_of_its_rule():
-    down = Fault(FaultKind.SERVICE_DOWN, "ipc-a", "cti")
-    t = tracker_since(down, NOW)
-    assert evaluate(SITE, normal_state(), t, POLICY, NOW + 0.5).action is Action.NONE
-    assert evaluate(SITE, normal_state(), t, POLICY, NOW + 3.0).action is Action.FAILOVER
+def test_each_fault_kind_has_its_own_debounce_on_the_same_rule():
+    """rules.yaml: a crash (the agent saw the pid exit) needs none, a hang 0.5 s; on the standby rule a hang
+    waits 1 s while a crash keeps the rule's 5 s."""
+    down = tracker_since(Fault(FaultKind.SERVICE_DOWN, "ipc-a", "cti"), NOW)
+    assert evaluate(SITE, normal_state(), down, POLICY, NOW).action is Action.FAILOVER
+    hung = tracker_since(Fault(FaultKind.SERVICE_HUNG, "ipc-a", "cti"), NOW)
+    assert evaluate(SITE, normal_state(), hung, POLICY, NOW + 0.4).action is Action.NONE
+    standby_down = tracker_since(Fault(FaultKind.SERVICE_DOWN, "ipc-b", "kcxp"), NOW)
+    assert evaluate(SITE, normal_state(), standby_down, POLICY, NOW + 4.9).action is Action.NONE
+    assert evaluate(SITE, normal_state(), standby_down, POLICY, NOW + 5.0).action is not Action.NONE
 
 
 def test_a_hung_middleware_on_the_primary_alerts_and_on_the_standby_isolates_it():

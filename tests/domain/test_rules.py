@@ -293,7 +293,7 @@ def test_planned_switchover_drains_before_anything_stops():
     assert drain < first_stop
     # new calls go to ipc-b (listed first: the front tries it first) only once its CTI/IVR are verified serving
     assert index(plan, StepKind.START, "ipc-b", "ivr") < index(plan, StepKind.VERIFY, "ipc-b") < route
-    assert plan.steps[route].target == "ipc-b,ipc-a" and len([s for s in plan.steps
+    assert plan.steps[route].targets == ("ipc-b", "ipc-a") and len([s for s in plan.steps
                                                               if s.kind is StepKind.ROUTE_INBOUND]) == 1
     # the old primary stays in service as the standby: only CTI/IVR stop there
     assert {s.service for s in plan.steps if s.kind is StepKind.STOP and s.host == "ipc-a"} == {"cti", "ivr"}
