@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests and the lab use (installed only when missing and when run as root).
-DEB_PKGS ?= sip-tester snmp snmptrapd snmpd smitools chromium systemd strace
+DEB_PKGS ?= sip-tester snmp snmptrapd snmpd smitools chromium systemd strace etcd-server etcd-client
 
 .PHONY: demo test test-slow deps venv lint bench clean
 
