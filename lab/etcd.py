@@ -157,17 +157,18 @@ class EtcdCluster:
         m.proc.wait(timeout=10)
         return pid
 
-    def stop(self) -> None:
-        """Stop every member (SIGTERM, then SIGKILL after 5 s). Never raises for a member already gone."""
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop every member: SIGTERM, then SIGKILL after `grace_s` (0: SIGKILL at once, for throw-away
+        test clusters). Never raises for a member already gone."""
         for m in self.members:
             if m.proc is not None and m.proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    m.proc.terminate()
+                    m.proc.send_signal(signal.SIGTERM if grace_s > 0 else signal.SIGKILL)
         for m in self.members:
             if m.proc is None:
                 continue
             try:
-                m.proc.wait(timeout=5)
+                m.proc.wait(timeout=max(grace_s, 0.1))
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     m.proc.kill()

@@ -19,4 +19,4 @@ def etcd3(tmp_path: Path) -> Iterator[EtcdCluster]:
     try:
         yield c
     finally:
-        c.stop()
+        c.stop(grace_s=0)

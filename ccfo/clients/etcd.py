@@ -1,0 +1,531 @@
+"""An asyncio client of etcd's v3 API over its JSON gateway (`/v3/kv/range`, `/v3/kv/txn`, `/v3/lease/*`,
+`/v3/watch`), on httpx, as Patroni's etcd3 module does over urllib3: no gRPC stack, one HTTP library we
+already own, and it works with Debian's etcd 3.4 (see docs/ha.md for the choice).
+
+What it promises (the timing contract the election relies on):
+* every call ends within its `timeout_s` (default the client's): it returns, or raises one of our errors;
+* keys and values are bytes on the wire (base64 in the JSON); keys are given as str, values as str or bytes;
+* failover across the member endpoints: a call goes to the last member that answered and moves on to the
+  next when a member cannot be reached or has no raft leader (the `hasleader` metadata makes a member
+  cut off from its quorum answer "no leader" at once instead of hanging). A `txn` that may have reached
+  a member (a read timeout, a broken reply) is NOT re-sent elsewhere: it raises EtcdUnavailable with
+  `maybe_applied=True`, and the caller reads back (its compares make that safe). Reads, puts, deletes
+  and lease calls are retried on the next member (their effect is the same if applied twice);
+* errors are ours: EtcdUnavailable (names every endpoint and what each answered), EtcdRequestError (the
+  server refused the request), LeaseNotFound, EtcdTxnFailed (a compare did not hold, when the caller asks
+  for an exception), EtcdCompacted (a watch asked for a revision already compacted).
+A watch is an async iterator of events that resumes from the next revision on another member when its
+stream breaks, so no event is lost or repeated across a member failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("ccfo.etcd")
+
+REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
+
+
+# --- errors ------------------------------------------------------------------------------------------
+class EtcdError(Exception):
+    """Base of every error this client raises."""
+
+
+class EtcdUnavailable(EtcdError):
+    """No member answered in time. `maybe_applied`: a mutating request may have been applied anyway."""
+
+    def __init__(self, endpoints: Sequence[str], problems: Sequence[str], *, maybe_applied: bool = False) -> None:
+        self.endpoints = tuple(endpoints)
+        self.problems = tuple(problems)
+        self.maybe_applied = maybe_applied
+        detail = "; ".join(problems) if problems else "no attempt fitted in the timeout"
+        super().__init__(f"etcd unavailable at {', '.join(endpoints)}: {detail}"
+                         + (" (the request may have been applied)" if maybe_applied else ""))
+
+
+class EtcdRequestError(EtcdError):
+    """The server refused the request (gRPC status `code`, message as etcd wrote it)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        self.message = message
+        super().__init__(f"etcd refused the request: {message} (code {code})")
+
+
+class LeaseNotFound(EtcdRequestError):
+    """The lease does not exist (expired or revoked)."""
+
+
+class EtcdCompacted(EtcdError):
+    """A watch asked for history that etcd has compacted away; restart from `compact_revision`."""
+
+    def __init__(self, compact_revision: int) -> None:
+        self.compact_revision = compact_revision
+        super().__init__(f"etcd history compacted up to revision {compact_revision}")
+
+
+# --- values ------------------------------------------------------------------------------------------
+def _b64(data: str | bytes) -> str:
+    return base64.b64encode(data.encode() if isinstance(data, str) else data).decode()
+
+
+def _unb64(data: str | None) -> bytes:
+    return base64.b64decode(data) if data else b""
+
+
+def _prefix_end(key: str) -> str:
+    """The range_end that makes a range cover every key starting with `key` (etcd's prefix rule)."""
+    raw = bytearray(key.encode())
+    while raw:
+        if raw[-1] < 0xFF:
+            raw[-1] += 1
+            return _b64(bytes(raw))
+        raw.pop()
+    return _b64(b"\0")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyValue:
+    key: str
+    value: bytes
+    create_revision: int
+    mod_revision: int
+    version: int
+    lease: int
+
+    @property
+    def text(self) -> str:
+        return self.value.decode()
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> KeyValue:
+        return cls(_unb64(d.get("key")).decode(errors="replace"), _unb64(d.get("value")),
+                   int(d.get("create_revision", 0)), int(d.get("mod_revision", 0)), int(d.get("version", 0)),
+                   int(d.get("lease", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class RangeResult:
+    revision: int
+    kvs: tuple[KeyValue, ...]
+    count: int
+    more: bool = False
+
+    @property
+    def first(self) -> KeyValue | None:
+        return self.kvs[0] if self.kvs else None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RangeResult:
+        return cls(int(d.get("header", {}).get("revision", 0)), tuple(KeyValue.from_json(k) for k in d.get("kvs", ())),
+                   int(d.get("count", 0)), bool(d.get("more", False)))
+
+
+@dataclass(frozen=True, slots=True)
+class PutResult:
+    revision: int
+    prev: KeyValue | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    revision: int
+    deleted: int
+
+
+class Target(StrEnum):
+    VERSION = "VERSION"
+    CREATE = "CREATE"
+    MOD = "MOD"
+    VALUE = "VALUE"
+    LEASE = "LEASE"
+
+
+_TARGET_FIELD = {Target.VERSION: "version", Target.CREATE: "create_revision", Target.MOD: "mod_revision",
+                 Target.VALUE: "value", Target.LEASE: "lease"}
+_RESULTS = {"==": "EQUAL", "!=": "NOT_EQUAL", ">": "GREATER", "<": "LESS"}
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """One txn condition: `Compare.create("/k", "==", 0)` holds when the key does not exist."""
+
+    key: str
+    target: Target
+    op: str
+    value: int | str | bytes
+
+    def __post_init__(self) -> None:
+        if self.op not in _RESULTS:
+            raise ValueError(f"compare operator must be one of {', '.join(_RESULTS)}, got {self.op!r}")
+
+    @classmethod
+    def create(cls, key: str, op: str, revision: int) -> Compare:
+        return cls(key, Target.CREATE, op, revision)
+
+    @classmethod
+    def mod(cls, key: str, op: str, revision: int) -> Compare:
+        return cls(key, Target.MOD, op, revision)
+
+    @classmethod
+    def version(cls, key: str, op: str, version: int) -> Compare:
+        return cls(key, Target.VERSION, op, version)
+
+    @classmethod
+    def value_is(cls, key: str, op: str, value: str | bytes) -> Compare:
+        return cls(key, Target.VALUE, op, value)
+
+    def to_json(self) -> dict[str, Any]:
+        f = _TARGET_FIELD[self.target]
+        v = _b64(self.value) if self.target is Target.VALUE else str(int(self.value))  # type: ignore[arg-type]
+        return {"key": _b64(self.key), "target": self.target.value, "result": _RESULTS[self.op], f: v}
+
+
+@dataclass(frozen=True, slots=True)
+class Put:
+    key: str
+    value: str | bytes
+    lease: int = 0
+    prev_kv: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"key": _b64(self.key), "value": _b64(self.value)}
+        if self.lease:
+            body["lease"] = str(self.lease)
+        if self.prev_kv:
+            body["prev_kv"] = True
+        return {"request_put": body}
+
+
+@dataclass(frozen=True, slots=True)
+class Get:
+    key: str
+    prefix: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"key": _b64(self.key)}
+        if self.prefix:
+            body["range_end"] = _prefix_end(self.key)
+        return {"request_range": body}
+
+
+@dataclass(frozen=True, slots=True)
+class Delete:
+    key: str
+    prefix: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"key": _b64(self.key)}
+        if self.prefix:
+            body["range_end"] = _prefix_end(self.key)
+        return {"request_delete_range": body}
+
+
+Op = Put | Get | Delete
+OpResult = RangeResult | PutResult | DeleteResult
+
+
+@dataclass(frozen=True, slots=True)
+class TxnResult:
+    succeeded: bool
+    revision: int
+    responses: tuple[OpResult, ...] = ()
+
+
+class EtcdTxnFailed(EtcdError):
+    """A txn's compares did not hold (raised by `txn(..., raise_on_fail=True)`); `result` has the failure
+    branch's responses (for example the current holder of a key)."""
+
+    def __init__(self, result: TxnResult, what: str = "") -> None:
+        self.result = result
+        super().__init__(f"etcd transaction failed: {what or 'a compare did not hold'} (revision {result.revision})")
+
+
+def _op_result(d: dict[str, Any], revision: int) -> OpResult:
+    if "response_range" in d:
+        return RangeResult.from_json(d["response_range"])
+    if "response_put" in d:
+        p = d["response_put"]
+        return PutResult(int(p.get("header", {}).get("revision", revision)),
+                         KeyValue.from_json(p["prev_kv"]) if p.get("prev_kv") else None)
+    dr = d.get("response_delete_range", {})
+    return DeleteResult(int(dr.get("header", {}).get("revision", revision)), int(dr.get("deleted", 0)))
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    id: int
+    ttl_s: int
+
+
+class EventType(StrEnum):
+    PUT = "PUT"
+    DELETE = "DELETE"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    kv: KeyValue
+    prev: KeyValue | None = None
+
+
+def _error_of(data: Any, r: httpx.Response) -> tuple[int, str]:
+    """(gRPC code, message) of an error answer: `{"error", "message", "code"}` for unary calls,
+    `{"error": {"grpc_code", "message"}}` for a streamed one."""
+    if not isinstance(data, dict):
+        return 0, r.text[:200]
+    err = data.get("error")
+    if isinstance(err, dict):
+        return int(err.get("grpc_code", 0)), str(err.get("message", err))
+    return int(data.get("code", 0)), str(data.get("message") or err or r.text[:200])
+
+
+def _lines(problems: dict[str, str]) -> list[str]:
+    return [f"{url}: {what}" for url, what in problems.items()]
+
+
+# --- the client --------------------------------------------------------------------------------------
+class EtcdClient:
+    """One client per process for a set of member endpoints (`http://host:2379`)."""
+
+    def __init__(self, endpoints: Sequence[str], *, timeout_s: float = 2.0,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        if not endpoints:
+            raise ValueError("etcd: at least one endpoint is needed")
+        self.endpoints = tuple(e.rstrip("/") for e in endpoints)
+        self.timeout_s = timeout_s
+        self._preferred = 0
+        self._http = httpx.AsyncClient(headers=REQUIRE_LEADER, transport=transport)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> EtcdClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _order(self) -> list[int]:
+        n = len(self.endpoints)
+        return [(self._preferred + i) % n for i in range(n)]
+
+    async def call(self, path: str, body: dict[str, Any], *, timeout_s: float | None = None,
+                   resend: bool = True) -> dict[str, Any]:
+        """POST `body` to `/v3{path}` on a member that answers; see the module docstring for failover.
+        `resend=False`: never re-send a request that may have reached a member (txn)."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        problems: dict[str, str] = {}  # the last answer of each member
+        order = self._order()
+        n = len(order)
+        k = 0
+        while (remaining := deadline - time.monotonic()) > 0.01:
+            i = order[k % n]
+            k += 1
+            # reads share the time between the members left in this round; a txn gives each all that is left
+            attempt = remaining / (n - (k - 1) % n) if resend else remaining
+            url = self.endpoints[i] + "/v3" + path
+            if k > n and (k - 1) % n == 0:  # a new round: let an election finish rather than spin
+                await asyncio.sleep(min(0.1, remaining / 2))
+            try:
+                r = await asyncio.wait_for(self._http.post(url, json=body, timeout=attempt), attempt + 0.05)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                problems[self.endpoints[i]] = f"{type(exc).__name__}: {exc or 'no connection'}"
+                continue
+            except (httpx.HTTPError, TimeoutError) as exc:
+                problems[self.endpoints[i]] = f"{type(exc).__name__}: {exc or 'timed out'}"
+                if not resend:
+                    raise EtcdUnavailable(self.endpoints, _lines(problems), maybe_applied=True) from exc
+                continue
+            try:
+                data = r.json()
+            except ValueError:
+                problems[self.endpoints[i]] = f"HTTP {r.status_code}, not JSON: {r.text[:100]!r}"
+                continue
+            if not isinstance(data, dict) or "error" in data or r.status_code != 200:
+                code, message = _error_of(data, r)
+                if code == 14 or r.status_code >= 500:  # UNAVAILABLE: no leader, request timed out, stopping
+                    problems[self.endpoints[i]] = message
+                    if not resend and "no leader" not in message:
+                        raise EtcdUnavailable(self.endpoints, _lines(problems), maybe_applied=True)
+                    continue
+                if "lease not found" in message:
+                    raise LeaseNotFound(code, message)
+                raise EtcdRequestError(code, message)
+            self._preferred = i
+            return data  # type: ignore[no-any-return]
+        raise EtcdUnavailable(self.endpoints, _lines(problems))
+
+    # --- kv ------------------------------------------------------------------------------------------
+    async def get(self, key: str, *, prefix: bool = False, revision: int = 0, limit: int = 0,
+                  serializable: bool = False, timeout_s: float | None = None) -> RangeResult:
+        body: dict[str, Any] = Get(key, prefix).to_json()["request_range"]
+        if revision:
+            body["revision"] = str(revision)
+        if limit:
+            body["limit"] = str(limit)
+        if serializable:
+            body["serializable"] = True
+        return RangeResult.from_json(await self.call("/kv/range", body, timeout_s=timeout_s))
+
+    async def put(self, key: str, value: str | bytes, *, lease: int = 0, prev_kv: bool = False,
+                  timeout_s: float | None = None) -> PutResult:
+        d = await self.call("/kv/put", Put(key, value, lease, prev_kv).to_json()["request_put"], timeout_s=timeout_s)
+        return PutResult(int(d.get("header", {}).get("revision", 0)),
+                         KeyValue.from_json(d["prev_kv"]) if d.get("prev_kv") else None)
+
+    async def delete(self, key: str, *, prefix: bool = False, timeout_s: float | None = None) -> DeleteResult:
+        d = await self.call("/kv/deleterange", Delete(key, prefix).to_json()["request_delete_range"],
+                            timeout_s=timeout_s)
+        return DeleteResult(int(d.get("header", {}).get("revision", 0)), int(d.get("deleted", 0)))
+
+    async def txn(self, compare: Sequence[Compare], success: Sequence[Op], failure: Sequence[Op] = (), *,
+                  raise_on_fail: bool = False, timeout_s: float | None = None) -> TxnResult:
+        body = {"compare": [c.to_json() for c in compare], "success": [o.to_json() for o in success],
+                "failure": [o.to_json() for o in failure]}
+        d = await self.call("/kv/txn", body, timeout_s=timeout_s, resend=False)
+        revision = int(d.get("header", {}).get("revision", 0))
+        result = TxnResult(bool(d.get("succeeded", False)), revision,
+                           tuple(_op_result(x, revision) for x in d.get("responses", ())))
+        if raise_on_fail and not result.succeeded:
+            raise EtcdTxnFailed(result)
+        return result
+
+    # --- leases --------------------------------------------------------------------------------------
+    async def lease_grant(self, ttl_s: int, *, timeout_s: float | None = None) -> Lease:
+        d = await self.call("/lease/grant", {"TTL": str(int(ttl_s))}, timeout_s=timeout_s)
+        return Lease(int(d["ID"]), int(d.get("TTL", 0)))
+
+    async def lease_keepalive(self, lease_id: int, *, timeout_s: float | None = None) -> int:
+        """Renew the lease once; returns the TTL granted again. LeaseNotFound when it is gone."""
+        d = await self.call("/lease/keepalive", {"ID": str(lease_id)}, timeout_s=timeout_s)
+        ttl = int(d.get("result", {}).get("TTL", 0))
+        if ttl <= 0:
+            raise LeaseNotFound(5, f"lease {lease_id:x} not found (expired or revoked)")
+        return ttl
+
+    async def lease_revoke(self, lease_id: int, *, timeout_s: float | None = None) -> None:
+        """Revoke the lease (its keys are deleted); a lease already gone is not an error."""
+        try:
+            await self.call("/lease/revoke", {"ID": str(lease_id)}, timeout_s=timeout_s)
+        except LeaseNotFound:
+            return
+
+    async def lease_ttl(self, lease_id: int, *, timeout_s: float | None = None) -> int:
+        """Seconds the lease has left, -1 when it does not exist."""
+        d = await self.call("/lease/timetolive", {"ID": str(lease_id)}, timeout_s=timeout_s)
+        return int(d.get("TTL", -1))
+
+    async def compact(self, revision: int, *, timeout_s: float | None = None) -> None:
+        """Drop the history before `revision` (what bounds etcd's space; watches older than it fail)."""
+        await self.call("/kv/compaction", {"revision": str(revision), "physical": True}, timeout_s=timeout_s)
+
+    # --- watch ---------------------------------------------------------------------------------------
+    def watch(self, key: str, *, prefix: bool = False, start_revision: int = 0, prev_kv: bool = False) -> Watch:
+        """Events on `key` (or the prefix) from `start_revision` (0: from now on), resumed across members."""
+        return Watch(self, key, prefix, start_revision, prev_kv)
+
+
+class Watch:
+    """`async with client.watch(...) as w: async for event in w`; `next_revision` is where a resumed
+    stream starts. The stream reconnects to the next member when one breaks (no event lost or repeated);
+    a whole round of members failing raises EtcdUnavailable. A member cut off from the others keeps a
+    stream open and silent: bound the wait for an event with a timeout of your own."""
+
+    def __init__(self, client: EtcdClient, key: str, prefix: bool, start_revision: int, prev_kv: bool,
+                 connect_timeout_s: float = 2.0) -> None:
+        self.client = client
+        self.key = key
+        self.prefix = prefix
+        self.next_revision = start_revision
+        self.prev_kv = prev_kv
+        self.connect_timeout_s = connect_timeout_s
+        self._gen: AsyncGenerator[WatchEvent, None] | None = None
+
+    def __aiter__(self) -> AsyncIterator[WatchEvent]:
+        if self._gen is None:
+            self._gen = self._events()
+        return self._gen
+
+    async def aclose(self) -> None:
+        if self._gen is not None:
+            await self._gen.aclose()
+
+    async def __aenter__(self) -> Watch:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def _request(self) -> dict[str, Any]:
+        req: dict[str, Any] = {"key": _b64(self.key)}
+        if self.prefix:
+            req["range_end"] = _prefix_end(self.key)
+        if self.next_revision:
+            req["start_revision"] = str(self.next_revision)
+        if self.prev_kv:
+            req["prev_kv"] = True
+        return {"create_request": req}
+
+    async def _events(self) -> AsyncIterator[WatchEvent]:
+        c = self.client
+        failures: list[str] = []
+        while True:
+            if len(failures) >= len(c.endpoints):
+                raise EtcdUnavailable(c.endpoints, failures)
+            i = c._order()[0]
+            url = c.endpoints[i] + "/v3/watch"
+            timeout = httpx.Timeout(self.connect_timeout_s, read=None)
+            try:
+                async with c._http.stream("POST", url, json=self._request(), timeout=timeout) as r:
+                    if r.status_code != 200:
+                        raise httpx.HTTPStatusError(f"HTTP {r.status_code}", request=r.request, response=r)
+                    async for line in r.aiter_lines():
+                        if not line.strip():
+                            continue
+                        batch = self._parse(line)
+                        failures.clear()  # this member serves the watch
+                        for ev in batch:
+                            yield ev
+            except (httpx.HTTPError, ValueError) as exc:
+                failures.append(f"{c.endpoints[i]}: watch: {type(exc).__name__}: {exc}")
+                log.info("etcd watch on %s broke at %s (%s); resuming from revision %d on the next member",
+                         self.key, c.endpoints[i], exc, self.next_revision)
+            else:
+                failures.append(f"{c.endpoints[i]}: watch stream ended")
+            c._preferred = (i + 1) % len(c.endpoints)
+
+    def _parse(self, line: str) -> list[WatchEvent]:
+        msg = json.loads(line)
+        if "error" in msg:
+            err = msg["error"]
+            raise ValueError(f"{err.get('message', err)}" if isinstance(err, dict) else str(err))
+        res = msg.get("result", {})
+        compact = int(res.get("compact_revision", 0))
+        if compact:
+            raise EtcdCompacted(compact)
+        if res.get("canceled"):
+            raise ValueError(f"watch canceled by the server: {res.get('cancel_reason', '')}")
+        header_rev = int(res.get("header", {}).get("revision", 0))
+        if res.get("created") and not self.next_revision:
+            self.next_revision = header_rev + 1
+        out = []
+        for e in res.get("events", ()):
+            kv = KeyValue.from_json(e["kv"])
+            out.append(WatchEvent(EventType(e.get("type", "PUT")), kv,
+                                  KeyValue.from_json(e["prev_kv"]) if e.get("prev_kv") else None))
+            self.next_revision = kv.mod_revision + 1
+        return out
