@@ -14,7 +14,6 @@ follows from them (see `min_lease_ttl_s`).
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import shutil
 import signal
@@ -26,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from ccfo.config.cluster import etcd_min_lease_ttl_s
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -40,10 +41,8 @@ def etcd_available() -> bool:
 
 
 def min_lease_ttl_s(heartbeat_ms: int = 100, election_ms: int = 1000) -> int:
-    """etcd's smallest lease TTL: ceil(1.5 x election timeout), in whole seconds (etcd 3.4's
-    `minTTL = (3 * electionTicks / 2) * heartbeat`, rounded up). A shorter TTL is silently raised to it."""
-    ticks = election_ms // heartbeat_ms
-    return math.ceil((3 * ticks // 2) * heartbeat_ms / 1000)
+    """etcd's smallest lease TTL for this timing (a shorter TTL is silently raised to it)."""
+    return etcd_min_lease_ttl_s(heartbeat_ms, election_ms)
 
 
 @dataclass

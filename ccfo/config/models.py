@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from ccfo.config.cluster import ClusterModel
 from ccfo.domain.faults import FaultKind
 from ccfo.domain.plan import Action
 from ccfo.domain.rules import Approval, RoleMatch
@@ -256,6 +257,7 @@ class SiteFileModel(Strict):
     fencing: FencingModel = FencingModel()
     routing: RoutingModel = RoutingModel()
     app_servers: dict[Name, AppServerModel] = Field(default_factory=dict)
+    cluster: ClusterModel | None = None  # controller HA on etcd (ccfo.config.cluster); absent: one controller
 
 
 class MatchModel(Strict):
