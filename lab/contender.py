@@ -1,7 +1,8 @@
 """One election contender as a process, for the HA tests and the lab: runs controller.cluster's Election
 against the given etcd endpoints and prints one JSON line on stdout each time what it knows changes
-(role, leader, term, acting deadline), with the host's monotonic clock so lines from several processes
-(and network namespaces) can be compared. SIGTERM resigns (revokes the lease); SIGKILL is a crash.
+(role, leader, term, acting deadline) and for each election warning, with the host's monotonic clock
+so lines from several processes (and network namespaces) can be compared.
+SIGTERM resigns (revokes the lease); SIGKILL is a crash.
 
     python -m lab.contender --endpoints http://10.1.0.1:2379,... --site lab --name c1 --ttl 5
 """
@@ -12,12 +13,21 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import signal
 import sys
 import time
 
 from ccfo.clients.etcd import EtcdClient
 from controller.cluster.election import Election
+
+
+class _JsonLines(logging.Handler):
+    """The election's warnings (failed campaigns and renewals) as JSON lines too."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(json.dumps({"t": time.monotonic(), "event": "log", "level": record.levelname,
+                          "msg": record.getMessage()}), flush=True)
 
 
 def _line(e: Election, event: str) -> str:
@@ -35,6 +45,7 @@ async def main(argv: list[str] | None = None) -> int:
     p.add_argument("--timeout", type=float, default=1.0, help="etcd call timeout, seconds")
     p.add_argument("--tag", default="", help="free text naming the run (e.g. its folder), to find its processes")
     a = p.parse_args(argv)
+    logging.getLogger("ccfo.cluster").addHandler(_JsonLines(logging.WARNING))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)

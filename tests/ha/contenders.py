@@ -38,8 +38,17 @@ class Contender:
         with self._lock:
             return list(self.lines)
 
+    def state(self) -> dict[str, Any] | None:
+        """The last state line (log lines aside)."""
+        with self._lock:
+            return next((ln for ln in reversed(self.lines) if ln["event"] != "log"), None)
+
+    def warnings_after(self, t: float) -> list[str]:
+        with self._lock:
+            return [ln["msg"] for ln in self.lines if ln["event"] == "log" and ln["t"] >= t]
+
     def is_leader(self) -> bool:
-        last = self.last
+        last = self.state()
         return bool(last and last["role"] == "leader" and last["acting"] and self.alive())
 
     def alive(self) -> bool:
@@ -78,4 +87,4 @@ def leaders(cs: Sequence[Contender]) -> list[Contender]:
 
 def first_line(c: Contender, pred: Any, after: float = 0.0) -> dict[str, Any] | None:
     """The first state line after monotonic time `after` for which pred(line) holds."""
-    return next((ln for ln in c.history() if ln["t"] >= after and pred(ln)), None)
+    return next((ln for ln in c.history() if ln["t"] >= after and ln["event"] != "log" and pred(ln)), None)

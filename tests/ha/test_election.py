@@ -142,15 +142,15 @@ def test_kill_9_the_leader_process_takeover_within_ttl_plus_1(etcd3: EtcdCluster
     takeovers: list[float] = []
     try:
         wait_until(lambda: len(contenders.leaders(cs)) == 1, timeout=15,
-                   describe=lambda: [c.last for c in cs])
+                   describe=lambda: [c.state() for c in cs])
         for _round in range(3):
             leader = contenders.leaders(cs)[0]
-            term = leader.last["term"]  # type: ignore[index]
+            term = leader.state()["term"]  # type: ignore[index]
             t_kill = leader.kill()
-            old_until = max(ln["acting_until"] for ln in leader.history() if ln["acting_until"] is not None)
+            old_until = max(ln["acting_until"] for ln in leader.history() if ln.get("acting_until") is not None)
             rest = [c for c in cs if c is not leader]
             wait_until(lambda rest=rest: len(contenders.leaders(rest)) == 1, timeout=TTL + 3,
-                       describe=lambda: [c.last for c in cs])
+                       describe=lambda: [c.state() for c in cs])
             new = contenders.leaders(rest)[0]
             line = contenders.first_line(new, lambda ln: ln["role"] == "leader", after=t_kill)
             assert line is not None and line["term"] > term
@@ -161,8 +161,8 @@ def test_kill_9_the_leader_process_takeover_within_ttl_plus_1(etcd3: EtcdCluster
             # the killed one comes back as a follower: three contenders again
             leader.stop()
             cs[cs.index(leader)] = contenders.start(leader.name, etcd3.endpoints, "s4", ttl=TTL, tag=tag)
-            wait_until(lambda new=new: all(c.last and c.last["leader"] == new.name for c in cs), timeout=10,
-                       describe=lambda: [c.last for c in cs])
+            wait_until(lambda new=new: all(c.state() and c.state()["leader"] == new.name for c in cs), timeout=10,
+                       describe=lambda: [c.state() for c in cs])
         print(f"takeover after kill -9 (ttl {TTL:g} s): " + ", ".join(f"{t:.2f} s" for t in takeovers))
         assert len(takeovers) == 3 and all(not math.isnan(t) for t in takeovers)
     finally:
