@@ -341,7 +341,8 @@ class EtcdClient:
             if k > n and (k - 1) % n == 0:  # a new round: let an election finish rather than spin
                 await asyncio.sleep(min(0.1, remaining / 2))
             try:
-                r = await asyncio.wait_for(self._http.post(url, json=body, timeout=attempt), attempt + 0.05)
+                async with asyncio.timeout(attempt + 0.05):  # not wait_for: on 3.11 it can swallow a cancel
+                    r = await self._http.post(url, json=body, timeout=attempt)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problems[self.endpoints[i]] = f"{type(exc).__name__}: {exc or 'no connection'}"
                 continue
