@@ -1,8 +1,8 @@
 """The `cluster:` section of site.yaml (controller HA on etcd) and its cross-field checks.
 
 Absent, the controller runs alone with its SQLite journal (the embedded default). Present, every member
-runs with the same site.yaml and learns which member it is from `--member NAME` / `CCFO_MEMBER` (not
-from this file); the members elect a leader through a lease on etcd (docs/ha.md).
+runs with the same site.yaml (which member a process is will be given on its command line, not in this
+file); the members elect a leader through a lease on etcd (docs/ha.md).
 
 The checks name file:line: fewer than two members (a cluster of one is no HA: drop the section
 instead), duplicate member names, URLs or etcd endpoints, and a lease TTL below etcd's minimum. etcd
