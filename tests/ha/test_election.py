@@ -13,8 +13,8 @@ import pytest
 
 from ccfo.clients.etcd import Compare, EtcdClient, EtcdUnavailable, Put
 from controller.cluster.election import Election, NotLeader, Role, Timing, guarded_put, guarded_txn, leader_key
+from lab import contenders
 from lab.etcd import EtcdCluster
-from tests.ha import contenders
 from tests.support import async_wait_until, wait_until
 
 TTL = 5.0

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from lab import contenders
+from lab.contenders import Contender
 from lab.etcd import EtcdCluster
 from lab.netns import NetnsLab, netns_available
-from tests.ha import contenders
-from tests.ha.contenders import Contender
 from tests.ha.etcdkit import need_etcd
 from tests.support import wait_until
 

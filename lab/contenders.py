@@ -1,5 +1,6 @@
-"""Election contenders as real processes (lab/contender.py) for the HA tests: start one (optionally inside
-a network namespace), read its JSON state lines from a reader thread, find the leader, kill -9 it."""
+"""Election contenders as real processes (lab/contender.py) for the HA tests and benchmarks: start one
+(optionally inside a network namespace), read its JSON state lines from a reader thread, find the leader,
+kill -9 it."""
 
 from __future__ import annotations
 
