@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -167,4 +169,34 @@ def test_kill_9_the_leader_process_takeover_within_ttl_plus_1(etcd3: EtcdCluster
         assert len(takeovers) == 3 and all(not math.isnan(t) for t in takeovers)
     finally:
         for c in cs:
+            c.stop()
+
+
+def test_a_paused_leader_never_acts_again_after_resume(etcd3: EtcdCluster, tmp_path: Path) -> None:
+    cs = [contenders.start(f"p{i}", etcd3.endpoints, "s5", ttl=TTL, tag=str(tmp_path)) for i in range(3)]
+    try:
+        wait_until(lambda: len(contenders.leaders(cs)) == 1, timeout=15, describe=lambda: [c.state() for c in cs])
+        old = contenders.leaders(cs)[0]
+        old_term = old.state()["term"]  # type: ignore[index]
+        deadline = max(ln["acting_until"] for ln in old.history() if ln.get("acting_until") is not None)
+        old.kill(signal.SIGSTOP)  # paused, not dead: its lease runs out while it sleeps
+        t_stop = time.monotonic()
+        rest = [c for c in cs if c is not old]
+        wait_until(lambda: len(contenders.leaders(rest)) == 1, timeout=TTL + 3,
+                   describe=lambda: [c.state() for c in rest])
+        new = contenders.leaders(rest)[0]
+        took = contenders.first_line(new, lambda ln: ln["role"] == "leader", after=t_stop)
+        assert took is not None and took["term"] > old_term and took["t"] > deadline
+        t_cont = time.monotonic()
+        old.proc.send_signal(signal.SIGCONT)
+        # resumed: it reports at once that it no longer acts, then follows the new leader
+        wait_until(lambda: (old.state() or {}).get("leader") == new.name and old.state()["t"] > t_cont,  # type: ignore[index]
+                   timeout=TTL + 3, describe=lambda: old.history()[-3:])
+        after = [ln for ln in old.history() if ln["t"] > t_cont and ln["event"] != "log"]
+        assert after and not any(ln["acting"] and ln["term"] == old_term for ln in after), after
+        assert new.is_leader() and new.state()["term"] == took["term"]  # type: ignore[index]
+    finally:
+        for c in cs:
+            with contextlib.suppress(ProcessLookupError):
+                c.proc.send_signal(signal.SIGCONT)
             c.stop()
