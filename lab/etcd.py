@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Sequence
@@ -54,11 +55,12 @@ class EtcdMember:
     client_port: int = 2379
     peer_port: int = 2380
     netns: str | None = None
+    scheme: str = "http"  # of the client URL (peers always talk http: tests and the lab are on one host)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def client_url(self) -> str:
-        return f"http://{self.address}:{self.client_port}"
+        return f"{self.scheme}://{self.address}:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -74,7 +76,9 @@ class EtcdCluster:
 
     def __init__(self, base: Path, addresses: Sequence[str], *, names: Sequence[str] | None = None,
                  client_port: int = 2379, peer_port: int = 2380, netns: Sequence[str | None] | None = None,
-                 heartbeat_ms: int = 100, election_ms: int = 1000, token: str | None = None) -> None:
+                 heartbeat_ms: int = 100, election_ms: int = 1000, token: str | None = None,
+                 tls: Sequence[tuple[Path, Path]] | None = None, ca_file: Path | None = None) -> None:
+        """`tls`: per member (certificate, key) PEM files: clients then use https, verified with `ca_file`."""
         if not addresses:
             raise ValueError("an etcd cluster needs at least one member")
         names = list(names or [f"etcd{i + 1}" for i in range(len(addresses))])
@@ -85,7 +89,12 @@ class EtcdCluster:
         self.heartbeat_ms = heartbeat_ms
         self.election_ms = election_ms
         self.token = token or f"ccfo-{os.getpid()}-{time.monotonic_ns()}"
-        self.members = [EtcdMember(n, a, self.base / f"{n}.etcd", self.base / f"{n}.log", client_port, peer_port, ns)
+        if tls is not None and (len(tls) != len(addresses) or ca_file is None):
+            raise ValueError("tls needs one (certificate, key) per member and the CA file")
+        self.tls = list(tls) if tls is not None else None
+        self.ca_file = ca_file
+        self.members = [EtcdMember(n, a, self.base / f"{n}.etcd", self.base / f"{n}.log", client_port, peer_port, ns,
+                                   scheme="https" if tls else "http")
                         for n, a, ns in zip(names, addresses, nss, strict=True)]
 
     # --- views ---------------------------------------------------------------------------------------
@@ -116,6 +125,9 @@ class EtcdCluster:
                 "--initial-cluster-token", self.token,
                 "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
                 "--logger", "zap", "--log-outputs", "stderr"]
+        if self.tls is not None:
+            cert, key = self.tls[self.members.index(m)]
+            argv += ["--cert-file", str(cert), "--key-file", str(key)]  # server TLS; no client certificates
         return ["ip", "netns", "exec", m.netns, *argv] if m.netns else argv
 
     def start(self, timeout_s: float = 30.0) -> None:
@@ -186,12 +198,14 @@ class EtcdCluster:
         if m.pid is None:
             return False
         if m.netns is not None:
-            r = subprocess.run(["ip", "netns", "exec", m.netns, ETCDCTL, "--endpoints", m.client_url,
+            tls = ["--cacert", str(self.ca_file)] if self.ca_file else []
+            r = subprocess.run(["ip", "netns", "exec", m.netns, ETCDCTL, "--endpoints", m.client_url, *tls,
                                 "--command-timeout", "1s", "endpoint", "health"],
                                capture_output=True, timeout=5, env={**os.environ, "ETCDCTL_API": "3"})
             return r.returncode == 0
         try:
-            r = httpx.get(m.client_url + "/health", timeout=1.0)
+            verify = ssl.create_default_context(cafile=str(self.ca_file)) if self.ca_file else True
+            r = httpx.get(m.client_url + "/health", timeout=1.0, verify=verify)
         except httpx.HTTPError:
             return False
         return r.status_code == 200 and r.json().get("health") == "true"

@@ -24,6 +24,7 @@ import asyncio
 import base64
 import json
 import logging
+import ssl
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -300,14 +301,16 @@ def _lines(problems: dict[str, str]) -> list[str]:
 class EtcdClient:
     """One client per process for a set of member endpoints (`http://host:2379`)."""
 
-    def __init__(self, endpoints: Sequence[str], *, timeout_s: float = 2.0,
+    def __init__(self, endpoints: Sequence[str], *, timeout_s: float = 2.0, ca_file: str | None = None,
                  transport: httpx.AsyncBaseTransport | None = None) -> None:
+        """`ca_file`: verify https endpoints against this CA (PEM) instead of the system's."""
         if not endpoints:
             raise ValueError("etcd: at least one endpoint is needed")
         self.endpoints = tuple(e.rstrip("/") for e in endpoints)
         self.timeout_s = timeout_s
         self._preferred = 0
-        self._http = httpx.AsyncClient(headers=REQUIRE_LEADER, transport=transport)
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_file) if ca_file else True
+        self._http = httpx.AsyncClient(headers=REQUIRE_LEADER, transport=transport, verify=verify)
 
     async def aclose(self) -> None:
         await self._http.aclose()

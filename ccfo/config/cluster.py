@@ -57,7 +57,7 @@ class ClusterModel(_Strict):
     etcd_timeout_s: Annotated[float, _range(0.1, 60)] = 2.0
     etcd_heartbeat_ms: Annotated[int, _range(1, 60000)] = 100
     etcd_election_timeout_ms: Annotated[int, _range(1, 600000)] = 1000
-    etcd_ca_file: str | None = None
+    etcd_ca_file: str | None = None  # https endpoints are verified against this CA (PEM), relative to the config
 
 
 def check_cluster(c: ClusterModel | None, loc: Located) -> list[Problem]:

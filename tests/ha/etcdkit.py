@@ -1,6 +1,6 @@
 """Test helpers for the HA tests: a real 3-member etcd cluster on the test's own loopback network.
 
-Networks are `127.N.9.0/24` with N taken from a per-process counter (as tests/integration/labkit.py
+Networks are `127.N.23.0/24` with N taken from a per-process counter (as tests/integration/labkit.py
 does for the lab, on another third octet), skipping any whose etcd ports are taken, so helpers and
 parallel runs do not collide.
 """
@@ -32,7 +32,7 @@ def _free(address: str, port: int) -> bool:
 def loopback_addresses(n: int = 3) -> list[str]:
     for _ in range(250):
         net = next(_NETS) % 250 + 2
-        addrs = [f"127.{net}.9.{i + 1}" for i in range(n)]
+        addrs = [f"127.{net}.23.{i + 1}" for i in range(n)]
         if all(_free(a, p) for a in addrs for p in (2379, 2380)):
             return addrs
     raise RuntimeError("no free loopback network for etcd")
