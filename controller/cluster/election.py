@@ -189,7 +189,11 @@ class Election:
             if not exc.maybe_applied:
                 await self._revoke(lease.id)
                 raise
-            got = await self.client.get(self.key)  # did our create land? read back before deciding
+            try:
+                got = await self.client.get(self.key)  # did our create land? read back before deciding
+            except EtcdError:
+                await self._revoke(lease.id)  # unknown outcome: give the lease up (or let it expire) unused
+                raise
             kv = got.first
             if kv is not None and kv.lease == lease.id:
                 self._become_leader(kv.create_revision, lease.id, t_sent, lease.ttl_s)
