@@ -339,13 +339,16 @@ class EtcdClient:
             i = order[k % n]
             k += 1
             # reads share the time between the members left in this round; a txn gives each all that is left
-            attempt = remaining / (n - (k - 1) % n) if resend else remaining
+            # once connected, but a member that does not even accept the connection only gets its share
+            share = remaining / (n - (k - 1) % n)
+            attempt = share if resend else remaining
+            timeout = httpx.Timeout(attempt, connect=share)
             url = self.endpoints[i] + "/v3" + path
             if k > n and (k - 1) % n == 0:  # a new round: let an election finish rather than spin
                 await asyncio.sleep(min(0.1, remaining / 2))
             try:
                 async with asyncio.timeout(attempt + 0.05):  # not wait_for: on 3.11 it can swallow a cancel
-                    r = await self._http.post(url, json=body, timeout=attempt)
+                    r = await self._http.post(url, json=body, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 problems[self.endpoints[i]] = f"{type(exc).__name__}: {exc or 'no connection'}"
                 continue

@@ -6,6 +6,8 @@ call's timeout)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import time
 
 import pytest
@@ -205,3 +207,30 @@ async def test_compacted_history(etcd3: EtcdCluster) -> None:
             with pytest.raises(EtcdCompacted) as err:
                 await _next(aiter(w))
         assert err.value.compact_revision == last.revision
+
+
+@pytest.mark.asyncio
+async def test_a_txn_moves_past_a_member_that_does_not_accept(etcd3: EtcdCluster) -> None:
+    # a listener whose accept queue is full: the kernel drops further SYNs, so a connect hangs, as to a
+    # member behind a cut link (the address is the test's own loopback)
+    addr = loopback_addresses(1)[0]
+    with socket.socket() as hole:
+        hole.bind((addr, 2379))
+        hole.listen(0)
+        fillers = []
+        try:
+            for _ in range(4):
+                f = socket.socket()
+                f.setblocking(False)
+                with contextlib.suppress(BlockingIOError):
+                    f.connect((addr, 2379))
+                fillers.append(f)
+            async with EtcdClient([f"http://{addr}:2379", *etcd3.endpoints[1:]], timeout_s=4) as c:
+                t0 = time.monotonic()
+                res = await c.txn([Compare.create("/bh/k", "==", 0)], [Put("/bh/k", "v")])
+                took = time.monotonic() - t0
+            assert res.succeeded
+            assert took < 2.5, f"the txn waited {took:.2f} s on a member that never accepted"
+        finally:
+            for f in fillers:
+                f.close()
