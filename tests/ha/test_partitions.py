@@ -71,15 +71,24 @@ def test_a_minority_never_elects_a_leader(net: Net) -> None:
     # unreachable) for two lease TTLs; meanwhile the majority's leader keeps its term
     wait_until(lambda: len(victim.warnings_after(t_cut)) >= 2 and time.monotonic() > t_cut + 2 * TTL,
                timeout=4 * TTL, describe=lambda: victim.history()[-3:])
-    assert contenders.first_line(victim, lambda ln: ln["role"] == "leader", after=t_cut) is None
-    assert leader.is_leader() and leader.state()["term"] == term  # type: ignore[index]
-    assert contenders.first_line(leader, lambda ln: ln["role"] != "leader", after=t_cut) is None
-    assert any("etcd unavailable" in w or "no leader" in w for w in victim.warnings_after(t_cut))
+    assert contenders.first_line(victim, lambda ln: ln["role"] == "leader", after=t_cut) is None, victim.history()
+    # the majority side has a leader all along (normally the same one with the same term; on a loaded
+    # machine a renewal may miss its deadline while etcd re-elects its raft leader, and then the majority
+    # elects again, with a higher term: allowed, the minority's part is what this test is about)
+    majority = [c for c in net.cs.values() if c is not victim]
+    wait_until(lambda: len(contenders.leaders(majority)) == 1, timeout=TTL + 3,
+               describe=lambda: [c.history()[-4:] for c in majority])
+    now_leader = contenders.leaders(majority)[0]
+    assert now_leader.state()["term"] >= term  # type: ignore[index]
+    if now_leader is not leader or now_leader.state()["term"] != term:  # type: ignore[index]
+        print("note: the majority re-elected during the cut:", [c.history()[-4:] for c in majority])
+    assert any("etcd unavailable" in w or "no leader" in w for w in victim.warnings_after(t_cut)), \
+        victim.warnings_after(t_cut)
 
-    net.lab.restore(net.node_of(victim))  # healed: it rejoins as a follower of the same leader
-    wait_until(lambda: (victim.state() or {}).get("leader") == leader.name, timeout=3 * TTL,
+    net.lab.restore(net.node_of(victim))  # healed: it rejoins as a follower of the majority's leader
+    wait_until(lambda: (victim.state() or {}).get("leader") == now_leader.name, timeout=3 * TTL,
                describe=lambda: victim.state())
-    assert not victim.is_leader() and leader.state()["term"] == term  # type: ignore[index]
+    assert not victim.is_leader()
 
 
 def test_a_leader_cut_from_etcd_stops_acting_before_its_lease_expires(net: Net) -> None:
