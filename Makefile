@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the tests and the lab use (installed only when missing and when run as root);
 # prometheus provides promtool, which checks both /metrics endpoints and config/prometheus/.
-DEB_PKGS ?= sip-tester snmp snmptrapd snmpd smitools chromium systemd strace prometheus kamailio
+DEB_PKGS ?= sip-tester snmp snmptrapd snmpd smitools chromium systemd strace prometheus kamailio etcd-server etcd-client
 
 .PHONY: demo test test-slow deps venv lint bench clean
 

@@ -27,6 +27,7 @@ from agents.files import ConfigFiles, RepointError
 from agents.idempotency import ResultStore
 from agents.ports import AmiPort
 from agents.services import ServiceError, ServiceManager
+from agents.terms import TermStore
 
 log = logging.getLogger("ccfo.agent.actions")
 
@@ -59,6 +60,7 @@ class ActionRequest(BaseModel):
     to_site: Name | None = None
     hosts: Annotated[list[Name], Field(min_length=1, max_length=16)] | None = None
     reason: Annotated[str, Field(max_length=500)] | None = None
+    term: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None  # the leader's term (agents/terms.py)
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> ActionRequest:
@@ -72,7 +74,7 @@ class ActionRequest(BaseModel):
         return self
 
     def fingerprint(self) -> str:
-        return json.dumps(self.model_dump(mode="json", exclude={"action_id", "reason"}), sort_keys=True)
+        return json.dumps(self.model_dump(mode="json", exclude={"action_id", "reason", "term"}), sort_keys=True)
 
 
 class ActionStatus(StrEnum):
@@ -91,6 +93,7 @@ class ActionResult(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
     caller: str
     reason: str | None = None
+    term: int | None = None
     started: float
     ended: float
     duration_s: float
@@ -138,7 +141,8 @@ class ActionExecutor:
     def __init__(self, host: str, services: ServiceManager, files: ConfigFiles, ami: AmiPort | None, *,
                  hosts: Sequence[str], routing_method: str = "astdb", astdb_family: str = "ccfo",
                  astdb_key: str = "inbound_hosts", line_test: Mapping[str, Any] | None = None,
-                 store: ResultStore | None = None, clock: Callable[[], float] = time.time) -> None:
+                 store: ResultStore | None = None, clock: Callable[[], float] = time.time,
+                 terms: TermStore | None = None) -> None:
         self.host = host
         self.services = services
         self.files = files
@@ -147,6 +151,7 @@ class ActionExecutor:
         self.routing = (routing_method, astdb_family, astdb_key)
         self.line_test_args = dict(line_test or {"number": "s", "context": "ccfo-linetest", "timeout_s": 20.0})
         self.store = store if store is not None else ResultStore()
+        self.terms = terms if terms is not None else TermStore()
         self._clock = clock
         self._inflight: dict[str, tuple[str, asyncio.Task[ActionResult]]] = {}
         self._routing_lock = asyncio.Lock()
@@ -171,6 +176,9 @@ class ActionExecutor:
 
     async def run(self, req: ActionRequest, caller: str) -> ActionResult:
         self.check(req)
+        if self.terms.admit(req.term):  # raises StaleTerm (409) for a deposed leader's term
+            log.info("leader term %d seen first in action %s by %s", req.term, req.action_id, caller)
+            await asyncio.to_thread(self.terms.save)  # persisted before anything runs
         fingerprint = req.fingerprint()
         stored = self.store.get(req.action_id)
         if stored is not None:
@@ -222,7 +230,8 @@ class ActionExecutor:
         duration = time.monotonic() - t0
         result = ActionResult(action_id=req.action_id, action=req.action, status=status,
                               ok=status is ActionStatus.DONE, detail=detail, data=plain(data), caller=caller,
-                              reason=req.reason, started=started, ended=started + duration, duration_s=duration)
+                              reason=req.reason, term=req.term, started=started, ended=started + duration,
+                              duration_s=duration)
         self.store.put(req.action_id, fingerprint, result.model_dump(mode="json"))
         await asyncio.to_thread(self.store.save)
         log.log(logging.INFO if result.ok else logging.WARNING, "action %s %s by %s: %s in %.2f s: %s",

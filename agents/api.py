@@ -8,7 +8,8 @@
                       the agent's token would also allow actions, so a scraper must not need it
     GET  /v1/report   the host report (agents/report.py)
     POST /v1/actions  run an action (agents/actions.py): 200 with the result (status done or failed),
-                      400 refused (unknown service/site/host), 409 action_id reused for another request,
+                      400 refused (unknown service/site/host), 409 action_id reused for another request
+                      or a stale leader term (agents/terms.py; header X-Ccfo-Highest-Term),
                       422 malformed body
 A missing or wrong token gets 401 with `WWW-Authenticate: Bearer`. No interactive docs or schema are
 served (the agent is not an operator surface). No route returns or logs the token.
@@ -26,6 +27,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
 from agents.metrics import CONTENT_TYPE, AgentMetrics
+from agents.terms import TERM_HEADER, StaleTerm
 from ccfo.platform.limits import BodyLimit
 
 log = logging.getLogger("ccfo.agent.api")
@@ -88,6 +90,9 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
         except ActionRefused as exc:
             log.warning("action %s %s by %s refused: %s", body.action_id, body.action.value, who, exc)
             raise HTTPException(400, str(exc)) from exc
+        except StaleTerm as exc:
+            log.warning("action %s %s by %s refused: %s", body.action_id, body.action.value, who, exc)
+            raise HTTPException(409, str(exc), headers={TERM_HEADER: str(exc.highest)}) from exc
         except ActionConflict as exc:
             log.warning("action %s by %s: %s", body.action_id, who, exc)
             raise HTTPException(409, str(exc)) from exc

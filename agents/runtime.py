@@ -49,6 +49,7 @@ from agents.reporter import Reporter, report_url
 from agents.server import ApiServer, ServerError, split_host_port
 from agents.services import ServiceManager, ServiceSpec, ServiceState, make_backend, spec_from_model
 from agents.snmp_agi import SnmpAgi, SnmpAgiError
+from agents.terms import TermFileError, TermStore
 from ccfo.config import secretfiles, tls
 from ccfo.platform.auth import TokenFileError
 from ccfo.platform.sdnotify import Notifier
@@ -122,7 +123,7 @@ class AgentRuntime:
             astdb_key=site.routing.astdb_key,
             line_test={"number": self.model.line_test.exten, "context": self.model.line_test.context,
                        "timeout_s": self.model.line_test.timeout_s},
-            store=ResultStore(path=self.state_dir / "actions.json"))
+            store=ResultStore(path=self.state_dir / "actions.json"), terms=self._terms())
         self.metrics = AgentMetrics(opts.host)
         self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, self.ami)
         self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,
@@ -145,6 +146,12 @@ class AgentRuntime:
         if isinstance(self.ami, NoAmi):
             return (True, "not configured") if self.ami.deliberate else (False, "no secret")
         return (True, "connected") if self.ami.snapshot().connected else (False, "disconnected")
+
+    def _terms(self) -> TermStore:
+        try:
+            return TermStore(self.state_dir / "term.json")
+        except TermFileError as exc:
+            raise StartupError(f"{exc}; refusing to start") from exc
 
     def _token(self) -> Token:
         try:

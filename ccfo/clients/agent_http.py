@@ -53,6 +53,19 @@ def _parse_report(host: str, body: Mapping[str, Any], received_at: float) -> Hos
                       int(calls.get("agent", 0)), int(calls.get("fax", 0)), db.get("site"), ami_hung)
 
 
+TERM_HEADER = "X-Ccfo-Highest-Term"  # agents/terms.py: on a 409, the highest leader term the agent has seen
+
+
+class TermRefused(AgentActionFailed):
+    """The agent refused the action: it has seen a newer leader term than ours (we are deposed)."""
+
+    def __init__(self, host: str, term: int | None, highest: int, detail: str) -> None:
+        self.host = host
+        self.term = term
+        self.highest = highest
+        super().__init__(f"{host}: refused our leader term {term}: the agent has seen term {highest} ({detail})")
+
+
 class AgentHttpClient:
     """Talks to every host agent (and app-server agents) over HTTP(S) with the agent bearer token."""
 
@@ -95,9 +108,12 @@ class AgentHttpClient:
 
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
-                     timeout_s: float = 30.0) -> ActionResult:
+                     timeout_s: float = 30.0, term: int | None = None) -> ActionResult:
+        """Run one action; `term` is the leader's fencing token (controller HA). TermRefused when the
+        agent has seen a newer leader."""
         body: dict[str, Any] = {"action_id": action_id, "action": action}
-        for key, value in (("service", service), ("to_site", to_site), ("hosts", hosts), ("reason", reason)):
+        for key, value in (("service", service), ("to_site", to_site), ("hosts", hosts), ("reason", reason),
+                           ("term", term)):
             if value is not None:
                 body[key] = value
         try:
@@ -107,6 +123,8 @@ class AgentHttpClient:
         if r.status_code >= 500 or r.status_code in (401, 403):
             raise AgentUnreachable(f"{host}: action answered HTTP {r.status_code}: {r.text[:200]}")
         data = r.json() if r.headers.get("content-type", "").startswith("application/json") else {}
+        if r.status_code == 409 and TERM_HEADER in r.headers:
+            raise TermRefused(host, term, int(r.headers[TERM_HEADER]), str(data.get("detail", r.text)))
         if r.status_code != 200:
             raise AgentActionFailed(f"{host}: {action} refused (HTTP {r.status_code}): {data.get('detail', r.text)}")
         if not data.get("ok"):

@@ -12,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ccfo.config.cluster import check_cluster
 from ccfo.config.models import RulesFileModel, SiteFileModel
 from ccfo.config.yamlpos import Located, Problem
 from ccfo.domain.faults import FaultKind
@@ -46,6 +47,7 @@ def check_site(m: SiteFileModel, loc: Located, root: Path) -> list[Problem]:
     problems += _check_fencing(m, loc)
     problems += _check_routing(m, loc)
     problems += _check_snmp(m, loc)
+    problems += check_cluster(m.cluster, loc)
     return problems
 
 

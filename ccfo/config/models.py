@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from ccfo.config.cluster import ClusterModel
 from ccfo.domain.faults import FaultKind
 from ccfo.domain.plan import Action
 from ccfo.domain.rules import Approval, RoleMatch
@@ -473,6 +474,8 @@ class SiteFileModel(Strict):
     """How inbound calls are steered."""
     app_servers: dict[Name, AppServerModel] = Field(default_factory=dict)
     """Application servers whose database config files are repointed too (each runs an agent)."""
+    cluster: ClusterModel | None = None
+    """Controller high availability on etcd (members, etcd endpoints, lease); absent: one controller."""
 
 
 class MatchModel(Strict):

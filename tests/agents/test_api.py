@@ -102,7 +102,7 @@ async def test_actions_over_http(agent: tuple[Host, httpx.AsyncClient]) -> None:
     res = r.json()
     assert (res["status"], res["ok"], res["caller"], res["replayed"]) == ("done", True, "controller-token", False)
     assert set(res) == {"action_id", "action", "status", "ok", "detail", "data", "caller", "reason", "started",
-                        "ended", "duration_s", "replayed"}
+                        "ended", "duration_s", "replayed", "term"}
     again = await client.post("/v1/actions", headers=AUTH, json=body)
     assert again.status_code == 200 and again.json()["replayed"] is True
     conflict = await client.post("/v1/actions", headers=AUTH, json={**body, "action": "stop"})

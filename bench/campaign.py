@@ -1,0 +1,62 @@
+"""The full fault campaign as a benchmark: 200 runs (by default) of random faults and operator actions on
+a lab of its own, judged by the independent checker (`lab/campaign_check.py`).
+
+It is too long for CI (about 45 minutes on the 2-core box); CI runs a 20-run campaign whose seed changes
+with every commit (`tests/campaign/test_campaign_live.py`). This command records what the long run found,
+with the seed and the commit it ran on, so bench/README.md can cite it:
+
+    .venv/bin/python -m bench.campaign [--runs 200] [--seed 2026] [--json reports/campaign.json]
+
+Exit 1 when any invariant was violated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def commit() -> str:
+    """The checkout's commit (with `+dirty` when it has uncommitted changes), for the record."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lab.campaign import Settings, run_campaign, summary_lines
+
+    ap = argparse.ArgumentParser(prog="python -m bench.campaign", description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--seed", default="2026")
+    ap.add_argument("--net", default="127.78.1", help="loopback network of the campaign's lab")
+    ap.add_argument("--json", default=None, help="write the full report here")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="ccfo-campaign-") as tmp:
+        s = Settings(runs=args.runs, seed=args.seed, root=Path(tmp) / "campaign", net=args.net,
+                     controller_listen=f"{args.net}.100:8080", progress=True)
+        rep = asyncio.run(run_campaign(s))
+    rep["commit"] = commit()
+    print(f"commit {rep['commit']}")
+    print("\n".join(summary_lines(rep)))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(rep, indent=2, default=str))
+    return 1 if rep["violations"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

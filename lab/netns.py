@@ -1,0 +1,115 @@
+"""Real network partitions for the HA tests: Linux network namespaces on a private bridge.
+
+A `NetnsLab` makes one hub namespace holding a bridge and, per node, a namespace with one veth link to
+the bridge and an address of the test's own (default 10.213.0.0/24) set INSIDE the namespace: nothing
+is added to the host's own network. `cut(node)` sets the node's link down on the hub side (packets
+are dropped, connections hang as in a real partition; no process is frozen), `restore(node)` sets it
+up again. `close()` deletes every namespace it made (which deletes the links); call it always.
+
+Needs root (or CAP_SYS_ADMIN/CAP_NET_ADMIN) and iproute2; `netns_available()` says whether this
+machine can create a namespace, so tests can skip with a clear reason where it cannot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+IP = shutil.which("ip") or "/usr/sbin/ip"
+_SEQ = itertools.count(1)
+
+
+class NetnsError(RuntimeError):
+    """An `ip` command failed; the message has the command and what it said."""
+
+
+def _ip(*args: str) -> str:
+    r = subprocess.run([IP, *args], capture_output=True, text=True, timeout=20)
+    if r.returncode != 0:
+        raise NetnsError(f"ip {' '.join(args)}: {r.stderr.strip() or r.stdout.strip()}")
+    return r.stdout
+
+
+def netns_available() -> str | None:
+    """None when network namespaces can be created here, else the reason they cannot."""
+    if not os.access(IP, os.X_OK):
+        return "iproute2's ip is not installed"
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    name = f"ccfo-probe-{os.getpid()}"
+    try:
+        _ip("netns", "add", name)
+    except (NetnsError, OSError) as exc:
+        return f"cannot create a network namespace: {exc}"
+    with contextlib.suppress(NetnsError):
+        _ip("netns", "del", name)
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    name: str  # the test's name for it (n1, n2, ...)
+    netns: str  # the namespace
+    address: str  # its address inside the namespace
+    hub_link: str  # its veth end on the hub (what cut/restore switch)
+
+
+class NetnsLab:
+    def __init__(self, subnet_prefix: str = "10.213.0", tag: str | None = None) -> None:
+        self.prefix = subnet_prefix
+        self.tag = tag or f"ccfo{os.getpid()}x{next(_SEQ)}"
+        self.hub = f"{self.tag}-hub"
+        self.nodes: dict[str, Node] = {}
+        self._made: list[str] = []
+        _ip("netns", "add", self.hub)
+        self._made.append(self.hub)
+        _ip("-n", self.hub, "link", "set", "lo", "up")
+        _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
+        _ip("-n", self.hub, "link", "set", "br0", "up")
+
+    def add_node(self, name: str) -> Node:
+        if name in self.nodes:
+            raise ValueError(f"node {name!r} exists")
+        k = len(self.nodes) + 1
+        ns = f"{self.tag}-{name}"
+        _ip("netns", "add", ns)
+        self._made.append(ns)
+        hub_link = f"v{k}"
+        _ip("-n", ns, "link", "set", "lo", "up")
+        _ip("-n", self.hub, "link", "add", hub_link, "type", "veth", "peer", "name", "eth0", "netns", ns)
+        _ip("-n", self.hub, "link", "set", hub_link, "master", "br0", "up")
+        address = f"{self.prefix}.{k}"
+        _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+        _ip("-n", ns, "link", "set", "eth0", "up")
+        node = Node(name, ns, address, hub_link)
+        self.nodes[name] = node
+        return node
+
+    def cut(self, name: str) -> None:
+        """Partition the node from every other (its link to the bridge goes down)."""
+        _ip("-n", self.hub, "link", "set", self.nodes[name].hub_link, "down")
+
+    def restore(self, name: str) -> None:
+        _ip("-n", self.hub, "link", "set", self.nodes[name].hub_link, "up")
+
+    def exec_argv(self, name: str, argv: list[str]) -> list[str]:
+        """`argv` run inside the node's namespace."""
+        return [IP, "netns", "exec", self.nodes[name].netns, *argv]
+
+    def close(self) -> None:
+        """Delete every namespace made here (their links go with them). Kill their processes first."""
+        for ns in reversed(self._made):
+            with contextlib.suppress(NetnsError):
+                _ip("netns", "del", ns)
+        self._made.clear()
+        self.nodes.clear()
+
+    def __enter__(self) -> NetnsLab:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
