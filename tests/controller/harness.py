@@ -31,7 +31,10 @@ class Harness:
         model = cfg.site_model.model_copy(update={"controller": cfg.site_model.controller.model_copy(
             update={"mode": mode, "poll_interval_s": 0.05, "heartbeat_s": 0.2})})
         rules = cfg.rules_model
-        policy = replace(cfg.policy, rules=tuple(replace(r, debounce_s=0.2) for r in cfg.policy.rules))
+        # every fault kind on the rules' own (shortened) debounce, crashes included (rules.yaml lets those act
+        # at once)
+        policy = replace(cfg.policy, rules=tuple(replace(r, debounce_s=0.2, debounce_by_fault={})
+                                                 for r in cfg.policy.rules))
         self.cfg = replace(cfg, site_model=model, policy=policy, rules_model=rules)
         self.tmp = tmp
         self.world = FakeWorld(cfg.site, SiteState.normal(cfg.site, mode))

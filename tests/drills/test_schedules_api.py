@@ -18,7 +18,7 @@ from controller.service import build_app, stop_services
 from controller.status import status
 from controller.store import PlanStatus
 from drills.manager import DrillManager
-from drills.model import ScheduleModel
+from drills.model import ScheduleModel, library
 from drills.schedule import DrillScheduler
 from tests.controller.harness import Harness
 from tests.drills.test_runner_site import SITE_DRILL, drill_file, steady
@@ -123,7 +123,7 @@ async def test_api_lists_drills_with_their_dry_run(api: httpx.AsyncClient) -> No
     r = await api.get("/api/v1/drills", headers=auth(api, "viewer"))
     assert r.status_code == 200
     drills = {d["name"]: d for d in r.json()["drills"]}
-    assert len(drills) == 8 and all(d["valid"] for d in drills.values())
+    assert len(drills) == len(library()) == 9 and all(d["valid"] for d in drills.values())
     r = await api.get("/api/v1/drills/primary-cti-crash", headers=auth(api, "viewer"))
     body = r.json()
     assert body["expected_decision"]["rule"] == "primary-cti-ivr-fault" and "1. preflight" in body["dry_run"]
