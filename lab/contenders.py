@@ -23,12 +23,16 @@ class Contender:
     proc: subprocess.Popen[str]
     lines: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    reader: threading.Thread | None = None
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            with contextlib.suppress(ValueError), self._lock:
-                self.lines.append(json.loads(raw))
+        try:
+            for raw in self.proc.stdout:
+                with contextlib.suppress(ValueError), self._lock:
+                    self.lines.append(json.loads(raw))
+        finally:  # EOF: the process ended; its pipe is ours to close (never left to the garbage collector)
+            self.proc.stdout.close()
 
     @property
     def last(self) -> dict[str, Any] | None:
@@ -66,6 +70,8 @@ class Contender:
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
+        if self.reader is not None:
+            self.reader.join(timeout=5)  # it closes the pipe at EOF
 
 
 def start(name: str, endpoints: Sequence[str], site: str, *, ttl: float = 5.0, tag: str = "",
@@ -78,7 +84,8 @@ def start(name: str, endpoints: Sequence[str], site: str, *, ttl: float = 5.0, t
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
                             start_new_session=True)
     c = Contender(name, proc)
-    threading.Thread(target=c._read, name=f"read-{name}", daemon=True).start()
+    c.reader = threading.Thread(target=c._read, name=f"read-{name}", daemon=True)
+    c.reader.start()
     return c
 
 
