@@ -191,10 +191,23 @@ def _run(directory: str, name: str) -> int:
             _unlink(path)
         sys.exit(0)
 
+    draining: list[bool] = []
+
+    def drain(signum: int, frame: object) -> None:
+        """`stop` of a SIP endpoint: SIPp's soft exit (SIGUSR1) is for the SIPp child, not this daemon."""
+        draining.append(True)
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGUSR1)
+
     def child_died(signum: int, frame: object) -> None:
         for child in children:  # SIGCHLD also comes when the child stops or continues: only an exit counts
             with contextlib.suppress(ChildProcessError):
                 if os.waitpid(child, os.WNOHANG)[0] == child:
+                    if draining:  # the calls ended after a stop: a clean exit
+                        if _read_pid(path) == os.getpid():
+                            _unlink(path)
+                        os._exit(0)
                     os._exit(1)  # the SIP endpoint is gone: this daemon is too (a crash; the pid file stays)
 
     signal.signal(signal.SIGTERM, bye)
@@ -207,6 +220,7 @@ def _run(directory: str, name: str) -> int:
         os.execv(sipp[0], sipp)  # same pid: the pid file now names the SIP endpoint
     if sipp:
         signal.signal(signal.SIGCHLD, child_died)
+        signal.signal(signal.SIGUSR1, drain)
         children.append(_spawn_sipp(sipp))
     if health is not None:
         _serve_health(health)

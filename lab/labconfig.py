@@ -52,7 +52,9 @@ class LabLayout:
     hold_s: float | None = None  # the front's hold (routing.hold_s); None: the site's
     health_port: int = 9300  # each stand-in's liveness probe: HTTP on the host's address, port health_port + i
     probe: dict[str, float] = field(default_factory=lambda: {"interval_s": 0.5, "timeout_s": 0.5, "failures": 3})
-    stop_timeout_s: float = 2.0  # a stand-in's stop waits 5 s for SIGTERM: the agent escalates to SIGKILL first
+    # A stand-in's stop drains a SIP endpoint for up to 3 s (SIP_DRAIN_S), then waits 5 s for SIGTERM: the
+    # agent escalates a stop that hangs to SIGKILL after this, past a drain and before the stand-in would.
+    stop_timeout_s: float = 4.0
     debounce_s: float | None = None  # tests shorten every rule's debounce
     mode: str | None = None  # start in this mode instead of the site's
     hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
