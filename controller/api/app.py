@@ -35,6 +35,7 @@ from controller.api.routes import (
 )
 from controller.checklists.runner import ChecklistRunner
 from controller.engine import Engine
+from controller.metrics import ControllerMetrics
 from drills.manager import DrillManager
 
 MAX_BODY = 64 * 1024
@@ -48,6 +49,7 @@ def create_app(engine: Engine, tokens: TokenStore, *, drills: DrillManager, chec
                   dependencies=[Depends(known_query)])  # an unknown query parameter is a 400, not ignored
     app.state.engine, app.state.tokens, app.state.clock = engine, tokens, clock
     app.state.drills, app.state.checklists, app.state.parse_report = drills, checklists, parse_report
+    app.state.metrics = ControllerMetrics(engine)  # folds the journal from now on: made with the app
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY)  # announced or chunked: a body over 64 kB gets 413
     app.add_middleware(Idempotency)  # a repeated request with the same Idempotency-Key gets the first answer
     for module in ROUTERS:

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.labkit import Api
 from tests.integration.test_lab_failover import finished, start_lab
 from tests.integration.test_lab_snmp import agi
-from tests.support import async_wait_until
+from tests.support import ConditionTimeout, async_wait_until
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(180)]
 PROMTOOL = shutil.which("promtool")
@@ -71,7 +71,17 @@ async def test_promtool_accepts_both_endpoints_and_the_values_match_the_lab(tmp_
                     and get(a, "ccfo_agent_report_push_seconds_count", result="ok") > 0)
             return (c, a, ctl, agent) if done else None
 
-        c, a, ctl_text, agent_text = await async_wait_until(both, timeout=15)
+        async def seen() -> str:  # what the wait saw last, when it times out
+            c, a = parse(await scrape(api, "/metrics", True)), parse(await scrape(api, f"{agent_a}/metrics", False))
+            return str({"finished": get(c, "ccfo_decision_to_plan_finished_seconds_count", outcome="finished"),
+                        "span_alarm_raised": get(c, "ccfo_snmp_notifications_total", notification="span_alarm_raised"),
+                        "span_alarm_faults": get(c, "ccfo_faults_present", kind="span_alarm"),
+                        "pushes": get(a, "ccfo_agent_report_push_seconds_count", result="ok")})
+
+        try:
+            c, a, ctl_text, agent_text = await async_wait_until(both, timeout=15)
+        except ConditionTimeout as exc:
+            raise AssertionError(f"{exc}: {await seen()}") from exc
         for name, text in (("controller", ctl_text), ("agent", agent_text)):
             rc, out = await promtool_check(text)
             assert rc == 0 and out.strip() == "", f"promtool check metrics on the {name}'s /metrics:\n{out}"

@@ -14,11 +14,8 @@ router = APIRouter(tags=["status"], responses=AUTH)
 
 
 def exporter(request: Request) -> ControllerMetrics:
-    """This app's own exporter and registry (controller/metrics.py), made on the first scrape."""
-    state = request.app.state
-    if getattr(state, "metrics", None) is None:
-        state.metrics = ControllerMetrics(state.engine)
-    return state.metrics  # type: ignore[no-any-return]
+    """This app's own exporter and registry (controller/metrics.py), made with the app (create_app)."""
+    return request.app.state.metrics  # type: ignore[no-any-return]
 
 
 @router.get("/api/v1/status", response_model=StatusOut)
