@@ -62,8 +62,10 @@ async def test_primary_cti_crash_drill_passes_with_sipp_figures(drill_lab: Drill
     hosts = drill_lab.lab.site["hosts"]
     answered_by = doc["load"]["drill"]["answered_by"]
     assert {s["host"] for s in segments} == {"front"}, "every call entered through the SIP front"
-    assert set(answered_by) == {f"{hosts[h]['address']}:{drill_lab.lab.layout.sip_port}" for h in ("ipc-a", "ipc-b")}, \
-        "the front sent calls to ipc-a, then (routed by the controller) to ipc-b"
+    ends = {h: f"{hosts[h]['address']}:{drill_lab.lab.layout.sip_port}" for h in ("ipc-a", "ipc-b")}
+    # the front sent calls to ipc-a until the crash (a crash now acts at once, so the load may not have
+    # reached it), then, routed by the controller, to ipc-b
+    assert ends["ipc-b"] in answered_by and set(answered_by) <= set(ends.values()), answered_by
     # time to recover = when the first answered call started + SIPp's own INVITE->200 time for that call
     answered = [a["offset_s"] + ms(sipp_csv(a["stat_file"])["ResponseTime1(C)"]) / 1000
                 for a in doc["recovery"]["attempts"] if a["passed"]]
