@@ -8,15 +8,14 @@ in-memory copy keeps working.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ccfo.platform.jsonfile import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -66,17 +65,6 @@ class ResultStore:
         data = {"version": 1, "results": [{"action_id": k, "fingerprint": v.fingerprint, "result": v.result}
                                           for k, v in self._items.items()]}
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-            try:
-                with os.fdopen(fd, "w") as f:
-                    json.dump(data, f, separators=(",", ":"))
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            write_json_atomic(self.path, data, separators=(",", ":"))
         except OSError as exc:
             log.warning("could not save action results to %s: %s", self.path, exc)

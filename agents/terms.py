@@ -15,13 +15,12 @@ the in-memory value keeps refusing stale terms while the process lives.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 import threading
 from pathlib import Path
+
+from ccfo.platform.jsonfile import write_json_atomic
 
 log = logging.getLogger("ccfo.agent.terms")
 
@@ -87,18 +86,7 @@ class TermStore:
         with self._write_lock:
             data = {"version": 1, "highest_term": self.highest}
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-                try:
-                    with os.fdopen(fd, "w") as f:
-                        json.dump(data, f)
-                        f.flush()
-                        os.fsync(f.fileno())
-                    os.replace(tmp, self.path)
-                except BaseException:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(tmp)
-                    raise
+                write_json_atomic(self.path, data)
             except OSError as exc:
                 log.error("could not save the leader term %d to %s: %s (kept in memory)", self.highest,
                           self.path, exc)
