@@ -203,6 +203,7 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     await snmp.stop()
     await engine.stop()
     await agents.aclose()
+    await fencer.aclose()
     journal.close()
     store.close()
     return 0

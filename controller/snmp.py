@@ -190,6 +190,7 @@ class SnmpPoller:
     async def close(self) -> None:
         if self._engine is not None:
             self._engine.close_dispatcher()
+            await asyncio.sleep(0)  # asyncio closes the UDP socket on the loop's next turn
             self._engine = None
         self._targets.clear()
 
@@ -301,6 +302,7 @@ class TrapReceiver:
                 await task
         if self._engine is not None:
             self._engine.close_dispatcher()
+            await asyncio.sleep(0)  # asyncio closes the UDP socket on the loop's next turn
             self._engine = None
         if self._sock is not None:
             self._sock.close()
@@ -381,6 +383,7 @@ class ControllerNotifier:
     async def close(self) -> None:
         if self._engine is not None:
             self._engine.close_dispatcher()
+            await asyncio.sleep(0)  # asyncio closes the UDP socket on the loop's next turn
             self._engine = None
         if self._sock is not None:
             self._sock.close()

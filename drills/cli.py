@@ -146,8 +146,9 @@ async def _run(args: argparse.Namespace, cfg: LoadedConfig, scenario: Any) -> di
     controller = ApiController(_url(args, cfg), _token(args))
     agents = MultiTokenClient(cfg, agent_tokens(cfg))
     who = f"ccfo drill run ({os.environ.get('USER') or 'operator'})"
+    pdu = pdu_for(cfg)
     try:
-        runner = make_runner(scenario, cfg, controller, agents, pdu_for(cfg), who=who,
+        runner = make_runner(scenario, cfg, controller, agents, pdu, who=who,
                              lab_dir=Path(args.lab) if args.lab else None,
                              reports_dir=Path(args.reports))
         try:
@@ -157,6 +158,8 @@ async def _run(args: argparse.Namespace, cfg: LoadedConfig, scenario: Any) -> di
     finally:
         await controller.aclose()
         await agents.aclose()
+        if pdu is not None:
+            await pdu.aclose()  # its SNMP engine's UDP socket
 
 
 def _get(args: argparse.Namespace, path: str, params: dict[str, Any] | None = None) -> Any:

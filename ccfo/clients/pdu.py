@@ -78,6 +78,12 @@ class SnmpPdu:
     async def power_on(self, host: str) -> None:
         await self._set(host, ON)
 
+    async def aclose(self) -> None:
+        """Close the engine's UDP transport (else its socket is left for the garbage collector). asyncio
+        closes a datagram transport's socket on the loop's next turn, hence the one yield."""
+        self._engine.close_dispatcher()
+        await asyncio.sleep(0)
+
 
 class NoFencing:
     """No PDU: the fence step waits for an operator's confirmation that the host is off."""
@@ -91,3 +97,6 @@ class NoFencing:
 
     async def power_on(self, host: str) -> None:
         raise FenceFailed("no automatic fencing configured")
+
+    async def aclose(self) -> None:
+        return None
