@@ -45,7 +45,7 @@ class ActionKind(StrEnum):
     LINE_TEST = "line_test"
 
 
-_NEEDS = {ActionKind.START: "service", ActionKind.STOP: "service", ActionKind.RESTART: "service",
+NEEDS = {ActionKind.START: "service", ActionKind.STOP: "service", ActionKind.RESTART: "service",
           ActionKind.REPOINT_DB: "to_site", ActionKind.ROUTE_INBOUND: "hosts"}
 
 
@@ -64,7 +64,7 @@ class ActionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> ActionRequest:
-        needed = _NEEDS.get(self.action)
+        needed = NEEDS.get(self.action)
         for field in ("service", "to_site", "hosts"):
             given = getattr(self, field) is not None
             if field == needed and not given:

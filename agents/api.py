@@ -11,8 +11,10 @@
                       400 refused (unknown service/site/host), 409 action_id reused for another request
                       or a stale leader term (agents/terms.py; header X-Ccfo-Highest-Term),
                       422 malformed body
-A missing or wrong token gets 401 with `WWW-Authenticate: Bearer`. No interactive docs or schema are
-served (the agent is not an operator surface). No route returns or logs the token.
+    GET  /v1/openapi.json  the OpenAPI document (agents/openapi.py), with this host's names; token needed
+A missing or wrong token gets 401 with `WWW-Authenticate: Bearer`; a method a path does not have gets 405
+with the path's methods in `Allow`. No interactive docs are served (the agent is not an operator surface),
+and its document only to a token holder. No route returns or logs the token.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from agents import openapi
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
 from agents.metrics import CONTENT_TYPE, AgentMetrics
 from agents.terms import TERM_HEADER, StaleTerm
+from ccfo.platform import allow
 from ccfo.platform.limits import BodyLimit
 
 log = logging.getLogger("ccfo.agent.api")
@@ -97,4 +101,11 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
             log.warning("action %s by %s: %s", body.action_id, who, exc)
             raise HTTPException(409, str(exc)) from exc
 
+    @app.get("/v1/openapi.json", include_in_schema=False)
+    async def get_openapi(who: Caller) -> dict[str, Any]:
+        return app.openapi()
+
+    openapi.install(app, services=executor.services.names(), sites=list(executor.files.sites),
+                    hosts=executor.hosts, authenticated=("/v1/report", "/v1/actions"))
+    allow.install(app)
     return app
