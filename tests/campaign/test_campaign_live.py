@@ -1,5 +1,6 @@
-"""The randomized fault campaign on the live lab: a small one in the default suite, a 20-run one marked slow
-(`make test-slow`, run by .ci/run) whose seed changes with every commit, so CI explores new draws each time.
+"""The randomized fault campaign on the live lab: 20 runs marked slow (`make test-slow`, run by .ci/run) whose
+seed changes with every commit, so CI explores new draws each time (the campaign's checker itself has fast
+tests in tests/campaign; a 2-run campaign in `make test` was dropped for CI's time budget).
 The full 200-run campaign is a benchmark (`python -m bench.campaign`), its latest result in bench/README.md.
 Any violation fails with the replay commands."""
 
@@ -32,13 +33,6 @@ def judge(rep: dict) -> None:
     assert rep["checks_by_invariant"]["normal"] == rep["runs"], "every run ended in the normal site"
 
 
-@pytest.mark.timeout(420)
-async def test_a_small_campaign_finds_nothing(tmp_path):
-    rep = await Campaign(settings(tmp_path, 2, os.environ.get("CCFO_CAMPAIGN_SEED", "ci"))).run()
-    judge(rep)
-    assert rep["events"] >= 6 and rep["checks_by_invariant"]["capacity"] > 0
-
-
 def commit_seed() -> str:
     """The checkout's commit (CI runs a fresh clone of each submission), else a fixed seed."""
     done = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=Path(__file__).resolve().parent,
@@ -53,4 +47,4 @@ async def test_a_20_run_campaign_with_this_commits_seed_finds_nothing(tmp_path):
     print(f"campaign seed {seed} (replay: ccfo lab campaign --runs 20 --seed {seed} [--run I])")
     rep = await Campaign(settings(tmp_path, 20, seed)).run()
     judge(rep)
-    assert rep["runs"] == 20
+    assert rep["runs"] == 20 and rep["events"] >= 60 and rep["checks_by_invariant"]["capacity"] > 0

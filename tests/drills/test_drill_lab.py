@@ -118,6 +118,7 @@ async def test_too_short_expectation_fails_names_it_and_still_goes_back(drill_la
     assert await async_wait_until(drill_lab.healthy, timeout=30)
 
 
+@pytest.mark.slow  # make test has the same on the lab without the drill (tests/integration/test_lab_hang.py)
 async def test_primary_cti_hang_drill_detects_within_3_s_and_escalates(drill_lab: DrillLab, tmp_path: Path) -> None:
     scenario = yaml.safe_load((LIBRARY / "primary-cti-hang.yaml").read_text())
     scenario["steady_state"]["calls"] = scenario["expect"]["calls"] = ["inbound"]  # the crash drill tests them all
