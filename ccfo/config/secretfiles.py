@@ -55,8 +55,8 @@ def controller_files(m: SiteFileModel) -> list[Secret]:
     for name, h in m.hosts.items():
         out.append((("hosts", name, "agent", "token_file"), h.agent.token_file))
         out += _snmp(h.snmp, ("hosts", name, "snmp"))
-    for name, app in m.app_servers.items():
-        out.append((("app_servers", name, "agent", "token_file"), app.agent.token_file))
+    for name, server in m.servers.items():
+        out.append((("servers", name, "agent", "token_file"), server.agent.token_file))
     for i, target in enumerate(ctl.snmp_nms_targets):
         out += _target(target, ("controller", "snmp_nms_targets", i))
     if m.fencing.pdu is not None:

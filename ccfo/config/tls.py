@@ -84,11 +84,12 @@ def client_context(ca_file: str | Path) -> ssl.SSLContext:
 
 
 def agent_ca_file(cfg: LoadedConfig, host: str) -> str | None:
-    """The CA the controller verifies `host`'s agent with (hosts.NAME.agent.ca_file), or None."""
-    model = cfg.site_model.hosts.get(host) or cfg.site_model.app_servers.get(host)
+    """The CA the controller verifies `host`'s agent with (hosts|servers.NAME.agent.ca_file), or None."""
+    section = "hosts" if host in cfg.site_model.hosts else "servers"
+    model = cfg.site_model.hosts.get(host) or cfg.site_model.servers.get(host)
     path = _resolve(cfg, model.agent.ca_file) if model is not None else None
     if path is not None and not path.is_file():
-        raise TlsError(f"hosts.{host}.agent.ca_file: {path}: file not found")
+        raise TlsError(f"{section}.{host}.agent.ca_file: {path}: file not found")
     return str(path) if path else None
 
 
