@@ -37,9 +37,10 @@ class FakeWorld:
             running = set(h.layout(state.host(h.id).duty))
             self.hosts[h.id] = FakeHost({s.name: ServiceState.ACTIVE if s.name in running else ServiceState.INACTIVE
                                          for s in h.services}, spans=len(h.board.spans))
+        self.servers: dict[str, FakeHost] = {}  # the managed servers' agents, apart from the IPC pair
         for server in site.servers:
             up = ServiceState.ACTIVE if server.role is ServerRole.ACTIVE else ServiceState.INACTIVE
-            self.hosts[server.id] = FakeHost({s: up for s in server.services}, spans=0)
+            self.servers[server.id] = FakeHost({s: up for s in server.services}, spans=0)
         self.log: list[tuple[str, str, str | None]] = []  # (machine, action, service) in the order they ran
         self.ran: list[str] = []
         self.routes: list[tuple[str, tuple[str, ...]]] = []
@@ -48,9 +49,13 @@ class FakeWorld:
         self.power_offs: list[str] = []
         self.notices: list[tuple[str, str]] = []
 
+    def machine(self, name: str) -> FakeHost:
+        """An IPC host's or a managed server's fake agent."""
+        return self.hosts[name] if name in self.hosts else self.servers[name]
+
     # AgentClient
     async def report(self, host: str) -> HostHealth:
-        h = self.hosts[host]
+        h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")
         spans = tuple(SpanHealth(i + 1, "ok", True, 30) for i in range(h.spans))
@@ -59,7 +64,7 @@ class FakeWorld:
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
                      timeout_s: float = 30.0) -> ActionResult:
-        h = self.hosts[host]
+        h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")
         if action_id in self._results:
