@@ -38,8 +38,8 @@ def _parse_report(host: str, body: Mapping[str, Any], received_at: float) -> Hos
     if body.get("host") != host:
         raise ValueError(f"report is for {body.get('host')!r}, not {host!r}")
     ami = bool(body["ami"]["connected"])
-    driver = DriverState(str(body["board"]["driver"])) if body["board"]["driver"] in ("up", "down") \
-        else DriverState.UNKNOWN
+    board = body["board"] if body["board"] is not None else {"driver": None}  # null: a managed server
+    driver = DriverState(str(board["driver"])) if board["driver"] in ("up", "down") else DriverState.UNKNOWN
     spans = tuple(
         SpanHealth(int(s["span"]), str(s["alarm"]),
                    True if s["dchannel"] == "up" else False if s["dchannel"] == "down" else None, int(s["channels"]))

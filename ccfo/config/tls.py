@@ -70,9 +70,10 @@ def agent_server(cfg: LoadedConfig, host: str, cli_cert: str | None = None,
     """The agent's server files: the command line's, else the config's."""
     if cli_cert or cli_key:
         return server_files(cli_cert, cli_key, "--tls-cert/--tls-key")
-    agent = cfg.site_model.hosts[host].agent
+    section = "hosts" if host in cfg.site_model.hosts else "servers"
+    agent = (cfg.site_model.hosts.get(host) or cfg.site_model.servers[host]).agent
     return server_files(_resolve(cfg, agent.tls_cert_file), _resolve(cfg, agent.tls_key_file),
-                        f"hosts.{host}.agent")
+                        f"{section}.{host}.agent")
 
 
 def client_context(ca_file: str | Path) -> ssl.SSLContext:
