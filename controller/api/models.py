@@ -132,7 +132,7 @@ class DbIn(_Report):
 class AgentReport(_Report):
     host: HostName
     ami: AmiIn
-    board: BoardIn
+    board: BoardIn | None  # null: a managed server (no board)
     spans: Annotated[list[SpanIn], Field(max_length=64)] | None = None
     services: dict[str, ServiceIn]
     calls: CallsIn | None = None
