@@ -350,6 +350,7 @@ def build_repoint_db(site: Site, state: SiteState, to_site: str, why: str,
     not restarted (it is kept stopped, ready for an emergency start that then reads the right database).
     """
     steps: list[Step] = []
+    repointed: list[str] = []
     for stage in order if order is not None else DEFAULT_REPOINT_ORDER:
         if stage == IPC_HOSTS:
             for host in site.hosts:
@@ -357,14 +358,17 @@ def build_repoint_db(site: Site, state: SiteState, to_site: str, why: str,
                     running = set(host.layout(state.host(host.id).duty))
                     readers = _ordered_unique(r for f in host.db_files for r in f.readers if r in running)
                     steps += _repoint_then_restart(host.id, to_site, readers)
+                    repointed.append(host.id)
             continue
         for server in site.servers:
             if server.kind.value == stage and server.db_files:
                 readers = list(server.readers) if server.role is ServerRole.ACTIVE else []
                 steps += _repoint_then_restart(server.id, to_site, readers)
+                repointed.append(server.id)
     steps.append(_set_state(active_db=to_site))
-    steps += [Step(StepKind.VERIFY, h.id, checks=(Check(CheckKind.DB, to_site),), timeout_s=DEFAULT_STEP_TIMEOUT_S)
-              for h in site.hosts if h.db_files]
+    # every repointed machine's agent reports its files naming the new site
+    steps += [Step(StepKind.VERIFY, m, checks=(Check(CheckKind.DB, to_site),), timeout_s=DEFAULT_STEP_TIMEOUT_S)
+              for m in repointed]
     steps.append(_notify(f"database switched to {to_site}: {why}"))
     return Plan(Action.REPOINT_DB, f"repoint the database config to {to_site}", tuple(steps), why,
                 {"to": to_site})

@@ -86,6 +86,11 @@ class Policy:
     def rule_for(self, fault: Fault, role: RoleMatch | None) -> Rule | None:
         return next((r for r in self.rules if r.matches(fault, role)), None)
 
+    @property
+    def repoint_order(self) -> tuple[str, ...] | None:
+        """The order of the first repoint_db rule: a runbook's repoint step repoints in the same order."""
+        return next((r.repoint_order for r in self.rules if r.action is Action.REPOINT_DB), None)
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:

@@ -60,7 +60,8 @@ async def test_each_agent_gets_its_repoint_then_its_readers_restart_in_the_rules
         assert not [e for e in world.log if e[0] == name]
     finished = {e.step: e for e in parts[0].query(plan_id=rec.id, kinds="step_finished", limit=None)}
     server_steps = [i for i, s in enumerate(plan.steps) if s.host in ("dbconn-sz", "app-sz", "app-sh")]
-    assert len(server_steps) == 5 and all(finished[i].host == plan.steps[i].host for i in server_steps)
+    assert len(server_steps) == 8, "3 repoints, 2 restarts, 3 verifications of the servers' reported database"
+    assert all(finished[i].host == plan.steps[i].host for i in server_steps)
 
 
 @pytest.mark.asyncio

@@ -30,9 +30,11 @@ def test_every_machine_in_the_rules_order_each_repoint_followed_by_its_readers()
         ("app-sh", "repoint_db", None),  # the backup: files follow, nothing is started
     ]
     assert all(s.target == "shanghai" for s in plan.steps if s.kind is StepKind.REPOINT_DB)
-    tail = [s.kind for s in plan.steps[len(machine_steps(plan)):]]
-    assert tail == [StepKind.SET_STATE, StepKind.VERIFY, StepKind.VERIFY, StepKind.NOTIFY]
-    assert plan.steps[len(machine_steps(plan))].state == {"active_db": "shanghai"}
+    tail = plan.steps[len(machine_steps(plan)):]
+    assert tail[0].kind is StepKind.SET_STATE and tail[0].state == {"active_db": "shanghai"}
+    verified = [(s.host, str(s.checks[0])) for s in tail if s.kind is StepKind.VERIFY]
+    assert verified == [(m, "db:shanghai") for m in ("ipc-a", "ipc-b", "dbconn-sz", "app-sz", "app-sh")]
+    assert tail[-1].kind is StepKind.NOTIFY
 
 
 def test_the_order_is_the_rules_not_a_fixed_one() -> None:
@@ -82,3 +84,12 @@ def test_the_database_rule_passes_its_order_to_the_plan() -> None:
     assert d.plan is not None and d.action is Action.REPOINT_DB
     assert [h for h, kind, _ in machine_steps(d.plan) if kind == "repoint_db"] == [
         "app-sz", "app-sh", "ipc-a", "ipc-b"]
+
+
+
+def test_the_policy_names_its_repoint_order() -> None:
+    policy = documented_policy()
+    assert policy.repoint_order is None  # no order written: the builder's default
+    ordered = replace(policy, rules=tuple(replace(r, repoint_order=("db-connection", "ipc", "application"))
+                                          if r.action is Action.REPOINT_DB else r for r in policy.rules))
+    assert ordered.repoint_order == ("db-connection", "ipc", "application")
