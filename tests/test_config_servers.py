@@ -148,3 +148,10 @@ def test_the_rule_carries_its_order_into_the_domain() -> None:
     cfg = load_config(REPO / "config")
     rule = next(r for r in cfg.policy.rules if r.id == "database-site-fault")
     assert rule.repoint_order == ("ipc", "db-connection", "application")
+
+
+def test_a_cron_command_is_one_line(cfg_dir: Path) -> None:
+    line = edit(cfg_dir / "site.yaml", "command: /opt/ta/bin/import-all,",
+                'command: "/opt/ta/bin/import-all\\n* * * * * root sh",')  # YAML's \n: a line break
+    assert (f"config/site.yaml:{line}: servers.ta-sz.jobs.ta-import.command: must be one line: a line break would "
+            "add lines of its own to the cron file") in problems(cfg_dir)

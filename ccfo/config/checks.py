@@ -171,6 +171,9 @@ def _check_job(job, path, loc: Located) -> list[Problem]:  # type: ignore[no-unt
                 parse_cron(job.schedule).next_run(_ANY_INSTANT)  # a day that never comes ("31 2") is an error too
             except ScheduleError as exc:
                 problems.append(loc.problem((*path, "schedule"), str(exc)))
+        if job.command is not None and ("\n" in job.command or "\r" in job.command or "\0" in job.command):
+            problems.append(loc.problem((*path, "command"), "must be one line: a line break would add lines of its "
+                                        "own to the cron file"))
         if job.cron_file is not None and not job.cron_file.startswith("/"):
             problems.append(loc.problem((*path, "cron_file"), f"must be an absolute path, got {job.cron_file!r}"))
         if job.timer is not None:

@@ -367,8 +367,6 @@ class ServerModel(Strict):
     """What it is: application, db-connection, ta-import, sms-email or customer-service."""
     role: ServerRole = ServerRole.ACTIVE
     """active: serves; backup: kept ready, its files are repointed but its services are not restarted."""
-    address: str | None = None
-    """The server's address (shown on the dashboard; default: the agent URL's host)."""
     agent: AgentEndpointModel
     """The server's agent: its API URL, token and TLS (the same fields as an IPC host's agent)."""
     service_backend: Literal["systemd", "command"] = "systemd"
