@@ -129,6 +129,13 @@ class DbIn(_Report):
     site: Annotated[str, Field(max_length=63)] | None = None
 
 
+class JobIn(_Report):
+    name: Annotated[str, Field(max_length=63)]
+    backend: Annotated[str, Field(max_length=16)]
+    state: Annotated[str, Field(max_length=16)]
+    next_run: float | None = None
+
+
 class AgentReport(_Report):
     host: HostName
     ami: AmiIn
@@ -137,3 +144,4 @@ class AgentReport(_Report):
     services: dict[str, ServiceIn]
     calls: CallsIn | None = None
     db: DbIn | None = None
+    jobs: Annotated[list[JobIn], Field(max_length=256)] | None = None  # a managed server's scheduled jobs

@@ -277,6 +277,9 @@ async def test_a_managed_servers_heartbeat_shows_in_the_status_per_data_center(a
     assert app["jobs"] == [{"name": "ta-import", "backend": "cron", "state": "enabled", "next_run": 1796520600.0}]
     assert status["servers"]["app-sh"]["role"] == "backup" and status["servers"]["app-sh"]["reachable"] is False
     assert set(status["hosts"]) == {"ipc-a", "ipc-b"}, "a server is not a host of the failover pair"
+    r = await api.post("/api/v1/agents/app-sz/report", json=body | {"jobs": [{"state": "enabled"}]},
+                       headers={"Authorization": f"Bearer {server_token}"})
+    assert r.status_code == 422, "a job without name or backend is refused"
     r = await api.post("/api/v1/agents/nope/report", json=body | {"host": "nope"},
                        headers={"Authorization": f"Bearer {server_token}"})
     assert r.status_code == 403

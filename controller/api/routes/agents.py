@@ -34,7 +34,7 @@ async def push_report(host: Annotated[str, Depends(reporter)], body: AgentReport
         if host in engine.site.host_ids:
             engine.ingest(health)
         else:
-            jobs = body.model_dump().get("jobs")
-            engine.ingest_server(health, [j for j in jobs if isinstance(j, dict)] if isinstance(jobs, list) else [])
+            engine.ingest_server(health, [j.model_dump(include={"name", "backend", "state", "next_run"})
+                                          for j in body.jobs or ()])
     except (KeyError, ValueError, TypeError, AttributeError) as exc:  # e.g. a list where an object belongs
         raise HTTPException(422, f"malformed report: {exc}") from exc
