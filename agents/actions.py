@@ -1,5 +1,6 @@
 """The agent's actions (start, stop, restart, isolate_board, restore_board, repoint_db, route_inbound,
-line_test): request validation, execution, and idempotency by the client-chosen action_id.
+line_test, and on a managed server job_enable, job_disable): request validation, execution, and
+idempotency by the client-chosen action_id.
 
 A repeated action_id returns the stored result of the first execution and runs nothing; a request with
 the same id that is still running waits for it; the same id with a different action or arguments is
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.files import ConfigFiles, RepointError
 from agents.idempotency import ResultStore
+from agents.jobs import JobError, JobManager
 from agents.ports import AmiPort
 from agents.services import ServiceError, ServiceManager
 from agents.terms import TermStore
@@ -43,10 +45,16 @@ class ActionKind(StrEnum):
     REPOINT_DB = "repoint_db"
     ROUTE_INBOUND = "route_inbound"
     LINE_TEST = "line_test"
+    JOB_ENABLE = "job_enable"
+    JOB_DISABLE = "job_disable"
 
 
 NEEDS = {ActionKind.START: "service", ActionKind.STOP: "service", ActionKind.RESTART: "service",
-          ActionKind.REPOINT_DB: "to_site", ActionKind.ROUTE_INBOUND: "hosts"}
+         ActionKind.REPOINT_DB: "to_site", ActionKind.ROUTE_INBOUND: "hosts", ActionKind.JOB_ENABLE: "job",
+         ActionKind.JOB_DISABLE: "job"}
+# What a managed server (no AMI, no board) cannot do.
+BOARD_ACTIONS = frozenset({ActionKind.ISOLATE_BOARD, ActionKind.RESTORE_BOARD, ActionKind.ROUTE_INBOUND,
+                           ActionKind.LINE_TEST})
 
 
 class ActionRequest(BaseModel):
@@ -59,13 +67,14 @@ class ActionRequest(BaseModel):
     service: Name | None = None
     to_site: Name | None = None
     hosts: Annotated[list[Name], Field(min_length=1, max_length=16)] | None = None
+    job: Name | None = None  # job_enable / job_disable: a scheduled job of this server
     reason: Annotated[str, Field(max_length=500)] | None = None
     term: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None  # the leader's term (agents/terms.py)
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> ActionRequest:
         needed = NEEDS.get(self.action)
-        for field in ("service", "to_site", "hosts"):
+        for field in ("service", "to_site", "hosts", "job"):
             given = getattr(self, field) is not None
             if field == needed and not given:
                 raise ValueError(f"{self.action.value} needs {field}")
@@ -142,8 +151,10 @@ class ActionExecutor:
                  hosts: Sequence[str], routing_method: str = "astdb", astdb_family: str = "ccfo",
                  astdb_key: str = "inbound_hosts", line_test: Mapping[str, Any] | None = None,
                  store: ResultStore | None = None, clock: Callable[[], float] = time.time,
-                 terms: TermStore | None = None) -> None:
+                 terms: TermStore | None = None, jobs: JobManager | None = None, board: bool = True) -> None:
         self.host = host
+        self.jobs = jobs  # a managed server's scheduled jobs (None: none)
+        self.board = board  # False on a managed server: no board, no AMI
         self.services = services
         self.files = files
         self.ami = ami
@@ -159,12 +170,24 @@ class ActionExecutor:
             ActionKind.START: self._start, ActionKind.STOP: self._stop, ActionKind.RESTART: self._restart,
             ActionKind.ISOLATE_BOARD: self._isolate, ActionKind.RESTORE_BOARD: self._restore,
             ActionKind.REPOINT_DB: self._repoint, ActionKind.ROUTE_INBOUND: self._route,
-            ActionKind.LINE_TEST: self._line_test,
+            ActionKind.LINE_TEST: self._line_test, ActionKind.JOB_ENABLE: self._job,
+            ActionKind.JOB_DISABLE: self._job,
         }
+
+    def kinds(self) -> list[ActionKind]:
+        """The actions this host can run (a managed server: no board actions; jobs only with jobs)."""
+        return [k for k in ActionKind if (self.board or k not in BOARD_ACTIONS)
+                and (self.jobs is not None or k not in (ActionKind.JOB_ENABLE, ActionKind.JOB_DISABLE))]
 
     # --- entry point ---------------------------------------------------------------------------------
     def check(self, req: ActionRequest) -> None:
         """Refuse what cannot apply to this host, before anything runs."""
+        if not self.board and req.action in BOARD_ACTIONS:
+            raise ActionRefused(f"{req.action.value} does not apply to {self.host}: a managed server has no board "
+                                "or AMI")
+        if req.job is not None and (self.jobs is None or not self.jobs.has(req.job)):
+            known = ", ".join(self.jobs.specs) if self.jobs is not None and self.jobs.specs else "none"
+            raise ActionRefused(f"unknown job {req.job!r} on {self.host} (jobs: {known})")
         if req.service is not None and not self.services.has(req.service):
             raise ActionRefused(f"unknown service {req.service!r} on {self.host} "
                                 f"(services: {', '.join(self.services.names())})")
@@ -214,7 +237,8 @@ class ActionExecutor:
 
     async def _execute(self, req: ActionRequest, caller: str, fingerprint: str) -> ActionResult:
         what = req.action.value + (f" {req.service}" if req.service else "") + (
-            f" to {req.to_site}" if req.to_site else "") + (f" to {','.join(req.hosts)}" if req.hosts else "")
+            f" to {req.to_site}" if req.to_site else "") + (f" to {','.join(req.hosts)}" if req.hosts else "") + (
+            f" {req.job}" if req.job else "")
         log.info("action %s %s by %s%s: start", req.action_id, what, caller,
                  f" (reason: {req.reason})" if req.reason else "")
         started = self._clock()
@@ -222,7 +246,7 @@ class ActionExecutor:
         try:
             detail, data = await self._handlers[req.action](req)
             status = ActionStatus.DONE
-        except (ServiceError, RepointError, ActionFailed) as exc:
+        except (ServiceError, RepointError, ActionFailed, JobError) as exc:
             detail, data, status = str(exc), getattr(exc, "data", {}), ActionStatus.FAILED
         except Exception as exc:  # an adapter bug must become a failed action, not a dead agent
             log.exception("action %s %s by %s: unexpected error", req.action_id, what, caller)
@@ -267,6 +291,12 @@ class ActionExecutor:
         detail = (f"repointed {', '.join(changed)} to {site}" if changed
                   else f"already pointing at {site}: nothing changed") if results else "no database config files"
         return detail, {"to_site": site, "files": [r.to_dict() for r in results], "changed": changed}
+
+    async def _job(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        assert self.jobs is not None  # check() refused a job on a server without jobs
+        st = await self.jobs.set(req.job or "", req.action is ActionKind.JOB_ENABLE)
+        when = f", next run {st.to_dict()['next_run_text']}" if st.next_run is not None else ""
+        return f"job {st.name} {st.state} ({st.where}){when}", st.to_dict()
 
     def _ami(self, what: str) -> AmiPort:
         if self.ami is None:

@@ -7,6 +7,7 @@
     GET  /metrics     unauthenticated Prometheus metrics (agents/metrics.py): counts and capacity, no secrets;
                       the agent's token would also allow actions, so a scraper must not need it
     GET  /v1/report   the host report (agents/report.py)
+    GET  /v1/jobs     a managed server's scheduled jobs: name, backend, state, next run (404 on an IPC host)
     POST /v1/actions  run an action (agents/actions.py): 200 with the result (status done or failed),
                       400 refused (unknown service/site/host), 409 action_id reused for another request
                       or a stale leader term (agents/terms.py; header X-Ccfo-Highest-Term),
@@ -53,8 +54,10 @@ Caller = Annotated[str, Depends(caller)]
 
 def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitable[dict[str, Any]]],
                executor: ActionExecutor, metrics: AgentMetrics | None = None,
-               readiness: Callable[[], tuple[bool, str]] | None = None) -> FastAPI:
-    """`readiness` returns (ready, the AMI word for /readyz); without it the agent counts as ready."""
+               readiness: Callable[[], tuple[bool, str]] | None = None,
+               jobs: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None) -> FastAPI:
+    """`readiness` returns (ready, the AMI word for /readyz); without it the agent counts as ready. `jobs`
+    (a managed server's) lists the scheduled jobs at GET /v1/jobs."""
     if not tokens:
         raise ValueError("the agent API needs at least one token")
     app = FastAPI(title=f"ccfo agent {host}", version="1", docs_url=None, redoc_url=None, openapi_url=None)
@@ -87,6 +90,11 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
     async def get_report(who: Caller) -> dict[str, Any]:
         return await report()
 
+    if jobs is not None:
+        @app.get("/v1/jobs")
+        async def get_jobs(who: Caller) -> dict[str, Any]:
+            return {"host": host, "jobs": await jobs()}
+
     @app.post("/v1/actions")
     async def post_action(body: ActionRequest, who: Caller) -> ActionResult:
         try:
@@ -105,7 +113,9 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
     async def get_openapi(who: Caller) -> dict[str, Any]:
         return app.openapi()
 
-    openapi.install(app, services=executor.services.names(), sites=list(executor.files.sites),
-                    hosts=executor.hosts, authenticated=("/v1/report", "/v1/actions"))
+    openapi.install(app, actions=executor.kinds(), services=executor.services.names(),
+                    sites=list(executor.files.sites), hosts=executor.hosts,
+                    jobs=list(executor.jobs.specs) if executor.jobs is not None else [],
+                    authenticated=("/v1/report", "/v1/actions", "/v1/jobs"))
     allow.install(app)
     return app

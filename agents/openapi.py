@@ -6,8 +6,9 @@ must be able to trust it (schemathesis checks it with every check against the li
 * Authentication: the bearer token is read by a dependency of our own, so FastAPI declares no security.
   The document declares the bearer scheme on every route that needs it, and its 401 answer.
 * The cross-field rule of `POST /v1/actions` (start/stop/restart name a `service`, repoint_db a `to_site`,
-  route_inbound `hosts`, the other actions none of them) is a `oneOf` by action, and the names a request
-  may use are this host's own (`enum`: its services, database sites and the site's hosts), so a request the
+  route_inbound `hosts`, job_enable/job_disable a `job`, the other actions none of them) is a `oneOf` by
+  action, and the names a request may use are this host's own (`enum`: its actions — a managed server has
+  no board actions —, services, database sites, the site's hosts and its scheduled jobs), so a request the
   document allows is one the agent runs.
 * Every answer each route can give, with its body: 400 refused, 409 (action id reused, stale leader term),
   413 body over the limit, 422 malformed body.
@@ -31,11 +32,11 @@ CLIENT_ERRORS = {
            "(header X-Ccfo-Highest-Term names the highest term seen)",
     "413": "request body over 64 kB",
 }
-FIELDS = ("service", "to_site", "hosts")
+FIELDS = ("service", "to_site", "hosts", "job")
 
 
-def install(app: FastAPI, *, services: Sequence[str], sites: Sequence[str], hosts: Sequence[str],
-            authenticated: Sequence[str]) -> None:
+def install(app: FastAPI, *, actions: Sequence[ActionKind], services: Sequence[str], sites: Sequence[str],
+            hosts: Sequence[str], jobs: Sequence[str], authenticated: Sequence[str]) -> None:
     """Make `app.openapi()` return the corrected document (built once, like FastAPI's own)."""
 
     def openapi() -> dict[str, Any]:
@@ -47,7 +48,8 @@ def install(app: FastAPI, *, services: Sequence[str], sites: Sequence[str], host
                     _answers(op, path, method, authenticated)
             request = doc["components"].get("schemas", {}).get("ActionRequest")
             if request is not None:
-                _actions(request, {"service": list(services), "to_site": list(sites), "hosts": list(hosts)})
+                _actions(request, list(actions), {"service": list(services), "to_site": list(sites),
+                                                  "hosts": list(hosts), "job": list(jobs)})
             app.openapi_schema = doc
         return app.openapi_schema
 
@@ -67,8 +69,9 @@ def _answers(op: dict[str, Any], path: str, method: str, authenticated: Sequence
                            "content": {"application/json": {"schema": DETAIL}}}
 
 
-def _actions(schema: dict[str, Any], names: dict[str, list[str]]) -> None:
+def _actions(schema: dict[str, Any], actions: list[ActionKind], names: dict[str, list[str]]) -> None:
     props = schema["properties"]
+    props["action"] = {"type": "string", "enum": [a.value for a in actions], "title": "Action"}
     for field, values in names.items():
         string = next(s for s in props[field]["anyOf"] if s.get("type") != "null")
         target = string["items"] if string.get("type") == "array" else string
@@ -76,7 +79,7 @@ def _actions(schema: dict[str, Any], names: dict[str, list[str]]) -> None:
             target["enum"] = values
     branches = []
     by_need: dict[str | None, list[str]] = {}
-    for kind in ActionKind:
+    for kind in actions:
         by_need.setdefault(NEEDS.get(kind), []).append(kind.value)
     for need, kinds in by_need.items():
         branch: dict[str, Any] = {"properties": {"action": {"enum": kinds}}}

@@ -7,6 +7,8 @@ Served at GET /v1/report and pushed to the controller. `ami.state` is up, lost (
 an isolated board) with what AMI sees (a loaded driver with its channels open); while AMI is lost it is
 "unknown". Every configured span is listed: one Asterisk does not report is "unknown" (dchannel "unknown",
 not healthy), never left out. Times are Unix seconds.
+A managed server's agent (profile `server`: no AMI, no board) reports `board` null, `ami.state` "none",
+and its scheduled jobs with their state and next run.
 Holds no secret: no token, no AMI credentials (the AMI error text is the monitor's, which has none).
 """
 
@@ -15,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from agents.actions import plain
@@ -70,8 +72,10 @@ class ReportBuilder:
     """Builds numbered reports for one host from the service manager, the config files and AMI."""
 
     def __init__(self, host: str, role: str, services: ServiceManager, files: ConfigFiles, ami: AmiPort | None,
-                 *, clock: Callable[[], float] = time.time) -> None:
+                 *, clock: Callable[[], float] = time.time,
+                 jobs: Callable[[], Awaitable[Sequence[Any]]] | None = None) -> None:
         self.host = host
+        self.jobs = jobs  # a managed server's job list (agents/jobs.py JobManager.list)
         self.role = role
         self.services = services
         self.files = files
@@ -84,11 +88,14 @@ class ReportBuilder:
         files = await asyncio.to_thread(self.files.current_all)
         snap = self.ami.snapshot() if self.ami is not None else None
         connected = bool(snap is not None and snap.connected)
+        if self.services.driver_name is None:  # a managed server
+            return await self._server(files)
         driver = self.services.driver()
         sites = {v.site for v in files.values()}
         self.seq += 1
         return {
             "host": self.host,
+            "profile": "ipc",
             "role": self.role,
             "time": self._clock(),
             "seq": self.seq,
@@ -108,6 +115,29 @@ class ReportBuilder:
             if connected and snap is not None else None,
             "db": {"site": sites.pop() if len(sites) == 1 else None,
                    "files": {fid: v.to_dict() for fid, v in files.items()}},
+        }
+
+
+    async def _server(self, files: dict[str, Any]) -> dict[str, Any]:
+        sites = {v.site for v in files.values()}
+        jobs = await self.jobs() if self.jobs is not None else []
+        self.seq += 1
+        return {
+            "host": self.host,
+            "profile": "server",
+            "role": self.role,
+            "time": self._clock(),
+            "seq": self.seq,
+            "started": self.started,
+            "ami": {"connected": False, "state": "none", "last_ok": None, "error": "a managed server has no AMI"},
+            "board": None,
+            "spans": None,
+            "services": {name: st.to_dict() for name, st in self.services.services().items()},
+            "calls": None,
+            "channels": None,
+            "db": {"site": sites.pop() if len(sites) == 1 else None,
+                   "files": {fid: v.to_dict() for fid, v in files.items()}},
+            "jobs": [j.to_dict() for j in jobs],
         }
 
 

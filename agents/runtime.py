@@ -3,6 +3,9 @@ config files, the actions, the control API and the reporter, runs them, and shut
 
     ccfo agent --config DIR --host NAME [--lab] [--listen HOST:PORT] [--state-dir DIR] [--ready-file F]
 
+NAME is an IPC host (hosts) or a managed server (servers: the smaller profile without AMI or board,
+agents/server_runtime.py).
+
 Start-up refuses (exit 1) without an agent token, unless `--lab`: then the token comes from
 `--token-file` (default STATE_DIR/agent-token), generated there (0600) when missing; and with a secret
 file others can read (ccfo.config.secretfiles) or an unusable TLS certificate or key (agent.tls_cert_file
@@ -33,7 +36,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from agents.actions import ActionExecutor
 from agents.api import create_app
@@ -46,7 +48,8 @@ from agents.probes import ProbeRunner
 from agents.probes import spec_from_model as probe_spec
 from agents.report import ReportBuilder
 from agents.reporter import Reporter, report_url
-from agents.server import ApiServer, ServerError, split_host_port
+from agents.server import ApiServer, ServerError, agent_bind
+from agents.server_runtime import ServerAgentRuntime, ServerStartupError
 from agents.services import ServiceManager, ServiceSpec, ServiceState, make_backend, spec_from_model
 from agents.snmp_agi import SnmpAgi, SnmpAgiError
 from agents.terms import TermFileError, TermStore
@@ -88,10 +91,7 @@ def _read_secret(loaded: LoadedConfig, file: str | None, env: str | None) -> str
 
 
 def bind_address(opts: Options, agent: AgentEndpointModel) -> tuple[str, int]:
-    if opts.listen or agent.listen:
-        return split_host_port(opts.listen or agent.listen or "")
-    parts = urlsplit(agent.url)
-    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
+    return agent_bind(opts.listen, agent)
 
 
 class AgentRuntime:
@@ -100,7 +100,8 @@ class AgentRuntime:
     def __init__(self, loaded: LoadedConfig, opts: Options, *, ami: AmiPort | None = None) -> None:
         site = loaded.site_model
         if opts.host not in site.hosts:
-            raise StartupError(f"unknown host {opts.host!r} (hosts: {', '.join(site.hosts)})")
+            servers = f"; servers: {', '.join(site.servers)}" if site.servers else ""
+            raise StartupError(f"unknown host {opts.host!r} (hosts: {', '.join(site.hosts)}{servers})")
         self.loaded, self.opts = loaded, opts
         self.model = site.hosts[opts.host]
         try:  # every secret file private and the TLS files usable, before anything reads them
@@ -289,7 +290,8 @@ class NoAmi:
 
 
 async def _main(loaded: LoadedConfig, opts: Options) -> None:
-    runtime = AgentRuntime(loaded, opts)
+    server = opts.host in loaded.site_model.servers  # the smaller profile: no AMI, no board
+    runtime = ServerAgentRuntime(loaded, opts) if server else AgentRuntime(loaded, opts)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -309,7 +311,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
                    args.tls_cert, args.tls_key)
     try:
         asyncio.run(_main(loaded, opts))
-    except StartupError as exc:
+    except (StartupError, ServerStartupError) as exc:
         print(f"ccfo agent: {exc}", file=sys.stderr)
         return 1
     return 0

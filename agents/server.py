@@ -2,7 +2,8 @@
 
 Binding first means port 0 works (the bound address is known before serving, and reported), and a bind
 error surfaces as our own exception at start-up. uvicorn's signal handling is switched off: the agent's
-runtime owns SIGTERM/SIGINT and stops the server as one step of its orderly shutdown.
+runtime owns SIGTERM/SIGINT and stops the server as one step of its orderly shutdown. `agent_bind` says
+where an agent (IPC host or managed server) binds.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import socket
 from collections.abc import Generator
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 
@@ -35,6 +37,15 @@ def split_host_port(text: str, default_port: int = 0) -> tuple[str, int]:
     if not sep or not port.isdigit():
         return text, default_port
     return host, int(port)
+
+
+def agent_bind(listen: str | None, agent: Any) -> tuple[str, int]:
+    """Where an agent binds: `listen` (the command line's), else agent.listen, else the host and port of
+    agent.url (`agent`: a site.yaml agent endpoint, ccfo.config.models.AgentEndpointModel)."""
+    if listen or agent.listen:
+        return split_host_port(listen or agent.listen or "")
+    parts = urlsplit(agent.url)
+    return parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80)
 
 
 class ApiServer:

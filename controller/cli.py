@@ -80,7 +80,8 @@ def _add_agent(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     """`ccfo agent`: the host agent; its code (agents.runtime) is imported only when the command runs."""
     p = sub.add_parser("agent", help="run the host agent (services, config files, AMI, control API, reports)")
     _config_arg(p)
-    p.add_argument("--host", required=True, help="this host's name in site.yaml")
+    p.add_argument("--host", required=True, help="this machine's name in site.yaml (a host, or a server: the "
+                   "smaller profile without AMI or board)")
     p.add_argument("--lab", action="store_true",
                    help="lab mode: without a configured token, use (or generate) --token-file")
     p.add_argument("--listen", metavar="HOST:PORT", help="API bind address (default: agent.listen, else agent.url)")

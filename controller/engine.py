@@ -58,6 +58,8 @@ class Engine(PlanOperations):
         self.state: SiteState = store.load_state() or SiteState.normal(self.site, cfg.site_model.controller.mode)
         self.tracker = FaultTracker.empty(cfg.flap)
         self.reports: dict[str, HostHealth] = {}
+        # the managed servers' last reports and job lists: shown in the status, not (yet) judged by the rules
+        self.server_reports: dict[str, tuple[HostHealth, list[dict[str, Any]]]] = {}
         self.db_down: frozenset[str] = frozenset()
         self.decision: Decision | None = None
         self._failing: str | None = None  # the sentence of the failing cycle, while cycles fail
@@ -132,6 +134,10 @@ class Engine(PlanOperations):
         self.reports[health.host] = health
         if previous is None or _differs(previous, health):
             self.wake()
+
+    def ingest_server(self, health: HostHealth, jobs: list[dict[str, Any]]) -> None:
+        """A managed server's heartbeat (site.yaml servers): kept for the status view; it wakes no cycle."""
+        self.server_reports[health.host] = (health, jobs)
 
     def set_db_down(self, down: frozenset[str]) -> None:
         if down != self.db_down:

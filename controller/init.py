@@ -147,7 +147,8 @@ Certificates (public: may be world-readable). Their private keys live in ../secr
                    (hosts.*.agent.ca_file) and the agents verify the controller (controller.ca_file).
                    Operators' CLIs: export SSL_CERT_FILE=/etc/ccfo/tls/ca.crt
   controller.crt   the controller's API certificate: its subjectAltName names the host in controller.url.
-  HOST.crt         each agent's certificate: its subjectAltName names the address in hosts.HOST.agent.url.
+  HOST.crt         each agent's certificate: its subjectAltName names the address in hosts.HOST.agent.url
+                   (a managed server's: servers.NAME.agent.url).
 docs/installation.md shows how to make them with openssl.
 """
 
@@ -213,7 +214,9 @@ def _tokens_yaml(agent_token: str) -> str:
 
 
 def _host_names(site_text: str) -> list[str]:
-    return list((yaml.safe_load(site_text) or {}).get("hosts", {}))
+    """Every machine with an agent (and so a certificate): the IPC hosts, then the managed servers."""
+    data = yaml.safe_load(site_text) or {}
+    return list(data.get("hosts", {})) + list(data.get("servers", {}))
 
 
 def _share_with(target: Path, group: str) -> None:

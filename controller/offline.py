@@ -43,7 +43,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     for w in cfg.warnings:
         print(w, file=sys.stderr)
     hosts = ", ".join(f"{h.id} {h.role.value} {h.board.channels} channels" for h in cfg.site.hosts)
-    print(f"config OK: site {cfg.site.name}: {hosts}; {len(cfg.policy.rules)} rules; "
+    servers = (f"; {len(cfg.site.servers)} servers in " + ", ".join(
+        f"{dc} ({len(cfg.site.servers_in(dc))})" for dc in cfg.site.datacenters)) if cfg.site.servers else ""
+    print(f"config OK: site {cfg.site.name}: {hosts}{servers}; {len(cfg.policy.rules)} rules; "
           f"database {cfg.site.active_db} active")
     return EXIT_OK
 

@@ -87,7 +87,26 @@ def status(engine: Any) -> dict[str, Any]:
         "running_plan": engine.running.to_dict() if engine.running else None,
         "waiting_confirmation": [{"plan_id": p, "host": h} for p, h in engine.executor.waiting_confirmation()],
         "cycles": engine.cycles,
+        "datacenters": list(site.datacenters),
+        "servers": servers(engine),
     }
+
+
+def servers(engine: Any) -> dict[str, Any]:
+    """The managed servers by name: where and what they are, and their last heartbeat (reachable while it is
+    younger than missed_heartbeats heartbeats, like a host)."""
+    now, out = engine.clock.now(), {}
+    for server in engine.site.servers:
+        health, jobs = engine.server_reports.get(server.id, (None, []))
+        age = now - health.received_at if health is not None else None
+        out[server.id] = {
+            "datacenter": server.datacenter, "kind": server.kind.value, "role": server.role.value,
+            "reachable": age is not None and age <= engine.missed * engine.heartbeat_s, "report_age_s": age,
+            "services": {n: st.value for n, st in (health.services.items() if health else ())},
+            "db_site": health.db_site if health else None,
+            "jobs": [{k: j.get(k) for k in ("name", "backend", "state", "next_run")} for j in jobs],
+        }
+    return out
 
 
 def entry_dict(e: JournalEntry) -> dict[str, Any]:

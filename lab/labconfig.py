@@ -131,6 +131,9 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
         token = _secret(cfg / "secrets" / f"agent-token-{name}")
         _register_agent_token(tokens, name, token)
         _lab_host(host, name, addr, layout, ami_secret)
+    # The lab does not start the managed servers' agents yet (issue #17, item 5): without them a repoint plan
+    # would fail on its first server step, so the lab's site keeps the IPC pair only, as before.
+    site.pop("servers", None)
     for role in ("viewer", "operator", "admin"):
         _secret(cfg / "secrets" / f"{role}.token", add_token(tokens, f"lab-{role}", role))
     for i, db in enumerate(site["databases"]["sites"].values(), start=101):

@@ -122,6 +122,18 @@ def test_plan_each_fault_form(fault, rule):
     assert ok_json("plan", fault)["rule"] == rule
 
 
+def test_a_database_fault_plan_repoints_the_ipcs_and_the_servers_each_then_its_readers():
+    steps = [(s["kind"], s.get("host"), s.get("service")) for s in ok_json("plan", "db:shenzhen=down")["steps"]]
+    machine = [s for s in steps if s[0] in ("repoint_db", "restart")]
+    assert machine == [
+        ("repoint_db", "ipc-a", None), ("restart", "ipc-a", "kcbp"), ("restart", "ipc-a", "cti"),
+        ("repoint_db", "ipc-b", None), ("restart", "ipc-b", "kcbp"),
+        ("repoint_db", "dbconn-sz", None), ("restart", "dbconn-sz", "dbconn"),
+        ("repoint_db", "app-sz", None), ("restart", "app-sz", "appserver"),
+        ("repoint_db", "app-sh", None),  # the Shanghai backup: its files follow, it stays stopped
+    ]
+
+
 def test_plan_text_is_a_numbered_list():
     r = ccfo("plan", "ipc-a:service:cti=down")
     assert r.returncode == 0

@@ -38,10 +38,10 @@ __all__ = [
 
 
 def from_host_config(loaded: LoadedConfig, host: str) -> ConfigFiles:
-    """ConfigFiles for `host` of a LoadedConfig: its db_config_files (paths resolved against the config
-    directory), the database sites, and its backup_dir."""
+    """ConfigFiles for `host` (an IPC host or a managed server) of a LoadedConfig: its db_config_files (paths
+    resolved against the config directory), the database sites, and its backup_dir."""
     site = loaded.site_model
-    model = site.hosts[host]
+    model = site.hosts[host] if host in site.hosts else site.servers[host]
     files = [FileSpec(f.id, Path(loaded.resolve(f.path)), f.format, f.section, f.key, f.pattern, f.value,
                       tuple(f.readers)) for f in model.db_config_files]
     sites = {name: DbTarget(name, s.host, s.port) for name, s in site.databases.sites.items()}

@@ -69,16 +69,17 @@ class StopOutcome:
 
 
 class ServiceManager:
-    """Services and board driver of one host, over one backend."""
+    """Services and board driver of one host, over one backend. A managed server has no board: `driver`
+    None, and board actions raise UnknownService."""
 
-    def __init__(self, backend: ServiceBackend, services: Mapping[str, ServiceSpec], driver: ServiceSpec, *,
+    def __init__(self, backend: ServiceBackend, services: Mapping[str, ServiceSpec], driver: ServiceSpec | None, *,
                  clock: Callable[[], float] = time.time, verify_timeout_s: float = 10.0,
                  verify_interval_s: float = 0.1) -> None:
-        if driver.name in services:
+        if driver is not None and driver.name in services:
             raise ValueError(f"the board driver {driver.name!r} is also a managed service")
         self.backend = backend
-        self.driver_name = driver.name
-        self._specs: dict[str, ServiceSpec] = {**services, driver.name: driver}
+        self.driver_name = driver.name if driver is not None else None
+        self._specs: dict[str, ServiceSpec] = {**services, **({driver.name: driver} if driver is not None else {})}
         self._clock = clock
         self.verify_timeout_s = verify_timeout_s
         self.verify_interval_s = verify_interval_s
@@ -131,7 +132,12 @@ class ServiceManager:
         self._reset_listeners.append(callback)
 
     def driver(self) -> ServiceStatus:
-        return self._known[self.driver_name]
+        return self._known[self._driver()]
+
+    def _driver(self) -> str:
+        if self.driver_name is None:
+            raise UnknownService("board driver (this machine has no board)")
+        return self.driver_name
 
     def add_listener(self, callback: Callable[[], None]) -> None:
         """`callback()` runs (synchronously, must not raise) whenever a state changes."""
@@ -272,7 +278,7 @@ class ServiceManager:
 
     async def isolate_board(self) -> ServiceStatus:
         """Take the board out of service: stop the board driver (rule: primary line/driver fault)."""
-        return await self._change(self.driver_name, "stop", ServiceState.INACTIVE)
+        return await self._change(self._driver(), "stop", ServiceState.INACTIVE)
 
     async def restore_board(self) -> ServiceStatus:
-        return await self._change(self.driver_name, "start", ServiceState.ACTIVE)
+        return await self._change(self._driver(), "start", ServiceState.ACTIVE)

@@ -38,8 +38,8 @@ def _parse_report(host: str, body: Mapping[str, Any], received_at: float) -> Hos
     if body.get("host") != host:
         raise ValueError(f"report is for {body.get('host')!r}, not {host!r}")
     ami = bool(body["ami"]["connected"])
-    driver = DriverState(str(body["board"]["driver"])) if body["board"]["driver"] in ("up", "down") \
-        else DriverState.UNKNOWN
+    board = body["board"] if body["board"] is not None else {"driver": None}  # null: a managed server
+    driver = DriverState(str(board["driver"])) if board["driver"] in ("up", "down") else DriverState.UNKNOWN
     spans = tuple(
         SpanHealth(int(s["span"]), str(s["alarm"]),
                    True if s["dchannel"] == "up" else False if s["dchannel"] == "down" else None, int(s["channels"]))
@@ -133,29 +133,40 @@ class AgentHttpClient:
 
 
 def agent_tokens(cfg: LoadedConfig) -> dict[str, str]:
+    """Every agent's token: the IPC hosts' and the managed servers'."""
     out = {}
-    for name, host in cfg.site_model.hosts.items():
-        if host.agent.token_file:
-            out[name] = read_secret(cfg.resolve(host.agent.token_file))
-        elif host.agent.token_env and os.environ.get(host.agent.token_env):
-            out[name] = os.environ[host.agent.token_env]
-        else:
-            raise TokenFileError(f"hosts.{name}.agent: no token_file or token_env: the controller cannot call it")
+    for section, machines in (("hosts", cfg.site_model.hosts), ("servers", cfg.site_model.servers)):
+        for name, machine in machines.items():
+            agent = machine.agent
+            if agent.token_file:
+                out[name] = read_secret(cfg.resolve(agent.token_file))
+            elif agent.token_env and os.environ.get(agent.token_env):
+                out[name] = os.environ[agent.token_env]
+            else:
+                raise TokenFileError(f"{section}.{name}.agent: no token_file or token_env: the controller cannot "
+                                     "call it")
     return out
 
 
 class MultiTokenClient:
-    """One AgentHttpClient per host (each agent may have its own token)."""
+    """One AgentHttpClient per agent, IPC hosts and managed servers alike (each may have its own token)."""
 
     def __init__(self, cfg: LoadedConfig, tokens: dict[str, str]) -> None:
+        machines = {**cfg.site_model.hosts, **cfg.site_model.servers}
         self.clients = {h: AgentHttpClient({h: m.agent.url}, tokens[h], ca_file=tls.agent_ca_file(cfg, h))
-                        for h, m in cfg.site_model.hosts.items()}
+                        for h, m in machines.items()}
+
+    def _client(self, host: str) -> AgentHttpClient:
+        try:
+            return self.clients[host]
+        except KeyError:
+            raise AgentUnreachable(f"{host}: no agent configured for it (hosts or servers in site.yaml)") from None
 
     async def report(self, host: str):  # type: ignore[no-untyped-def]
-        return await self.clients[host].report(host)
+        return await self._client(host).report(host)
 
     async def action(self, host: str, *args: Any, **kwargs: Any):  # type: ignore[no-untyped-def]
-        return await self.clients[host].action(host, *args, **kwargs)
+        return await self._client(host).action(host, *args, **kwargs)
 
     async def aclose(self) -> None:
         for c in self.clients.values():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,9 +17,10 @@ from ccfo.config.cluster import check_cluster
 from ccfo.config.models import RulesFileModel, SiteFileModel
 from ccfo.config.yamlpos import Located, Problem
 from ccfo.domain.faults import FaultKind
-from ccfo.domain.plan import Action
+from ccfo.domain.plan import DEFAULT_REPOINT_ORDER, Action
 from ccfo.domain.rules import RoleMatch
-from ccfo.domain.site import Duty, Role
+from ccfo.domain.schedule import ScheduleError, parse_cron
+from ccfo.domain.site import IPC_HOSTS, Duty, JobBackend, Role
 
 
 def check_site(m: SiteFileModel, loc: Located, root: Path) -> list[Problem]:
@@ -40,10 +42,13 @@ def check_site(m: SiteFileModel, loc: Located, root: Path) -> list[Problem]:
     if m.capacity.channels_per_agent_call < m.capacity.channels_per_ivr_call:
         problems.append(loc.problem(("capacity", "channels_per_agent_call"),
                                     "an agent call holds at least the channels of an IVR call"))
-    urls = Counter(h.agent.url for h in m.hosts.values())
-    for name, host in m.hosts.items():
-        if urls[host.agent.url] > 1:
-            problems.append(loc.problem(("hosts", name, "agent", "url"), f"shared with another host: {host.agent.url}"))
+    urls = Counter([h.agent.url for h in m.hosts.values()] + [s.agent.url for s in m.servers.values()])
+    for section, machines in (("hosts", m.hosts), ("servers", m.servers)):
+        for name, machine in machines.items():
+            if urls[machine.agent.url] > 1:
+                problems.append(loc.problem((section, name, "agent", "url"),
+                                            f"shared with another host or server: {machine.agent.url}"))
+    problems += _check_servers(m, loc)
     problems += _check_fencing(m, loc)
     problems += _check_routing(m, loc)
     problems += _check_snmp(m, loc)
@@ -119,6 +124,65 @@ def _check_host(name: str, host, m: SiteFileModel, loc: Located) -> list[Problem
     ids = Counter(f.id for f in host.db_config_files)
     for i, f in enumerate(host.db_config_files):
         problems += _check_db_file(f, (*base, "db_config_files", i), set(host.services), ids, loc)
+    return problems
+
+
+def _check_servers(m: SiteFileModel, loc: Located) -> list[Problem]:
+    """Managed servers: a known data center, a name of their own, absolute whitelisted files, readers
+    among their services, cron jobs with a readable schedule and an absolute cron file."""
+    problems: list[Problem] = []
+    for name, server in m.servers.items():
+        base = ("servers", name)
+        if name in m.hosts:
+            problems.append(loc.problem(base, f"duplicate name {name!r}: also a host (hosts and servers share the "
+                                        "agents' names)"))
+        if server.datacenter not in m.datacenters:
+            known = ", ".join(m.datacenters) or "none: add a datacenters section"
+            problems.append(loc.problem((*base, "datacenter"), f"unknown data center {server.datacenter!r} "
+                                        f"(known: {known})"))
+        ids = Counter(f.id for f in server.db_config_files)
+        for i, f in enumerate(server.db_config_files):
+            path = (*base, "db_config_files", i)
+            if not f.path.startswith("/"):
+                problems.append(loc.problem((*path, "path"), f"must be an absolute path, got {f.path!r}"))
+            problems += _check_db_file(f, path, set(server.services), ids, loc)
+        if not server.backup_dir.startswith("/"):
+            problems.append(loc.problem((*base, "backup_dir"), f"must be an absolute path, got {server.backup_dir!r}"))
+        for sname, svc in server.services.items():
+            if server.service_backend == "command" and not (svc.start and svc.stop and svc.status):
+                problems.append(loc.problem((*base, "services", sname),
+                                            "the command backend needs start, stop and status commands"))
+        for jname, job in server.jobs.items():
+            problems += _check_job(job, (*base, "jobs", jname), loc)
+    return problems
+
+
+_ANY_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _check_job(job, path, loc: Located) -> list[Problem]:  # type: ignore[no-untyped-def]
+    problems = []
+    if job.backend is JobBackend.CRON:
+        for field in ("schedule", "command"):
+            if getattr(job, field) is None:
+                problems.append(loc.problem(path, f"a cron job needs {field}"))
+        if job.schedule is not None:
+            try:
+                parse_cron(job.schedule).next_run(_ANY_INSTANT)  # a day that never comes ("31 2") is an error too
+            except ScheduleError as exc:
+                problems.append(loc.problem((*path, "schedule"), str(exc)))
+        if job.command is not None and ("\n" in job.command or "\r" in job.command or "\0" in job.command):
+            problems.append(loc.problem((*path, "command"), "must be one line: a line break would add lines of its "
+                                        "own to the cron file"))
+        if job.cron_file is not None and not job.cron_file.startswith("/"):
+            problems.append(loc.problem((*path, "cron_file"), f"must be an absolute path, got {job.cron_file!r}"))
+        if job.timer is not None:
+            problems.append(loc.problem((*path, "timer"), "applies to the systemd backend only"))
+    else:
+        for field in ("schedule", "command", "cron_file"):
+            if getattr(job, field) is not None:
+                problems.append(loc.problem((*path, field), "applies to the cron backend only (a systemd timer "
+                                            "carries its own schedule)"))
     return problems
 
 
@@ -241,6 +305,31 @@ def check_rules(r: RulesFileModel, loc: Located, site: SiteFileModel) -> list[Pr
             problems.append(loc.problem((*base, "match", "faults"), "role active_db matches only db_down"))
         if rule.match.role is not RoleMatch.ACTIVE_DB and FaultKind.DB_DOWN in rule.match.faults:
             problems.append(loc.problem((*base, "match", "faults"), "db_down is matched with role active_db"))
+        problems += _check_repoint_order(rule, base, loc, site)
+    return problems
+
+
+def _check_repoint_order(rule, base, loc: Located, site: SiteFileModel) -> list[Problem]:  # type: ignore[no-untyped-def]
+    """A repoint order belongs to a repoint_db rule, names each stage once, and leaves no server whose
+    database files would silently keep naming the failed site."""
+    path = (*base, "repoint_order")
+    if rule.repoint_order is not None and rule.action is not Action.REPOINT_DB:
+        return [loc.problem(path, f"applies to action repoint_db only, not {rule.action.value}")]
+    if rule.action is not Action.REPOINT_DB:
+        return []
+    if rule.repoint_order is None:  # the default order; the problem is reported on the rule's action
+        path = (*base, "action")
+    problems = []
+    seen = Counter(rule.repoint_order if rule.repoint_order is not None else DEFAULT_REPOINT_ORDER)
+    for i, stage in enumerate(rule.repoint_order or ()):
+        if seen[stage] > 1:
+            problems.append(loc.problem((*path, i), f"{stage!r} is listed more than once"))
+    if IPC_HOSTS not in seen:
+        problems.append(loc.problem(path, f"must include {IPC_HOSTS!r}: the IPCs' files name the database too"))
+    for name, server in site.servers.items():
+        if server.db_config_files and server.kind.value not in seen:
+            problems.append(loc.problem(path, f"server {name} ({server.kind.value}) has database config files but "
+                                        f"its kind is not in the order: they would keep naming the failed site"))
     return problems
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from ccfo.config import secretfiles
 from ccfo.config.checks import check_rules, check_site, production_warnings
-from ccfo.config.models import RulesFileModel, SiteFileModel
+from ccfo.config.models import DbFileModel, RulesFileModel, SiteFileModel
 from ccfo.config.yamlpos import ConfigError, Located, Problem, load_yaml
 from ccfo.domain.faults import FlapPolicy
 from ccfo.domain.rules import Policy, RoleMatch, Rule
@@ -27,6 +27,8 @@ from ccfo.domain.site import (
     DirectionLimits,
     Host,
     HostId,
+    ManagedServer,
+    ScheduledJob,
     Service,
     ServiceName,
     Site,
@@ -120,20 +122,28 @@ def to_site(m: SiteFileModel) -> Site:
         board = Board(ServiceName(h.board.driver_service), spans,
                       DirectionLimits(h.board.limits.inbound_max, h.board.limits.outbound_max))
         services = tuple(Service(ServiceName(sn), frozenset(s.runs_as), s.critical) for sn, s in h.services.items())
-        files = tuple(DbConfigFile(f.id, f.path, tuple(ServiceName(r) for r in f.readers)) for f in h.db_config_files)
-        hosts.append(Host(HostId(name), h.role, board, h.fax_channels, services, files))
+        hosts.append(Host(HostId(name), h.role, board, h.fax_channels, services, _db_files(h.db_config_files)))
     db_sites = tuple(DbSite(DbSiteId(n), s.host, s.port) for n, s in m.databases.sites.items())
-    apps = {n: tuple(DbConfigFile(f.id, f.path, ()) for f in a.db_config_files) for n, a in m.app_servers.items()}
+    servers = tuple(
+        ManagedServer(HostId(name), s.datacenter, s.kind, tuple(ServiceName(n) for n in s.services),
+                      _db_files(s.db_config_files),
+                      tuple(ScheduledJob(j, job.backend, job.schedule) for j, job in s.jobs.items()), s.role)
+        for name, s in m.servers.items())
     cap = CapacityPolicy(m.capacity.channels_per_ivr_call, m.capacity.channels_per_agent_call,
                          m.capacity.reserve_for_transfers)
-    return Site(m.site.name, tuple(hosts), db_sites, DbSiteId(m.databases.active), cap, apps)
+    return Site(m.site.name, tuple(hosts), db_sites, DbSiteId(m.databases.active), cap, tuple(m.datacenters),
+                servers)
+
+
+def _db_files(files: list[DbFileModel]) -> tuple[DbConfigFile, ...]:
+    return tuple(DbConfigFile(f.id, f.path, tuple(ServiceName(r) for r in f.readers)) for f in files)
 
 
 def to_policy(m: RulesFileModel) -> Policy:
     rules = tuple(
         Rule(r.id, r.description, RoleMatch(r.match.role), frozenset(r.match.faults), r.action, r.debounce_s,
              frozenset(r.match.services) if r.match.services is not None else None, r.approval, r.source,
-             dict(r.debounce_by_fault_s))
+             dict(r.debounce_by_fault_s), tuple(r.repoint_order) if r.repoint_order is not None else None)
         for r in m.rules
     )
     return Policy(rules, m.policy.hold_down_s, m.policy.default_debounce_s)

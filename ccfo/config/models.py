@@ -17,7 +17,7 @@ from ccfo.config.cluster import ClusterModel
 from ccfo.domain.faults import FaultKind
 from ccfo.domain.plan import Action
 from ccfo.domain.rules import Approval, RoleMatch
-from ccfo.domain.site import Duty, Role, SpanKind, Trunk
+from ccfo.domain.site import IPC_HOSTS, Duty, JobBackend, Role, ServerKind, ServerRole, SpanKind, Trunk
 from ccfo.domain.state import Mode
 
 
@@ -253,11 +253,9 @@ class ProbeModel(Strict):
         return next(k for k in PROBE_KINDS if getattr(self, k) not in (None, False))
 
 
-class ServiceModel(Strict):
-    runs_as: list[Duty] = Field(default_factory=list)
-    """The duties in which this service runs on the host (primary, standby, takeover)."""
-    critical: bool = False
-    """A critical service (CTI, IVR) never runs on two hosts at once."""
+class ServiceControlModel(Strict):
+    """How the agent starts, stops and checks one service (a managed server's services have only this)."""
+
     unit: str | None = None
     """systemd backend: the unit name (default NAME.service)."""
     start: list[str] | None = None
@@ -272,6 +270,15 @@ class ServiceModel(Strict):
     """Grace for a stop before the agent escalates to SIGKILL (the kill command, or systemctl kill)."""
     probe: ProbeModel | None = None
     """The service's liveness probe: active but failing it `failures` times in a row is reported hung."""
+
+
+class ServiceModel(ServiceControlModel):
+    """An IPC host's managed service: how it is run, and in which duties."""
+
+    runs_as: list[Duty] = Field(default_factory=list)
+    """The duties in which this service runs on the host (primary, standby, takeover)."""
+    critical: bool = False
+    """A critical service (CTI, IVR) never runs on two hosts at once."""
 
 
 class DbFileModel(Strict):
@@ -334,11 +341,49 @@ class HostModel(Strict):
     """Where repoint_db keeps its timestamped backups."""
 
 
-class AppServerModel(Strict):
+class JobModel(Strict):
+    """A scheduled job on a managed server: a systemd timer, or a cron file the agent rewrites."""
+
+    backend: JobBackend
+    """systemd: a timer unit the agent enables and disables; cron: a cron file the agent writes and comments out."""
+    timer: str | None = None
+    """systemd: the timer unit (default NAME.timer)."""
+    schedule: str | None = None
+    """cron: the five-field schedule (minute hour day-of-month month day-of-week)."""
+    command: str | None = None
+    """cron: the command line the cron file runs."""
+    user: Name = "root"
+    """cron: the user the command runs as (the cron.d user field)."""
+    cron_file: str | None = None
+    """cron: the cron file's absolute path (default /etc/cron.d/ccfo-NAME)."""
+
+
+class ServerModel(Strict):
+    """A machine of the site besides the IPCs: it runs the agent without AMI or board."""
+
+    datacenter: Name
+    """The data center the server is in (one of datacenters)."""
+    kind: ServerKind
+    """What it is: application, db-connection, ta-import, sms-email or customer-service."""
+    role: ServerRole = ServerRole.ACTIVE
+    """active: serves; backup: kept ready, its files are repointed but its services are not restarted."""
     agent: AgentEndpointModel
-    """The application server's agent (it runs only repoint_db)."""
+    """The server's agent: its API URL, token and TLS (the same fields as an IPC host's agent)."""
+    service_backend: Literal["systemd", "command"] = "systemd"
+    """How the agent runs services: systemd units (D-Bus) or commands (start/stop/status argv)."""
+    services: dict[Name, ServiceControlModel] = Field(default_factory=dict)
+    """The server's managed services (the application server's processes, apache, mysql, ...)."""
     db_config_files: list[DbFileModel] = Field(default_factory=list)
-    """The database config files this agent may repoint."""
+    """The whitelisted config files naming the database (repoint_db changes them; absolute paths)."""
+    backup_dir: str = "/var/lib/ccfo/backups"
+    """Where repoint_db keeps its timestamped backups."""
+    jobs: dict[Name, JobModel] = Field(default_factory=dict)
+    """The server's scheduled jobs, by name."""
+
+
+class DatacenterModel(Strict):
+    description: str = ""
+    """A sentence about the data center (the machine room)."""
 
 
 class DbSiteModel(Strict):
@@ -472,10 +517,25 @@ class SiteFileModel(Strict):
     """How a silent primary is fenced."""
     routing: RoutingModel = RoutingModel()
     """How inbound calls are steered."""
-    app_servers: dict[Name, AppServerModel] = Field(default_factory=dict)
-    """Application servers whose database config files are repointed too (each runs an agent)."""
+    datacenters: dict[Name, DatacenterModel] = Field(default_factory=dict)
+    """The site's data centers (machine rooms), by name; servers name theirs."""
+    servers: dict[Name, ServerModel] = Field(default_factory=dict)
+    """The site's other machines (application server, database connection service, TA import, SMS/e-mail,
+    online customer service), by name; each runs the agent without AMI or board."""
     cluster: ClusterModel | None = None
     """Controller high availability on etcd (members, etcd endpoints, lease); absent: one controller."""
+
+
+REPOINT_STAGES = (IPC_HOSTS, *(k.value for k in ServerKind))
+
+
+def _repoint_stage(v: str) -> str:
+    if v not in REPOINT_STAGES:
+        raise ValueError(f"unknown kind {v!r} (kinds: {', '.join(REPOINT_STAGES)})")
+    return v
+
+
+RepointStage = Annotated[str, AfterValidator(_repoint_stage)]
 
 
 class MatchModel(Strict):
@@ -502,6 +562,9 @@ class RuleModel(Strict):
     """Per fault kind, seconds a fault must persist before the rule acts (else debounce_s)."""
     action: Action
     """The plan the rule builds."""
+    repoint_order: list[RepointStage] | None = None
+    """repoint_db: who is repointed, in order: `ipc` (the IPC hosts) and server kinds; each machine's files are
+    repointed, then its readers restarted (default: ipc, db-connection, application)."""
     approval: Approval = Approval.MODE
     """mode: the site's mode decides (supervised: approve; automatic: run); always: an operator approves even in
     automatic mode.

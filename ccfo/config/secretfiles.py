@@ -39,7 +39,12 @@ def _target(t: NotifyTargetModel, base: FieldPath) -> list[Secret]:
 
 
 def agent_files(m: SiteFileModel, host: str) -> list[Secret]:
-    """What `ccfo agent --host HOST` reads: its token, TLS key, AMI secret and SNMP keys."""
+    """What `ccfo agent --host HOST` reads: its token, TLS key, AMI secret and SNMP keys (a managed server:
+    its token and TLS key)."""
+    if host in m.servers:
+        server, where = m.servers[host], ("servers", host, "agent")
+        return [(p, f) for p, f in [((*where, "token_file"), server.agent.token_file),
+                                    ((*where, "tls_key_file"), server.agent.tls_key_file)] if f]
     h, base = m.hosts[host], ("hosts", host)
     out: list[Secret] = [((*base, "agent", "token_file"), h.agent.token_file),
                          ((*base, "agent", "tls_key_file"), h.agent.tls_key_file),
@@ -55,8 +60,8 @@ def controller_files(m: SiteFileModel) -> list[Secret]:
     for name, h in m.hosts.items():
         out.append((("hosts", name, "agent", "token_file"), h.agent.token_file))
         out += _snmp(h.snmp, ("hosts", name, "snmp"))
-    for name, app in m.app_servers.items():
-        out.append((("app_servers", name, "agent", "token_file"), app.agent.token_file))
+    for name, server in m.servers.items():
+        out.append((("servers", name, "agent", "token_file"), server.agent.token_file))
     for i, target in enumerate(ctl.snmp_nms_targets):
         out += _target(target, ("controller", "snmp_nms_targets", i))
     if m.fencing.pdu is not None:

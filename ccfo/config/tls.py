@@ -70,9 +70,10 @@ def agent_server(cfg: LoadedConfig, host: str, cli_cert: str | None = None,
     """The agent's server files: the command line's, else the config's."""
     if cli_cert or cli_key:
         return server_files(cli_cert, cli_key, "--tls-cert/--tls-key")
-    agent = cfg.site_model.hosts[host].agent
+    section = "hosts" if host in cfg.site_model.hosts else "servers"
+    agent = (cfg.site_model.hosts.get(host) or cfg.site_model.servers[host]).agent
     return server_files(_resolve(cfg, agent.tls_cert_file), _resolve(cfg, agent.tls_key_file),
-                        f"hosts.{host}.agent")
+                        f"{section}.{host}.agent")
 
 
 def client_context(ca_file: str | Path) -> ssl.SSLContext:
@@ -84,11 +85,12 @@ def client_context(ca_file: str | Path) -> ssl.SSLContext:
 
 
 def agent_ca_file(cfg: LoadedConfig, host: str) -> str | None:
-    """The CA the controller verifies `host`'s agent with (hosts.NAME.agent.ca_file), or None."""
-    model = cfg.site_model.hosts.get(host) or cfg.site_model.app_servers.get(host)
+    """The CA the controller verifies `host`'s agent with (hosts|servers.NAME.agent.ca_file), or None."""
+    section = "hosts" if host in cfg.site_model.hosts else "servers"
+    model = cfg.site_model.hosts.get(host) or cfg.site_model.servers.get(host)
     path = _resolve(cfg, model.agent.ca_file) if model is not None else None
     if path is not None and not path.is_file():
-        raise TlsError(f"hosts.{host}.agent.ca_file: {path}: file not found")
+        raise TlsError(f"{section}.{host}.agent.ca_file: {path}: file not found")
     return str(path) if path else None
 
 

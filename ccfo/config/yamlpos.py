@@ -98,22 +98,31 @@ def parse_yaml(text: str, name: str) -> Located:
     finally:
         loader.dispose()
     lines: dict[PathKey, int] = {}
+    duplicates: list[Problem] = []
     if node is not None:
-        _walk(node, (), lines)
+        _walk(node, (), lines, name, duplicates)
+    if duplicates:  # YAML keeps the last of two equal keys: a second host or server would silently win
+        raise ConfigError(duplicates)
     return Located(name, data, lines)
 
 
-def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int]) -> None:
+def _walk(node: yaml.Node, path: PathKey, lines: dict[PathKey, int], name: str, duplicates: list[Problem]) -> None:
     if isinstance(node, yaml.MappingNode):
+        own: dict[str, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                _walk(value_node, path, lines)
+                _walk(value_node, path, lines, name, duplicates)
                 continue
             key = (*path, str(key_node.value))
-            lines.setdefault(key, key_node.start_mark.line + 1)
-            _walk(value_node, key, lines)
+            line = key_node.start_mark.line + 1
+            if str(key_node.value) in own:
+                duplicates.append(Problem(name, line, format_path(key), f"duplicate key {key_node.value!r} "
+                                          f"(first at line {own[str(key_node.value)]})"))
+            own.setdefault(str(key_node.value), line)
+            lines.setdefault(key, line)
+            _walk(value_node, key, lines, name, duplicates)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             key = (*path, i)
             lines.setdefault(key, item.start_mark.line + 1)
-            _walk(item, key, lines)
+            _walk(item, key, lines, name, duplicates)

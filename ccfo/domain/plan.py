@@ -8,13 +8,13 @@ start on the new host. Pure: the executor, elsewhere, is what changes the world.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from ccfo.domain.checks import Check, CheckKind, parse_check
-from ccfo.domain.site import Duty, Host, Site
+from ccfo.domain.site import IPC_HOSTS, Duty, Host, ServerKind, ServerRole, Site
 from ccfo.domain.state import SiteState
 
 
@@ -336,26 +336,47 @@ def _restore_steps(site: Site, state: SiteState) -> list[Step]:
     return steps
 
 
-def build_repoint_db(site: Site, state: SiteState, to_site: str, why: str) -> Plan:
-    """Rule 4: back up and repoint every host's (and app server's) database config files, restart the
-    running services that read them, record the new active database, verify."""
+DEFAULT_REPOINT_ORDER: tuple[str, ...] = (IPC_HOSTS, ServerKind.DB_CONNECTION.value, ServerKind.APPLICATION.value)
+
+
+def build_repoint_db(site: Site, state: SiteState, to_site: str, why: str,
+                     order: Sequence[str] | None = None) -> Plan:
+    """Rule 4 (source plan II.2.4 and III.6): back up and repoint the database config files of the IPCs,
+    the database connection service and the application server(s), each machine's repoint followed by the
+    restart of the running services that read its files; record the new active database, verify.
+
+    `order` (a rule's repoint_order) lists who goes when: `ipc` for the IPC hosts, else a server kind; the
+    machines of one entry go in site order. A backup server's files are repointed but its services are
+    not restarted (it is kept stopped, ready for an emergency start that then reads the right database).
+    """
     steps: list[Step] = []
-    for host in site.hosts:
-        if not host.db_files:
+    repointed: list[str] = []
+    for stage in order if order is not None else DEFAULT_REPOINT_ORDER:
+        if stage == IPC_HOSTS:
+            for host in site.hosts:
+                if host.db_files:
+                    running = set(host.layout(state.host(host.id).duty))
+                    readers = _ordered_unique(r for f in host.db_files for r in f.readers if r in running)
+                    steps += _repoint_then_restart(host.id, to_site, readers)
+                    repointed.append(host.id)
             continue
-        steps.append(Step(StepKind.REPOINT_DB, host.id, target=to_site, timeout_s=DEFAULT_STEP_TIMEOUT_S))
-        running = set(host.layout(state.host(host.id).duty))
-        readers = _ordered_unique(r for f in host.db_files for r in f.readers if r in running)
-        steps += [Step(StepKind.RESTART, host.id, service=r, timeout_s=DEFAULT_STEP_TIMEOUT_S) for r in readers]
-    for app, files in site.app_servers.items():
-        if files:
-            steps.append(Step(StepKind.REPOINT_DB, app, target=to_site, timeout_s=DEFAULT_STEP_TIMEOUT_S))
+        for server in site.servers:
+            if server.kind.value == stage and server.db_files:
+                readers = list(server.readers) if server.role is ServerRole.ACTIVE else []
+                steps += _repoint_then_restart(server.id, to_site, readers)
+                repointed.append(server.id)
     steps.append(_set_state(active_db=to_site))
-    steps += [Step(StepKind.VERIFY, h.id, checks=(Check(CheckKind.DB, to_site),), timeout_s=DEFAULT_STEP_TIMEOUT_S)
-              for h in site.hosts if h.db_files]
+    # every repointed machine's agent reports its files naming the new site
+    steps += [Step(StepKind.VERIFY, m, checks=(Check(CheckKind.DB, to_site),), timeout_s=DEFAULT_STEP_TIMEOUT_S)
+              for m in repointed]
     steps.append(_notify(f"database switched to {to_site}: {why}"))
     return Plan(Action.REPOINT_DB, f"repoint the database config to {to_site}", tuple(steps), why,
                 {"to": to_site})
+
+
+def _repoint_then_restart(machine: str, to_site: str, readers: Iterable[str]) -> list[Step]:
+    return [Step(StepKind.REPOINT_DB, machine, target=to_site, timeout_s=DEFAULT_STEP_TIMEOUT_S)] + [
+        Step(StepKind.RESTART, machine, service=r, timeout_s=DEFAULT_STEP_TIMEOUT_S) for r in readers]
 
 
 def build_alert(message: str) -> Plan:

@@ -62,6 +62,8 @@ class Rule:
     source: str = ""
     # overrides debounce_s per fault kind (a hang already outlasted its probe's `failures`)
     debounce_by_fault: Mapping[FaultKind, float] = field(default_factory=dict, hash=False)
+    # repoint_db: who is repointed, in order ("ipc" and server kinds; see ccfo.domain.plan.DEFAULT_REPOINT_ORDER)
+    repoint_order: tuple[str, ...] | None = None
 
     def matches(self, fault: Fault, role: RoleMatch | None) -> bool:
         if fault.kind not in self.faults:
@@ -83,6 +85,11 @@ class Policy:
 
     def rule_for(self, fault: Fault, role: RoleMatch | None) -> Rule | None:
         return next((r for r in self.rules if r.matches(fault, role)), None)
+
+    @property
+    def repoint_order(self) -> tuple[str, ...] | None:
+        """The order of the first repoint_db rule: a runbook's repoint step repoints in the same order."""
+        return next((r.repoint_order for r in self.rules if r.action is Action.REPOINT_DB), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +220,7 @@ def _plan_for(site: Site, state: SiteState, rule: Rule, faults: tuple[Fault, ...
         other = site.other_db(host).id
         if other in state.down_db_sites or any(f.db_site == other for f in present):
             return build_alert(f"{why}; the other database site {other} is down too")
-        return build_repoint_db(site, state, other, why)
+        return build_repoint_db(site, state, other, why, order=rule.repoint_order)
     return build_alert(why)
 
 

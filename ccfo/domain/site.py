@@ -1,15 +1,16 @@
-"""The site model: hosts, boards, spans, services, database sites, as frozen values.
+"""The site model: hosts, boards, spans, services, database sites, managed servers, as frozen values.
 
 This is the pure core's picture of the call center described by the source plan: two IPC hosts with a
-telephony board each (E1 PRI spans), the managed services and the roles that run them, and the database
-sites the hosts' config files point at. It is built once from the validated YAML (ccfo.config) and
+telephony board each (E1 PRI spans), the managed services and the roles that run them, the database
+sites the hosts' config files point at, and the site's other machines per data center (application
+server, database connection service, TA import, SMS/e-mail sender, online customer service), each
+running the agent without AMI or board. It is built once from the validated YAML (ccfo.config) and
 never does I/O; the decision code reads it, nothing mutates it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import NewType
 
@@ -140,6 +141,63 @@ class DbSite:
     port: int
 
 
+class ServerKind(StrEnum):
+    """What a managed server is for, as the source plan names the machines besides the IPCs."""
+
+    APPLICATION = "application"  # the application server (agents' desktop back end)
+    DB_CONNECTION = "db-connection"  # the database connection service
+    TA_IMPORT = "ta-import"  # the TA (transfer-agent) data import programs
+    SMS_EMAIL = "sms-email"  # the SMS and e-mail sending programs
+    CUSTOMER_SERVICE = "customer-service"  # the online customer-service system (apache, mysql, php)
+
+
+class ServerRole(StrEnum):
+    """`active` serves; `backup` is kept ready (source plan III): its files follow the database, its
+    services are not restarted by a repoint (restarting would start what is meant to stay stopped)."""
+
+    ACTIVE = "active"
+    BACKUP = "backup"
+
+
+class JobBackend(StrEnum):
+    SYSTEMD = "systemd"  # a systemd timer unit
+    CRON = "cron"  # a cron file the agent rewrites
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledJob:
+    """A scheduled task on a server (the TA import's nightly loads, the SMS sender's runs)."""
+
+    name: str
+    backend: JobBackend
+    schedule: str | None = None  # cron: the five-field schedule; systemd: the timer's own
+
+
+@dataclass(frozen=True, slots=True)
+class ManagedServer:
+    """A machine of the site other than the IPCs, in one data center, managed through its agent."""
+
+    id: HostId
+    datacenter: str
+    kind: ServerKind
+    services: tuple[ServiceName, ...]
+    db_files: tuple[DbConfigFile, ...] = ()
+    jobs: tuple[ScheduledJob, ...] = ()
+    role: ServerRole = ServerRole.ACTIVE
+
+    @property
+    def readers(self) -> tuple[ServiceName, ...]:
+        """The services that read this server's database config files, each once, in file order."""
+        seen: dict[ServiceName, None] = {}
+        for f in self.db_files:
+            for r in f.readers:
+                seen.setdefault(r, None)
+        return tuple(seen)
+
+
+IPC_HOSTS = "ipc"  # in a repoint order: the IPC hosts (the others are server kinds)
+
+
 @dataclass(frozen=True, slots=True)
 class CapacityPolicy:
     """How many channels a call holds and how many are kept back for agent transfers (per host)."""
@@ -156,7 +214,8 @@ class Site:
     db_sites: tuple[DbSite, ...]
     active_db: DbSiteId
     capacity: CapacityPolicy = CapacityPolicy()
-    app_servers: Mapping[str, tuple[DbConfigFile, ...]] = field(default_factory=dict)
+    datacenters: tuple[str, ...] = ()
+    servers: tuple[ManagedServer, ...] = ()
 
     def host(self, host_id: str) -> Host:
         for h in self.hosts:
@@ -173,6 +232,20 @@ class Site:
 
     def other(self, host_id: str) -> Host:
         return next(h for h in self.hosts if h.id != host_id)
+
+    def server(self, server_id: str) -> ManagedServer:
+        for s in self.servers:
+            if s.id == server_id:
+                return s
+        raise KeyError(f"unknown server {server_id!r} (known: {', '.join(s.id for s in self.servers)})")
+
+    def servers_in(self, datacenter: str) -> tuple[ManagedServer, ...]:
+        return tuple(s for s in self.servers if s.datacenter == datacenter)
+
+    @property
+    def agent_ids(self) -> tuple[HostId, ...]:
+        """Every machine with an agent: the IPC hosts, then the managed servers."""
+        return self.host_ids + tuple(s.id for s in self.servers)
 
     def db_site(self, site_id: str) -> DbSite:
         for s in self.db_sites:

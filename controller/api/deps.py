@@ -84,6 +84,13 @@ def known_host(engine: Engine, name: str) -> str:
     return name
 
 
+def known_agent(engine: Engine, name: str) -> str:
+    """`name` if it is a host or a managed server of the site (a machine with an agent), else 422."""
+    if name not in engine.site.agent_ids:
+        raise HTTPException(422, f"unknown host or server {name!r} (agents: {', '.join(engine.site.agent_ids)})")
+    return name
+
+
 _QUERY: dict[int, frozenset[str]] = {}
 
 

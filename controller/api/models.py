@@ -129,11 +129,19 @@ class DbIn(_Report):
     site: Annotated[str, Field(max_length=63)] | None = None
 
 
+class JobIn(_Report):
+    name: Annotated[str, Field(max_length=63)]
+    backend: Annotated[str, Field(max_length=16)]
+    state: Annotated[str, Field(max_length=16)]
+    next_run: float | None = None
+
+
 class AgentReport(_Report):
     host: HostName
     ami: AmiIn
-    board: BoardIn
+    board: BoardIn | None  # null: a managed server (no board)
     spans: Annotated[list[SpanIn], Field(max_length=64)] | None = None
     services: dict[str, ServiceIn]
     calls: CallsIn | None = None
     db: DbIn | None = None
+    jobs: Annotated[list[JobIn], Field(max_length=256)] | None = None  # a managed server's scheduled jobs

@@ -171,6 +171,26 @@ class YouOut(TypedDict):
 
 
 @with_config(OPEN)
+class JobOut(TypedDict):
+    name: str
+    backend: str
+    state: str
+    next_run: float | None
+
+
+@with_config(OPEN)
+class ServerOut(TypedDict):
+    datacenter: str
+    kind: str
+    role: Literal["active", "backup"]
+    reachable: bool
+    report_age_s: float | None
+    services: dict[str, str]
+    db_site: str | None
+    jobs: list[JobOut]
+
+
+@with_config(OPEN)
 class StatusOut(TypedDict):
     site: str
     state: Literal["maintenance", "down", "failed over", "degraded", "normal"]
@@ -185,6 +205,8 @@ class StatusOut(TypedDict):
     running_plan: PlanRecordOut | None
     waiting_confirmation: list[WaitingOut]
     cycles: int
+    datacenters: list[str]
+    servers: dict[str, ServerOut]
     you: YouOut
 
 

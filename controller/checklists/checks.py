@@ -10,7 +10,7 @@ Pure: no I/O; the runner does the waiting and the executing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ccfo.domain.checks import Check as StepCheck
@@ -86,8 +86,10 @@ def _as_planned(hosts: Mapping[str, Any], layout: Mapping[str, Iterable[str]]) -
     return not wrong, "; ".join(wrong) if wrong else "every host runs the services its duty says"
 
 
-def build_plan(spec: ActionSpec, site: Site, state: SiteState, why: str, *, source_reachable: bool = True) -> Plan:
-    """The plan an action step runs; raises PlanRefused when it makes no sense in `state`."""
+def build_plan(spec: ActionSpec, site: Site, state: SiteState, why: str, *, source_reachable: bool = True,
+               repoint_order: Sequence[str] | None = None) -> Plan:
+    """The plan an action step runs; raises PlanRefused when it makes no sense in `state`. A repoint follows
+    `repoint_order` (the rules' order, ccfo.domain.rules.Policy.repoint_order)."""
     match spec.action:
         case ActionKind.SWITCHOVER:
             return build_switchover(site, state, spec.to or "", spec.drain_timeout_s, why)
@@ -96,7 +98,7 @@ def build_plan(spec: ActionSpec, site: Site, state: SiteState, why: str, *, sour
         case ActionKind.FAILBACK:
             return build_failback(site, state, spec.drain_timeout_s, why)
         case ActionKind.REPOINT_DB:
-            return build_repoint_db(site, state, spec.to or "", why)
+            return build_repoint_db(site, state, spec.to or "", why, order=repoint_order)
         case ActionKind.STOP_SERVICES:
             return build_stop_services(site, state, spec.hosts, why)
         case ActionKind.START_SERVICES:

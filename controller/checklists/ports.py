@@ -88,7 +88,8 @@ class SitePort(Protocol):
         if spec.action in OPERATOR_ACTIONS:
             return operator_plan(self.engine, OperatorAction(spec.action.value), reason, to=spec.to,
                                  drain_timeout_s=spec.drain_timeout_s)
-        return build_plan(spec, self.engine.site, self.engine.state, reason)
+        return build_plan(spec, self.engine.site, self.engine.state, reason,
+                          repoint_order=self.engine.policy.repoint_order)
 
     async def line_test(self, host: str, action_id: str, reason: str, timeout_s: float) -> tuple[bool, str]: ...
 
@@ -148,7 +149,8 @@ class EngineSite:
         if spec.action in OPERATOR_ACTIONS:
             return operator_plan(self.engine, OperatorAction(spec.action.value), reason, to=spec.to,
                                  drain_timeout_s=spec.drain_timeout_s)
-        return build_plan(spec, self.engine.site, self.engine.state, reason)
+        return build_plan(spec, self.engine.site, self.engine.state, reason,
+                          repoint_order=self.engine.policy.repoint_order)
 
     async def line_test(self, host: str, action_id: str, reason: str, timeout_s: float) -> tuple[bool, str]:
         try:

@@ -21,8 +21,8 @@ from agents.server import ApiServer, split_host_port
 from tests.agents.test_api_helpers import TOKEN, Host, make_host
 
 AUTH = {"Authorization": f"Bearer {TOKEN.secret}"}
-REPORT_KEYS = {"host", "role", "time", "seq", "started", "ami", "board", "spans", "services", "calls", "channels",
-               "db"}
+REPORT_KEYS = {"host", "profile", "role", "time", "seq", "started", "ami", "board", "spans", "services", "calls",
+               "channels", "db"}
 
 
 @pytest_asyncio.fixture

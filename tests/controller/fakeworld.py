@@ -2,7 +2,9 @@
 
 It is a test double for what is remote (agents over HTTP, a PDU over SNMP); the integration tests run
 the same executor against real agents on the lab. It records every action id it ran, so tests can show
-that a resumed plan does not run an agent action twice.
+that a resumed plan does not run an agent action twice, and every action in the order it ran (`log`), so
+tests can check the order across machines. The site's managed servers are fake agents too (no board, their
+services running unless the server is a backup).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
-from ccfo.domain.site import Site
+from ccfo.domain.site import ServerRole, Site
 from ccfo.domain.state import SiteState
 from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable, FenceFailed
 
@@ -35,6 +37,11 @@ class FakeWorld:
             running = set(h.layout(state.host(h.id).duty))
             self.hosts[h.id] = FakeHost({s.name: ServiceState.ACTIVE if s.name in running else ServiceState.INACTIVE
                                          for s in h.services}, spans=len(h.board.spans))
+        self.servers: dict[str, FakeHost] = {}  # the managed servers' agents, apart from the IPC pair
+        for server in site.servers:
+            up = ServiceState.ACTIVE if server.role is ServerRole.ACTIVE else ServiceState.INACTIVE
+            self.servers[server.id] = FakeHost({s: up for s in server.services}, spans=0)
+        self.log: list[tuple[str, str, str | None]] = []  # (machine, action, service) in the order they ran
         self.ran: list[str] = []
         self.routes: list[tuple[str, tuple[str, ...]]] = []
         self._results: dict[str, ActionResult] = {}
@@ -42,9 +49,13 @@ class FakeWorld:
         self.power_offs: list[str] = []
         self.notices: list[tuple[str, str]] = []
 
+    def machine(self, name: str) -> FakeHost:
+        """An IPC host's or a managed server's fake agent."""
+        return self.hosts[name] if name in self.hosts else self.servers[name]
+
     # AgentClient
     async def report(self, host: str) -> HostHealth:
-        h = self.hosts[host]
+        h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")
         spans = tuple(SpanHealth(i + 1, "ok", True, 30) for i in range(h.spans))
@@ -53,12 +64,13 @@ class FakeWorld:
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
                      timeout_s: float = 30.0) -> ActionResult:
-        h = self.hosts[host]
+        h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")
         if action_id in self._results:
             return self._results[action_id]
         self.ran.append(action_id)
+        self.log.append((host, action, service))
         key = f"{action}:{service}" if service else action
         if key in h.fail_actions:
             raise AgentActionFailed(f"{key} failed on {host}")

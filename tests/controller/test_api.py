@@ -251,3 +251,35 @@ async def test_a_database_site_fault_is_listed_with_its_site_not_as_a_host(tmp_p
     assert r.status_code == 200, r.text
     assert r.json()["faults"][0] | {"since": 0} == {"fault": "db:shanghai=down", "kind": "db_down", "host": None,
                                                   "db_site": "shanghai", "since": 0, "active": True}
+
+
+@pytest.mark.asyncio
+async def test_a_managed_servers_heartbeat_shows_in_the_status_per_data_center(api, tmp_path):
+    server_token = add_token(tmp_path / "tokens.yaml", "agent-app-sz", "agent", host="app-sz")
+    api._transport.app.state.tokens = TokenStore.load(tmp_path / "tokens.yaml")  # type: ignore[attr-defined]
+    body = {"host": "app-sz", "profile": "server", "role": "active",
+            "ami": {"connected": False, "state": "none"}, "board": None, "spans": None, "calls": None,
+            "services": {"appserver": {"state": "active"}}, "db": {"site": "shenzhen", "files": {}},
+            "jobs": [{"name": "ta-import", "backend": "cron", "state": "enabled", "next_run": 1796520600.0}]}
+    r = await api.post("/api/v1/agents/app-sz/report", json=body, headers=auth(api, "agent"))
+    assert r.status_code == 403, "ipc-a's agent token cannot report for a server"
+    before = (await api.get("/api/v1/status", headers=auth(api, "viewer"))).json()
+    assert before["datacenters"] == ["shanghai", "shenzhen"]
+    assert before["servers"]["app-sz"]["reachable"] is False and before["servers"]["app-sz"]["report_age_s"] is None
+    r = await api.post("/api/v1/agents/app-sz/report", json=body,
+                       headers={"Authorization": f"Bearer {server_token}"})
+    assert r.status_code == 204, r.text
+    status = (await api.get("/api/v1/status", headers=auth(api, "viewer"))).json()
+    app = status["servers"]["app-sz"]
+    assert (app["datacenter"], app["kind"], app["role"], app["reachable"]) == ("shenzhen", "application", "active",
+                                                                              True)
+    assert app["services"] == {"appserver": "active"} and app["db_site"] == "shenzhen"
+    assert app["jobs"] == [{"name": "ta-import", "backend": "cron", "state": "enabled", "next_run": 1796520600.0}]
+    assert status["servers"]["app-sh"]["role"] == "backup" and status["servers"]["app-sh"]["reachable"] is False
+    assert set(status["hosts"]) == {"ipc-a", "ipc-b"}, "a server is not a host of the failover pair"
+    r = await api.post("/api/v1/agents/app-sz/report", json=body | {"jobs": [{"state": "enabled"}]},
+                       headers={"Authorization": f"Bearer {server_token}"})
+    assert r.status_code == 422, "a job without name or backend is refused"
+    r = await api.post("/api/v1/agents/nope/report", json=body | {"host": "nope"},
+                       headers={"Authorization": f"Bearer {server_token}"})
+    assert r.status_code == 403

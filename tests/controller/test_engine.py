@@ -370,3 +370,21 @@ async def test_a_database_site_fault_is_journaled_with_its_site_not_as_a_host(be
     (seen,) = bench.journal.query(kinds="fault_seen")
     assert seen.host is None and seen.data == {"kind": "db_down", "db_site": "shenzhen"}
     assert seen.reason == "db:shenzhen=down"
+
+
+@pytest.mark.asyncio
+async def test_a_database_site_fault_repoints_the_ipcs_and_the_servers_through_their_agents(tmp_path):
+    b = await started(tmp_path, Mode.AUTOMATIC)
+    try:
+        b.engine.set_db_down(frozenset({"shenzhen"}))
+        await b.tick()
+        d = await b.tick(10)  # the rule's debounce
+        assert d.disposition is Disposition.EXECUTE and d.action is Action.REPOINT_DB, d.reason
+        await b.engine.wait_idle(10)
+        assert [p.plan.action for p in b.plans(PlanStatus.FINISHED)] == [Action.REPOINT_DB]
+        repointed = [host for host, action, _ in b.world.log if action == "repoint_db"]
+        assert repointed == ["ipc-a", "ipc-b", "dbconn-sz", "app-sz", "app-sh"]  # rules.yaml's repoint_order
+        assert ("app-sz", "restart", "appserver") in b.world.log
+        assert b.engine.state.active_db == "shanghai"
+    finally:
+        await b.close()

@@ -36,7 +36,8 @@ def test_init_writes_a_valid_private_tree(tmp_path: Path, capsys: pytest.Capture
         values.add((secrets_dir / name).read_text().strip())
     assert len(values) == len(GENERATED) and all(len(v) >= 32 for v in values)
     readme = (secrets_dir / "README").read_text()
-    for name in (*GENERATED, "tokens.yaml", "pdu-community", "controller.key", "ipc-a.key", "ipc-b.key"):
+    for name in (*GENERATED, "tokens.yaml", "pdu-community", "controller.key", "ipc-a.key", "ipc-b.key", "app-sz.key",
+                 "dbconn-sz.key"):
         assert name in readme, name
     assert "tls/ca.crt" in (target / "site.yaml").read_text() and (target / "tls" / "README").is_file()
     tokens = TokenStore.load(secrets_dir / "tokens.yaml")  # the agents' token is registered, by digest only

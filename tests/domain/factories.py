@@ -6,6 +6,8 @@ clocks involved.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from ccfo.domain.faults import Fault, FaultKind, FaultTracker
 from ccfo.domain.plan import Action
 from ccfo.domain.rules import Approval, Policy, RoleMatch, Rule
@@ -18,7 +20,10 @@ from ccfo.domain.site import (
     Duty,
     Host,
     HostId,
+    ManagedServer,
     Role,
+    ServerKind,
+    ServerRole,
     Service,
     ServiceName,
     Site,
@@ -57,6 +62,28 @@ def example_site(reserve: int = 0) -> Site:
     b = Host(HostId("ipc-b"), Role.STANDBY, Board(ServiceName("dahdi"), (e1(1),)), 4, services(), DB_FILES)
     dbs = (DbSite(DbSiteId("shenzhen"), "10.30.0.10", 1521), DbSite(DbSiteId("shanghai"), "10.40.0.10", 1521))
     return Site("fundco", (a, b), dbs, DbSiteId("shenzhen"), CapacityPolicy(1, 2, reserve))
+
+
+def example_servers() -> tuple[ManagedServer, ...]:
+    """The plan's other machines that name the database: Shenzhen's active ones, Shanghai's application backup,
+    and a TA import server without database files."""
+    def files(fid: str, reader: str) -> tuple[DbConfigFile, ...]:
+        return (DbConfigFile(fid, f"/opt/{reader}/etc/{fid}.conf", (ServiceName(reader),)),)
+    return (
+        ManagedServer(HostId("app-sz"), "shenzhen", ServerKind.APPLICATION, (ServiceName("appserver"),),
+                      files("app-db", "appserver")),
+        ManagedServer(HostId("app-sh"), "shanghai", ServerKind.APPLICATION, (ServiceName("appserver"),),
+                      files("app-db", "appserver"), role=ServerRole.BACKUP),
+        ManagedServer(HostId("dbconn-sz"), "shenzhen", ServerKind.DB_CONNECTION,
+                      (ServiceName("dbconn"), ServiceName("dbconn-pool")),
+                      (DbConfigFile("dbconn", "/opt/dbconn/etc/dbconn.ini", (ServiceName("dbconn"),
+                                                                              ServiceName("dbconn-pool"))),)),
+        ManagedServer(HostId("ta-sz"), "shenzhen", ServerKind.TA_IMPORT, ()),
+    )
+
+
+def site_with_servers() -> Site:
+    return replace(example_site(), datacenters=("shanghai", "shenzhen"), servers=example_servers())
 
 
 def rule(id: str, role: RoleMatch, kinds: set[FaultKind], action: Action, debounce: float,

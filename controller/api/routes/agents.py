@@ -1,11 +1,12 @@
-"""POST /api/v1/agents/{host}/report: an agent pushes its host's health report (agent tokens only)."""
+"""POST /api/v1/agents/{host}/report: an agent pushes its host's (or managed server's) health report (agent
+tokens only). A server's report is kept for the status view; a host's goes to the engine's decisions."""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 
 from ccfo.platform.auth import Role
-from controller.api.deps import Caller, ClockDep, EngineDep, get_report_parser, known_host
+from controller.api.deps import Caller, ClockDep, EngineDep, get_report_parser, known_agent
 from controller.api.models import AgentReport
 from controller.api.responses import AUTH, errors
 
@@ -20,7 +21,7 @@ def reporter(host: HostPath, who: Caller, engine: EngineDep) -> str:
     the site does not have)."""
     if who.role is not Role.AGENT or (who.host is not None and who.host != host):
         raise HTTPException(403, f"{who.name} may not report for {host}")
-    return known_host(engine, host)
+    return known_agent(engine, host)
 
 
 @router.post("/{host}/report", status_code=204, response_class=Response, response_model=None)
@@ -29,6 +30,11 @@ async def push_report(host: Annotated[str, Depends(reporter)], body: AgentReport
     if body.host != host:
         raise HTTPException(409, f"the report is for {body.host!r}, not {host!r}")
     try:
-        engine.ingest(parse(host, body.model_dump(), clock()))
+        health = parse(host, body.model_dump(), clock())
+        if host in engine.site.host_ids:
+            engine.ingest(health)
+        else:
+            engine.ingest_server(health, [j.model_dump(include={"name", "backend", "state", "next_run"})
+                                          for j in body.jobs or ()])
     except (KeyError, ValueError, TypeError, AttributeError) as exc:  # e.g. a list where an object belongs
         raise HTTPException(422, f"malformed report: {exc}") from exc
