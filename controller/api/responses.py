@@ -92,7 +92,7 @@ class ModeOut(TypedDict):
 class SpanOut(TypedDict):
     span: int
     alarm: str
-    dchannel_up: bool
+    dchannel_up: bool | None  # None: unknown (AMI not connected, or a configured span Asterisk does not report)
     channels: int
 
 

@@ -4,7 +4,9 @@ It is a test double for what is remote (agents over HTTP, a PDU over SNMP); the 
 the same executor against real agents on the lab. It records every action id it ran, so tests can show
 that a resumed plan does not run an agent action twice, and every action in the order it ran (`log`), so
 tests can check the order across machines. The site's managed servers are fake agents too (no board, their
-services running unless the server is a backup).
+services running unless the server is a backup). Like the real agents (agents/terms.py), each fake agent
+remembers the highest leader term it has seen and refuses an older one (TermRefused); `terms` records the
+term each action carried.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass, field
 from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
 from ccfo.domain.site import ServerRole, Site
 from ccfo.domain.state import SiteState
-from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable, FenceFailed
+from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable, FenceFailed, TermRefused
 
 
 @dataclass
@@ -26,8 +28,11 @@ class FakeHost:
     calls: int = 0
     db_site: str = "shenzhen"
     spans: int = 1
+    span_alarm: str = "ok"
+    dchannel: bool | None = True  # None: unknown (the agent's AMI is not connected)
     fail_actions: set[str] = field(default_factory=set)  # "start:cti" makes that action fail
     ignore_stop: set[str] = field(default_factory=set)  # a hung service: stop "succeeds" but it keeps running
+    highest_term: int = 0  # the newest leader term this agent has seen (controller HA)
 
 
 class FakeWorld:
@@ -43,6 +48,7 @@ class FakeWorld:
             self.servers[server.id] = FakeHost({s: up for s in server.services}, spans=0)
         self.log: list[tuple[str, str, str | None]] = []  # (machine, action, service) in the order they ran
         self.ran: list[str] = []
+        self.terms: list[tuple[str, str, int | None]] = []  # (machine, action id, the term it carried)
         self.routes: list[tuple[str, tuple[str, ...]]] = []
         self._results: dict[str, ActionResult] = {}
         self.pdu = pdu
@@ -58,15 +64,20 @@ class FakeWorld:
         h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")
-        spans = tuple(SpanHealth(i + 1, "ok", True, 30) for i in range(h.spans))
+        spans = tuple(SpanHealth(i + 1, h.span_alarm, h.dchannel, 30) for i in range(h.spans))
         return HostHealth(host, 0.0, True, h.driver, spans, dict(h.services), ivr_calls=h.calls, db_site=h.db_site)
 
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
-                     timeout_s: float = 30.0) -> ActionResult:
+                     timeout_s: float = 30.0, term: int | None = None) -> ActionResult:
         h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")
+        if term is not None:
+            if term < h.highest_term:
+                raise TermRefused(host, term, h.highest_term, "stale leader term")
+            h.highest_term = term
+        self.terms.append((host, action_id, term))
         if action_id in self._results:
             return self._results[action_id]
         self.ran.append(action_id)

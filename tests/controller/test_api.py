@@ -283,3 +283,20 @@ async def test_a_managed_servers_heartbeat_shows_in_the_status_per_data_center(a
     r = await api.post("/api/v1/agents/nope/report", json=body | {"host": "nope"},
                        headers={"Authorization": f"Bearer {server_token}"})
     assert r.status_code == 403
+
+
+@pytest.mark.asyncio
+async def test_status_answers_while_a_span_state_is_unknown(api) -> None:
+    # Found by the 200-run campaign: a span whose D-channel is unknown (AMI lost) made GET /api/v1/status a
+    # 500 (its response model said bool), so the dashboard, the CLI and the drills lost the controller.
+    world = api.h.world.hosts["ipc-b"]
+    world.span_alarm, world.dchannel = "unknown", None
+
+    async def unknown_span() -> dict | None:
+        r = await api.get("/api/v1/status", headers=auth(api, "viewer"))
+        assert r.status_code == 200, r.text
+        spans = r.json()["hosts"]["ipc-b"]["spans"]
+        return spans if spans and spans[0]["dchannel_up"] is None else None
+
+    spans = await async_wait_until(unknown_span, timeout=10)
+    assert spans[0]["alarm"] == "unknown"
