@@ -23,6 +23,16 @@ class AgentActionFailed(Exception):
     """The agent answered and the action failed; the message is the agent's reason."""
 
 
+class TermRefused(AgentActionFailed):
+    """The agent refused the action: it has seen a newer leader term than ours (we are deposed)."""
+
+    def __init__(self, host: str, term: int | None, highest: int, detail: str) -> None:
+        self.host = host
+        self.term = term
+        self.highest = highest
+        super().__init__(f"{host}: refused our leader term {term}: the agent has seen term {highest} ({detail})")
+
+
 class FenceFailed(Exception):
     """The PDU could not power the host off, or the read-back did not confirm it."""
 
@@ -53,8 +63,9 @@ class AgentClient(Protocol):
 
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None,
-                     reason: str | None = None, timeout_s: float = 30.0) -> ActionResult:
-        """Run an agent action, idempotent by `action_id`."""
+                     reason: str | None = None, timeout_s: float = 30.0, term: int | None = None) -> ActionResult:
+        """Run an agent action, idempotent by `action_id`. `term`: the leader's fencing token (controller
+        HA); an agent that has seen a newer term refuses with TermRefused, an AgentActionFailed."""
         ...
 
 
@@ -123,12 +134,43 @@ class Claim:
     within: Claim | None = None
 
 
-class WorkBusy(Exception):
+class WorkRefused(Exception):
+    """Work cannot start now; the message says why (the API answers 409 with it)."""
+
+
+class WorkBusy(WorkRefused):
     """Another piece of work holds the site; the message names it."""
 
     def __init__(self, holder: Work) -> None:
         super().__init__(f"{holder.describe()} is running; one piece of work at a time")
         self.holder = holder
+
+
+class NotActing(WorkRefused):
+    """This controller may not act now: it is a follower, or a leader whose lease may have lapsed."""
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"this controller does not act now: {why}")
+
+
+class Leadership(Protocol):
+    """Whether this controller may change the world now, and the fencing token it acts under.
+
+    A single controller always acts, with no term. A member of a controller cluster acts only while it
+    holds the etcd leader key and its lease is certainly alive (controller.cluster.election.Election);
+    its term rides on every agent action, so an agent refuses a deposed leader. Asked before every claim
+    of work and before every plan step."""
+
+    def is_acting(self) -> bool:
+        ...
+
+    @property
+    def term(self) -> int | None:
+        ...
+
+    def describe(self) -> str:
+        """One line for refusals and the status: who leads, with which term."""
+        ...
 
 
 class WorkClaim(Protocol):

@@ -7,12 +7,13 @@ together. Kept apart from the HTTP routes so the rule is one function, whatever 
 
 from __future__ import annotations
 
-from ccfo.ports import Claim, Work, WorkBusy, WorkClaim, WorkKind
+from ccfo.ports import Claim, Work, WorkClaim, WorkKind, WorkRefused
 
 
 async def claim_drill(claims: WorkClaim, run_id: str, drill: str, who: str) -> tuple[Claim | None, str | None]:
-    """The drill run's claim, or None and why not (the work holding the site, named)."""
+    """The drill run's claim, or None and why not (the work holding the site, named, or the controller
+    not acting now)."""
     try:
         return await claims.acquire(Work(WorkKind.DRILL, run_id, drill, who)), None
-    except WorkBusy as exc:
+    except WorkRefused as exc:
         return None, str(exc)

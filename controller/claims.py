@@ -10,23 +10,31 @@ separated by the store and journal writes, and four switchovers ran at once).
 A drill holds the outer claim; the plans it starts (and the controller's own plans during it) claim
 inside it, one at a time. A controller cluster replaces this class with an etcd transaction behind the
 same port; nothing that calls it changes.
+
+No work is claimed unless the controller acts now (`Leadership.is_acting()`: always for a single
+controller; for a cluster member, while it holds the leader key): a follower refuses with NotActing,
+naming who leads. The check is in the claim, the one function every start of work goes through.
 """
 
 from __future__ import annotations
 
 import itertools
 
-from ccfo.ports import Claim, Work, WorkBusy
+from ccfo.ports import Claim, Leadership, NotActing, Work, WorkBusy
+from controller.leadership import SoleController
 
 
 class LocalWorkClaim:
-    def __init__(self) -> None:
+    def __init__(self, leadership: Leadership | None = None) -> None:
+        self.leadership: Leadership = leadership or SoleController()
         self._outer: Claim | None = None
         self._inner: Claim | None = None
         self._tokens = itertools.count(1)
 
     async def acquire(self, work: Work, *, within: Claim | None = None) -> Claim:
         # No await in this method: check and claim are one step for the event loop.
+        if not self.leadership.is_acting():
+            raise NotActing(self.leadership.describe())
         if within is not None and within == self._outer:
             if self._inner is not None:
                 raise WorkBusy(self._inner.work)

@@ -31,6 +31,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p = sub.add_parser("controller", help="run the controller service (API, dashboard, engine)")
     p.add_argument("--config", default=os.environ.get("CCFO_CONFIG", "config"))
     p.add_argument("--ready-file", help="write {pid, api} here (JSON) once serving")
+    p.add_argument("--member", default=os.environ.get("CCFO_MEMBER"),
+                   help="this process's name in site.yaml cluster.members (controller HA; env CCFO_MEMBER)")
     p.add_argument("--log-level", default="INFO")
 
     def run_controller(args: argparse.Namespace) -> int:

@@ -35,7 +35,7 @@ from ccfo.domain.proposals import (
 )
 from ccfo.domain.rules import Decision, Disposition, evaluate
 from ccfo.domain.state import Mode, SiteState
-from ccfo.ports import Claim, Clock, Work, WorkBusy, WorkClaim, WorkKind
+from ccfo.ports import Claim, Clock, Leadership, NotActing, Work, WorkClaim, WorkKind, WorkRefused
 from controller.claims import LocalWorkClaim
 from controller.events import EventBus
 from controller.executor import Executor
@@ -48,7 +48,7 @@ log = logging.getLogger("ccfo.engine")
 
 class Engine(PlanOperations):
     def __init__(self, cfg: Any, store: Store, journal: Journal, executor: Executor, events: EventBus,
-                 claims: WorkClaim | None = None) -> None:
+                 claims: WorkClaim | None = None, leadership: Leadership | None = None) -> None:
         self.cfg, self.site, self.policy = cfg, cfg.site, cfg.policy
         self.heartbeat_s = cfg.site_model.controller.heartbeat_s
         self.missed = cfg.site_model.controller.missed_heartbeats
@@ -67,7 +67,10 @@ class Engine(PlanOperations):
         self._declined: Declined | None = None  # the plan an operator rejected, for this situation
         self.snap: SiteSnapshot | None = None
         self.running: PlanRecord | None = None
-        self.claims: WorkClaim = claims or LocalWorkClaim()  # admission: one piece of work at a time
+        # Controller HA: a follower observes and answers reads, it never decides, claims work or runs a step.
+        self.leadership: Leadership = leadership or executor.leadership
+        executor.leadership = self.leadership
+        self.claims: WorkClaim = claims or LocalWorkClaim(self.leadership)  # admission: one piece of work at a time
         self._plan_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._run_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -161,6 +164,11 @@ class Engine(PlanOperations):
         starting = self._starting(now)
         if starting:
             self.decision = Decision(None, Action.NONE, Disposition.NONE, starting)
+            return self.decision
+        if not self.leadership.is_acting():  # observe only: the leader decides, journals and acts
+            self.decision = Decision(None, Action.NONE, Disposition.NONE,
+                                     f"not acting: {self.leadership.describe()}")
+            await self.events.publish("status", {"cycle": self.cycles})
             return self.decision
         present = faults(self.site, self.state, self.snap)
         await self._journal_fault_changes(set(self.tracker.present()), present, now)
@@ -283,12 +291,12 @@ class Engine(PlanOperations):
 
     async def _admit(self, work: Work, within: Claim | None,
                      prepare: Callable[[], Awaitable[PlanRecord]]) -> PlanRecord:
-        """The one way a plan starts: claim the site for `work` (WorkBusy becomes Refused, naming the work
-        that holds it), prepare the plan's record (store, journal), run it. The claim ends with the plan,
-        or at once if preparing fails."""
+        """The one way a plan starts: claim the site for `work` (WorkBusy or NotActing becomes Refused,
+        naming the work that holds it or who leads), prepare the plan's record (store, journal), run it.
+        The claim ends with the plan, or at once if preparing fails."""
         try:
             claim = await self.claims.acquire(work, within=within)
-        except WorkBusy as exc:
+        except WorkRefused as exc:
             raise Refused(str(exc)) from exc
         try:
             rec = await prepare()
@@ -341,6 +349,7 @@ class Engine(PlanOperations):
     # --- operator actions on the site (those on plans: controller.operations) -------------------
 
     async def set_mode(self, mode: Mode, who: str, reason: str) -> SiteState:
+        self._must_act()
         old = self.state.mode
         self.state = replace(self.state, mode=mode)
         await asyncio.to_thread(self.store.save_state, self.state)
@@ -350,7 +359,12 @@ class Engine(PlanOperations):
         self.wake()
         return self.state
 
+    def _must_act(self) -> None:
+        if not self.leadership.is_acting():
+            raise Refused(str(NotActing(self.leadership.describe())))
+
     async def confirm_off(self, plan_id: str, host: str, who: str, reason: str) -> None:
+        self._must_act()
         if not self.executor.confirm_off(plan_id, host):
             raise Refused(f"plan {plan_id} is not waiting for a confirmation that {host} is off")
         await self._journal(EntryKind.OPERATOR_ACTION, plan_id=plan_id, host=host, actor=who, reason=reason,

@@ -7,6 +7,11 @@ that is not best-effort, leaving the plan failed with what was and was not done.
 plan's `next_step` in the store after every step, so a controller killed mid-plan can resume exactly
 there; agent actions carry an id derived from (plan, step), so a step the agent already ran before the
 crash is not run twice.
+
+Controller HA: no step starts unless this controller acts now (`Leadership.is_acting()`), and every agent
+action carries the leader's term. A leader that lost its lease, or whose term an agent refuses (it has
+seen a newer leader's), stops before the next step: the plan is left INTERRUPTED, saying why, for the
+acting leader to resume or abort. Nothing is started by a deposed leader.
 """
 
 from __future__ import annotations
@@ -29,10 +34,13 @@ from ccfo.ports import (
     FenceFailed,
     Fencer,
     InboundRouter,
+    Leadership,
     Notifier,
     RouteFailed,
+    TermRefused,
 )
 from controller.journal import EntryKind, Journal
+from controller.leadership import SoleController
 from controller.store import PlanRecord, PlanStatus, Store
 
 log = logging.getLogger("ccfo.executor")
@@ -42,6 +50,10 @@ POLL_S = 0.05
 
 class StepFailed(Exception):
     """A step did not reach its goal; the message says what was seen."""
+
+
+class Deposed(Exception):
+    """This controller may no longer act (lease lapsed, or an agent has seen a newer leader's term)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +66,9 @@ class Outcome:
 class Executor:
     def __init__(self, agents: AgentClient, fencer: Fencer, notifier: Notifier, journal: Journal, store: Store,
                  clock: Clock = SYSTEM_CLOCK, host_ids: tuple[str, ...] = (),
-                 router: InboundRouter | None = None) -> None:
+                 router: InboundRouter | None = None, leadership: Leadership | None = None) -> None:
         self.agents, self.fencer, self.notifier = agents, fencer, notifier
+        self.leadership: Leadership = leadership or SoleController()
         self.journal, self.store, self.clock = journal, store, clock
         self.host_ids = host_ids
         self.router = router  # routing.method kamailio: the SIP front; None: each agent's AstDB
@@ -84,7 +97,12 @@ class Executor:
         self._attempt = rec.attempt
         for index in range(rec.next_step, len(rec.plan.steps)):
             step = rec.plan.steps[index]
-            ok, detail = await self._run_step(rec, index, step)
+            try:
+                if not self.leadership.is_acting():
+                    raise Deposed(f"this controller does not act now: {self.leadership.describe()}")
+                ok, detail = await self._run_step(rec, index, step)
+            except Deposed as exc:
+                return await self._interrupted(rec, index, state, str(exc))
             if ok and step.kind is StepKind.SET_STATE and step.state:
                 state = state.apply(step.state)
                 await on_state(state)
@@ -103,6 +121,16 @@ class Executor:
         await self._journal(EntryKind.PLAN_FINISHED, plan_id=rec.id, status="finished", data={"title": rec.plan.title})
         return Outcome(PlanStatus.FINISHED, state)
 
+    async def _interrupted(self, rec: PlanRecord, index: int, state: SiteState, why: str) -> Outcome:
+        error = f"stopped before step {index + 1} ({rec.plan.steps[index].describe()}): {why}"
+        log.warning("plan %s %s", rec.id, error)
+        await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.INTERRUPTED,
+                                error=error)
+        await self._journal(EntryKind.PLAN_INTERRUPTED, plan_id=rec.id, status="interrupted", reason=error,
+                            data={"step": index, "done": index, "not_done": len(rec.plan.steps) - index})
+        await self._notify("plan_interrupted", error, {"plan_id": rec.id})
+        return Outcome(PlanStatus.INTERRUPTED, state, error)
+
     async def _run_step(self, rec: PlanRecord, index: int, step: Step) -> tuple[bool, str]:
         started = self.clock.now()
         t0 = self.clock.monotonic()
@@ -111,11 +139,14 @@ class Executor:
         if self.progress:
             await self.progress(rec, index, "running")
         ok, detail = False, ""
+        deposed: TermRefused | None = None
         try:
             budget = (step.timeout_s or 30.0) + 5.0
             async with asyncio.timeout(budget):
                 detail = await self._do(rec.id, index, step)
             ok = True
+        except TermRefused as exc:  # an agent has seen a newer leader: we are deposed
+            deposed, detail = exc, f"TermRefused: {exc}"
         except (StepFailed, AgentUnreachable, AgentActionFailed, FenceFailed) as exc:
             detail = f"{type(exc).__name__}: {exc}" if not isinstance(exc, StepFailed) else str(exc)
         except TimeoutError:
@@ -132,6 +163,8 @@ class Executor:
                                                            "text": step.describe()})
             log.info("plan=%s step=%d host=%s %s: %s (%.2fs) %s", rec.id, index + 1, step.host, step.kind.value,
                      status, duration, detail)
+        if deposed is not None:
+            raise Deposed(str(deposed))
         return ok, detail
 
     async def _do(self, plan_id: str, index: int, step: Step) -> str:
@@ -141,16 +174,18 @@ class Executor:
         match step.kind:
             case StepKind.STOP | StepKind.START | StepKind.RESTART:
                 res = await self.agents.action(host, action_id, step.kind.value, service=step.service,
-                                               timeout_s=timeout)
+                                               timeout_s=timeout, term=self.leadership.term)
                 want = ServiceState.INACTIVE if step.kind is StepKind.STOP else ServiceState.ACTIVE
                 await self._until(host, lambda h: service_is(h, step.service or "", want), timeout,
                                   f"{step.service} {want.value}")
                 return res.detail or f"{step.service} {want.value}"
             case StepKind.ISOLATE_BOARD | StepKind.RESTORE_BOARD:
-                res = await self.agents.action(host, action_id, step.kind.value, timeout_s=timeout)
+                res = await self.agents.action(host, action_id, step.kind.value, timeout_s=timeout,
+                                               term=self.leadership.term)
                 return res.detail
             case StepKind.REPOINT_DB:
-                res = await self.agents.action(host, action_id, "repoint_db", to_site=step.target, timeout_s=timeout)
+                res = await self.agents.action(host, action_id, "repoint_db", to_site=step.target, timeout_s=timeout,
+                                               term=self.leadership.term)
                 return res.detail
             case StepKind.ROUTE_INBOUND:
                 return await self._route(action_id, step, timeout)
@@ -195,7 +230,8 @@ class Executor:
         done, skipped = [], []
         for host in self.host_ids or tuple(targets):
             try:
-                await self.agents.action(host, f"{action_id}-{host}", "route_inbound", hosts=targets, timeout_s=timeout)
+                await self.agents.action(host, f"{action_id}-{host}", "route_inbound", hosts=targets, timeout_s=timeout,
+                                         term=self.leadership.term)
                 done.append(host)
             except (AgentUnreachable, AgentActionFailed) as exc:
                 if host in targets:

@@ -55,6 +55,9 @@ class PlanOperations:
     async def _journal(self, kind: str, **fields: Any) -> None:
         raise NotImplementedError  # controller.engine.Engine._journal
 
+    def _must_act(self) -> None:
+        raise NotImplementedError  # controller.engine.Engine._must_act: Refused on a follower
+
 
     @contextlib.asynccontextmanager
     async def _deciding(self, plan_id: str) -> AsyncIterator[None]:
@@ -96,6 +99,7 @@ class PlanOperations:
 
     async def reject(self, plan_id: str, who: str, reason: str) -> PlanRecord:
         async with self._deciding(plan_id):
+            self._must_act()
             rec = self._plan(plan_id, {PlanStatus.PROPOSED})
             rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.REJECTED,
                                           decided_by=who, decided_reason=reason)
@@ -121,6 +125,7 @@ class PlanOperations:
 
     async def abort(self, plan_id: str, who: str, reason: str) -> PlanRecord:
         async with self._deciding(plan_id):
+            self._must_act()
             rec = self._plan(plan_id, {PlanStatus.INTERRUPTED, PlanStatus.FAILED, PlanStatus.PROPOSED})
             rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(), status=PlanStatus.ABORTED,
                                           decided_by=who, decided_reason=reason)

@@ -36,11 +36,16 @@ from ccfo.platform.auth import TokenFileError, TokenStore, read_secret
 from ccfo.platform.sdnotify import Notifier
 from controller.adapters.snmp_glue import ControllerSnmp
 from controller.api.app import create_app
+from controller.api.cluster import cluster_router
+from controller.api.deps import need
 from controller.checklists.drills_port import PackageCalls, PackageDrills
 from controller.checklists.loader import load_checklists
 from controller.checklists.model import Checklist
 from controller.checklists.ports import EngineSite, drill_names
 from controller.checklists.runner import ChecklistRunner
+from controller.cluster.election import Leadership, Role
+from controller.cluster.members import ClusterView
+from controller.cluster.node import ClusterConfigError, ClusterNode
 from controller.drill_host import EngineDrillHost
 from controller.engine import Engine
 from controller.events import EventBus
@@ -111,11 +116,17 @@ def checklist_runner(engine: Engine) -> ChecklistRunner:
                            clock=engine.clock.now, events=engine.events)
 
 
-def build_app(engine: Engine, tokens: TokenStore, clock: Any = time.time) -> FastAPI:
-    """The controller's API with its services: the drill manager and the checklist runner of this engine.
-    Their background work (schedules, the journal replay) starts at the first request or with `start_services`."""
-    return create_app(engine, tokens, drills=DrillManager(EngineDrillHost(engine)), checklists=checklist_runner(engine),
-                      parse_report=parse_report, clock=clock)
+def build_app(engine: Engine, tokens: TokenStore, clock: Any = time.time,
+              cluster: ClusterView | None = None) -> FastAPI:
+    """The controller's API with its services: the drill manager and the checklist runner of this engine,
+    and, for a member of a controller cluster, the cluster routes (/api/v1/cluster, /leader). Their
+    background work (schedules, the journal replay) starts at the first request or with `start_services`."""
+    app = create_app(engine, tokens, drills=DrillManager(EngineDrillHost(engine)), checklists=checklist_runner(engine),
+                     parse_report=parse_report, clock=clock)
+    if cluster is not None:
+        app.include_router(cluster_router(cluster, need))
+        app.openapi_schema = None  # the document is built again with the cluster routes
+    return app
 
 
 async def start_services(app: FastAPI) -> None:
@@ -145,7 +156,19 @@ def _router(cfg: LoadedConfig) -> KamailioRouter | None:
                           k.destinations, k.set_id)
 
 
-async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
+def _cluster(cfg: LoadedConfig, member: str | None) -> ClusterNode | None:
+    """This member of the controller cluster (site.yaml `cluster:`), or None for a controller alone."""
+    if cfg.site_model.cluster is None:
+        if member:
+            raise ClusterConfigError(f"--member {member}: site.yaml has no cluster: section (single-controller mode)")
+        return None
+    if not member:
+        names = ", ".join(m.name for m in cfg.site_model.cluster.members)
+        raise ClusterConfigError(f"site.yaml has a cluster: section: pass --member NAME (one of {names})")
+    return ClusterNode.from_config(cfg, member)
+
+
+async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | None = None) -> int:
     ctl = cfg.site_model.controller
     if not ctl.tokens_file:
         raise TokenFileError("controller.tokens_file is not set: the API would have no users")
@@ -164,15 +187,21 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     if fencing.method == "pdu" and fencing.pdu is not None:
         community = read_secret(cfg.resolve(fencing.pdu.community_file)) if fencing.pdu.community_file else "private"
         fencer = SnmpPdu(fencing.pdu.host, fencing.pdu.port, community, fencing.pdu.outlets)
-    executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids, router=_router(cfg))
+    node = _cluster(cfg, member)
+    executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids, router=_router(cfg),
+                        leadership=node.election if node else None)
     engine = Engine(cfg, store, journal, executor, events)
+    if node is not None:
+        node.election.on_change = lambda lead: _leadership_changed(engine, lead)
     snmp = ControllerSnmp(cfg, engine, agents, notifier)
     await snmp.start()
-    app = build_app(engine, tokens)
+    app = build_app(engine, tokens, cluster=node.view if node else None)
     host, port = _listen(ctl.listen)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
                                            **server_tls))
     await engine.start()
+    if node is not None:
+        await node.start()  # campaigns in the background; an unreachable etcd is logged, not fatal
     await start_services(app)
     tasks = [asyncio.create_task(probe_db(cfg, engine, ctl.poll_interval_s), name="db-probe"),
              asyncio.create_task(poll_agents(engine, agents, ctl.heartbeat_s), name="agent-poll")]
@@ -202,6 +231,8 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     await stop_services(app)
     await snmp.stop()
     await engine.stop()
+    if node is not None:
+        await node.aclose()  # resigns: revokes the lease, so a follower takes over at once
     await agents.aclose()
     await fencer.aclose()
     journal.close()
@@ -209,17 +240,32 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None) -> int:
     return 0
 
 
+def _leadership_changed(engine: Engine, lead: Leadership) -> None:
+    """Log and journal every change of leadership seen by this member, and let the engine look at once."""
+    log.warning("leadership: %s is %s; leader %s, term %s", lead.member, lead.role.value, lead.leader, lead.term)
+    engine.wake()
+    if lead.role is Role.LEADER:
+        task = asyncio.get_running_loop().create_task(engine.record(
+            "leader_elected", actor=lead.member, reason=f"{lead.member} leads with term {lead.term}",
+            data={"term": lead.term}))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
 def cmd_controller(args: argparse.Namespace) -> int:
     logging.basicConfig(level=getattr(logging, args.log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s %(message)s", stream=sys.stderr)
     try:
         cfg = load_config(args.config)
-        return asyncio.run(serve(cfg, args.ready_file))
+        return asyncio.run(serve(cfg, args.ready_file, getattr(args, "member", None)))
     except ConfigError as exc:
         for p in exc.problems:
             print(p, file=sys.stderr)
         return 2
-    except TokenFileError as exc:
+    except (TokenFileError, ClusterConfigError) as exc:
         print(f"ccfo controller: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:

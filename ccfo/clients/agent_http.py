@@ -18,7 +18,7 @@ from ccfo.config import tls
 from ccfo.config.loader import LoadedConfig
 from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
 from ccfo.platform.auth import TokenFileError, read_secret
-from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable
+from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable, TermRefused
 
 _SERVICE = {s.value: s for s in ServiceState}
 
@@ -54,16 +54,6 @@ def _parse_report(host: str, body: Mapping[str, Any], received_at: float) -> Hos
 
 
 TERM_HEADER = "X-Ccfo-Highest-Term"  # agents/terms.py: on a 409, the highest leader term the agent has seen
-
-
-class TermRefused(AgentActionFailed):
-    """The agent refused the action: it has seen a newer leader term than ours (we are deposed)."""
-
-    def __init__(self, host: str, term: int | None, highest: int, detail: str) -> None:
-        self.host = host
-        self.term = term
-        self.highest = highest
-        super().__init__(f"{host}: refused our leader term {term}: the agent has seen term {highest} ({detail})")
 
 
 class AgentHttpClient:

@@ -155,7 +155,7 @@ class EngineSite:
     async def line_test(self, host: str, action_id: str, reason: str, timeout_s: float) -> tuple[bool, str]:
         try:
             res = await self.engine.executor.agents.action(host, action_id, "line_test", reason=reason,
-                                                           timeout_s=timeout_s)
+                                                           timeout_s=timeout_s, term=self.engine.leadership.term)
         except (AgentUnreachable, AgentActionFailed) as exc:
             return False, f"{host}: {exc}"
         return True, res.detail or f"line test on {host} passed"

@@ -141,6 +141,15 @@ class Election:
         t = self.clock() if now is None else now
         return self._term is not None and t < self._acting_until
 
+    def describe(self) -> str:
+        """One line for refusals and the status (ccfo.ports.Leadership)."""
+        if self._term is not None:
+            acting = "acting" if self.is_acting() else "not acting: its lease may have lapsed"
+            return f"{self.name} leads (term {self._term}), {acting}"
+        if self._seen_leader:
+            return f"{self.name} is a follower; {self._seen_leader} leads (term {self._seen_term})"
+        return f"{self.name} is a follower; no leader now"
+
     def snapshot(self) -> Leadership:
         leader = self._term is not None
         return Leadership(self.name, Role.LEADER if leader else Role.FOLLOWER,
