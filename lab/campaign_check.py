@@ -240,7 +240,11 @@ def hang_verdict(hang: Hang, rows: Sequence[Row], now: float) -> tuple[str, str 
         late = f" (seen after {seen[1] - hang.at:.2f} s)" if seen else ""
         return "late", f"{hang.fault} not detected within {hang.deadline_s:g} s of the SIGSTOP{late}"
     limit = seen[1] + HANDLE_S
-    busy: set[Any] = set()
+    # The engine does not decide while a plan runs (its own stops look like faults): a plan started between
+    # the SIGSTOP and the sighting (an operator's approval, say) keeps it busy from the start, like one
+    # started after it.
+    upto = [r for r in rows if r[1] < seen[1]]
+    busy: set[Any] = {r[4] for r in upto if r[2] in _PLAN_OPEN} - {r[4] for r in upto if r[2] in _PLAN_END}
     for row in rows:
         if row[1] < seen[1]:
             continue

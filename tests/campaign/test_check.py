@@ -198,6 +198,12 @@ def test_a_hang_seen_but_never_decided_is_unhandled_unless_a_plan_kept_the_contr
             _row(4, 115.3, "fault_cleared", "ipc-a:service:cti=hung")]
     assert hang_verdict(hang, busy, 130.0) == ("handled", None)
     assert hang_verdict(hang, busy[:2], 130.0) == ("pending", None)  # the plan still runs
+    # Found by the 200-run campaign (seed 2026, run 43): a plan approved between the SIGSTOP and the sighting
+    # kept the engine busy just the same; its end, not the sighting, starts the 5 s.
+    before_seen = [_row(1, 101.0, "plan_started", plan="p1"), seen, _row(3, 107.9, "fault_cleared",
+                                                                         "ipc-a:service:cti=hung"),
+                   _row(4, 108.0, "plan_finished", plan="p1")]
+    assert hang_verdict(hang, before_seen, 130.0) == ("handled", None)
 
 
 def test_hangs_the_run_disturbed_are_not_judged():

@@ -315,6 +315,28 @@ def test_failback_restores_an_out_standby():
         ("restore_board", None), ("start", "kcbp"), ("start", "kcxp")]
 
 
+def _end_state(start: SiteState, plan) -> SiteState:  # type: ignore[no-untyped-def]
+    for step in plan.steps:
+        if step.kind is StepKind.SET_STATE and step.state:
+            start = start.apply(step.state)
+    return start
+
+
+def test_every_failback_ends_in_the_normal_state_boards_included():
+    # Found by the 200-run campaign (seed 2026, run 35): after a switchover to ipc-b, ipc-b's board was
+    # isolated (rule 3, ipc-b then active); the failback switched CTI/IVR home but left that board out, and
+    # the site stayed degraded.
+    switched = normal_state().with_host("ipc-a", duty=Duty.STANDBY).with_host("ipc-b", duty=Duty.TAKEOVER)
+    isolated = switched.with_host("ipc-b", board_isolated=True)
+    plan = build_failback(SITE, isolated, 60, "repaired")
+    assert ("restore_board", "ipc-b") in [(s.kind.value, s.host) for s in plan.steps]
+    assert index(plan, StepKind.START, "ipc-a", "ivr") < index(plan, StepKind.RESTORE_BOARD, "ipc-b")
+    assert _end_state(isolated, plan).is_normal(SITE)
+    for start in (switched, site_after_failover(), standby_out(),
+                  site_after_failover().with_host("ipc-b", board_isolated=True)):
+        assert _end_state(start, build_failback(SITE, start, 60, "repaired")).is_normal(SITE), start
+
+
 def test_failback_in_normal_state_is_refused():
     with pytest.raises(PlanRefused, match="already in its normal state"):
         build_failback(SITE, normal_state(), 60, "x")
