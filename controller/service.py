@@ -22,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import uvicorn
 from fastapi import FastAPI
@@ -141,6 +142,11 @@ async def stop_services(app: FastAPI) -> None:
     await app.state.checklists.close()
 
 
+def _member_listen(url: str) -> str:
+    u = urlsplit(url)
+    return f"{u.hostname}:{u.port or (443 if u.scheme == 'https' else 80)}"
+
+
 def _listen(value: str) -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     return host or "127.0.0.1", int(port)
@@ -177,9 +183,14 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     scheme = "https" if server_tls else "http"
     tokens = TokenStore.load(cfg.resolve(ctl.tokens_file))
     agents = MultiTokenClient(cfg, agent_tokens(cfg))
+    node = _cluster(cfg, member)
     journal_path = cfg.resolve(ctl.journal)
+    state_name = "state.sqlite"
+    if node is not None:  # each member keeps its own journal and plan store (docs/ha.md), so members may share a disk
+        journal_path = journal_path.with_name(f"{journal_path.stem}-{node.me.name}{journal_path.suffix}")
+        state_name = f"state-{node.me.name}.sqlite"
     journal_path.parent.mkdir(parents=True, exist_ok=True)
-    journal, store = Journal(journal_path), Store(journal_path.with_name("state.sqlite"))
+    journal, store = Journal(journal_path), Store(journal_path.with_name(state_name))
     events = EventBus()
     notifier = LogNotifier(events)
     fencing = cfg.site_model.fencing
@@ -187,7 +198,6 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     if fencing.method == "pdu" and fencing.pdu is not None:
         community = read_secret(cfg.resolve(fencing.pdu.community_file)) if fencing.pdu.community_file else "private"
         fencer = SnmpPdu(fencing.pdu.host, fencing.pdu.port, community, fencing.pdu.outlets)
-    node = _cluster(cfg, member)
     executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids, router=_router(cfg),
                         leadership=node.election if node else None)
     engine = Engine(cfg, store, journal, executor, events)
@@ -196,7 +206,8 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     snmp = ControllerSnmp(cfg, engine, agents, notifier)
     await snmp.start()
     app = build_app(engine, tokens, cluster=node.view if node else None)
-    host, port = _listen(ctl.listen)
+    # a cluster member serves at its own URL in cluster.members (one site.yaml for every member)
+    host, port = _listen(_member_listen(node.me.url) if node else ctl.listen)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
                                            **server_tls))
     await engine.start()
