@@ -359,6 +359,23 @@ class Engine(PlanOperations):
         self.wake()
         return self.state
 
+    def set_leadership(self, leadership: Leadership) -> None:
+        """Controller HA: who may act, for the engine, its executor and its work claim alike."""
+        self.leadership = self.executor.leadership = leadership
+        if isinstance(self.claims, LocalWorkClaim):
+            self.claims.leadership = leadership
+
+    async def adopt(self, state: SiteState, interrupted: list[PlanRecord]) -> None:
+        """Controller HA: this member has become leader and taken the site state over from etcd
+        (controller/cluster/statesync.py); the plans the old leader was running are interrupted."""
+        self.state = state
+        self.tracker = FaultTracker.empty(self.tracker.flap)
+        for rec in interrupted:
+            await self._journal(EntryKind.PLAN_INTERRUPTED, plan_id=rec.id, status="interrupted", reason=rec.error,
+                                data={"from_step": rec.next_step})
+        await self.events.publish("state", self.state.to_dict())
+        self.wake()
+
     def _must_act(self) -> None:
         if not self.leadership.is_acting():
             raise Refused(str(NotActing(self.leadership.describe())))

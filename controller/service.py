@@ -47,6 +47,7 @@ from controller.checklists.runner import ChecklistRunner
 from controller.cluster.election import Leadership, Role
 from controller.cluster.members import ClusterView
 from controller.cluster.node import ClusterConfigError, ClusterNode
+from controller.cluster.statesync import StateSync, SyncedLeadership
 from controller.drill_host import EngineDrillHost
 from controller.engine import Engine
 from controller.events import EventBus
@@ -198,11 +199,13 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     if fencing.method == "pdu" and fencing.pdu is not None:
         community = read_secret(cfg.resolve(fencing.pdu.community_file)) if fencing.pdu.community_file else "private"
         fencer = SnmpPdu(fencing.pdu.host, fencing.pdu.port, community, fencing.pdu.outlets)
-    executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids, router=_router(cfg),
-                        leadership=node.election if node else None)
+    executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids, router=_router(cfg))
     engine = Engine(cfg, store, journal, executor, events)
-    if node is not None:
-        node.election.on_change = lambda lead: _leadership_changed(engine, lead)
+    sync: StateSync | None = None
+    if node is not None:  # acts only as the leader, once it has taken the site state over from etcd
+        sync = StateSync(node.election, node.client, cfg.site.name, store, engine.adopt)
+        engine.set_leadership(SyncedLeadership(node.election, sync))
+        node.election.on_change = lambda lead: _leadership_changed(engine, sync, lead)
     snmp = ControllerSnmp(cfg, engine, agents, notifier)
     await snmp.start()
     app = build_app(engine, tokens, cluster=node.view if node else None)
@@ -211,7 +214,8 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
                                            **server_tls))
     await engine.start()
-    if node is not None:
+    if node is not None and sync is not None:
+        sync.start()
         await node.start()  # campaigns in the background; an unreachable etcd is logged, not fatal
     await start_services(app)
     tasks = [asyncio.create_task(probe_db(cfg, engine, ctl.poll_interval_s), name="db-probe"),
@@ -242,7 +246,8 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     await stop_services(app)
     await snmp.stop()
     await engine.stop()
-    if node is not None:
+    if node is not None and sync is not None:
+        await sync.aclose()
         await node.aclose()  # resigns: revokes the lease, so a follower takes over at once
     await agents.aclose()
     await fencer.aclose()
@@ -251,11 +256,13 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     return 0
 
 
-def _leadership_changed(engine: Engine, lead: Leadership) -> None:
-    """Log and journal every change of leadership seen by this member, and let the engine look at once."""
+def _leadership_changed(engine: Engine, sync: StateSync, lead: Leadership) -> None:
+    """Log and journal every change of leadership seen by this member; a new leader takes the site state
+    over from etcd before it acts; the engine looks at once."""
     log.warning("leadership: %s is %s; leader %s, term %s", lead.member, lead.role.value, lead.leader, lead.term)
     engine.wake()
-    if lead.role is Role.LEADER:
+    if lead.role is Role.LEADER and lead.term is not None:
+        sync.elected(lead.term)
         task = asyncio.get_running_loop().create_task(engine.record(
             "leader_elected", actor=lead.member, reason=f"{lead.member} leads with term {lead.term}",
             data={"term": lead.term}))

@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -60,7 +60,16 @@ class PlanRecord:
             "source": self.source, "requested_by": self.requested_by, "reason": self.reason,
             "next_step": self.next_step, "decided_by": self.decided_by, "decided_reason": self.decided_reason,
             "error": self.error, "attempt": self.attempt, **self.plan.to_dict(),
+            "requested_reason": self.reason,  # the request's words: `reason` above is the plan's own
         }
+
+    @staticmethod
+    def from_dict(d: Mapping[str, Any]) -> PlanRecord:
+        """The inverse of `to_dict` (a record read back from etcd by a new leader)."""
+        return PlanRecord(d["id"], plan_from_dict(d), PlanStatus(d["status"]), float(d["created"]),
+                          float(d["updated"]), d["source"], d["requested_by"], d.get("requested_reason", d["reason"]),
+                          int(d["next_step"]),
+                          d.get("decided_by"), d.get("decided_reason"), d.get("error"), int(d.get("attempt", 0)))
 
 
 def new_plan_id() -> str:
@@ -85,7 +94,12 @@ CREATE INDEX IF NOT EXISTS plans_created ON plans(created);
 
 
 class Store:
+    """The site state and the plan records in SQLite. `on_write` (controller HA: the leader's copy to
+    etcd, controller/cluster/statesync.py) is told of every write after it is committed here; it is
+    called from the writing thread and must not block."""
+
     def __init__(self, path: str | Path) -> None:
+        self.on_write: Callable[[str, dict[str, Any]], None] | None = None
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         try:
@@ -121,9 +135,11 @@ class Store:
         rows = self._rows("SELECT value FROM kv WHERE key = 'site_state'")
         return SiteState.from_dict(json.loads(rows[0][0])) if rows else None
 
-    def save_state(self, state: SiteState) -> None:
+    def save_state(self, state: SiteState, *, tell: bool = True) -> None:
         self._tx("INSERT INTO kv(key, value) VALUES('site_state', ?) ON CONFLICT(key) DO UPDATE SET value = "
                  "excluded.value", (json.dumps(state.to_dict()),))
+        if tell and self.on_write is not None:
+            self.on_write("state", state.to_dict())
 
     # --- plans -------------------------------------------------------------------------------
 
@@ -134,13 +150,25 @@ class Store:
         self._tx("INSERT INTO plans(id, created, updated, status, source, requested_by, reason, plan, next_step) "
                  "VALUES(?, ?, ?, ?, ?, ?, ?, ?, 0)",
                  (rec.id, now, now, status.value, source, requested_by, reason, json.dumps(plan.to_dict())))
+        if self.on_write is not None:
+            self.on_write("plan", rec.to_dict())
         return rec
+
+    def put_plan(self, rec: PlanRecord) -> None:
+        """Store `rec` as it is (a new leader taking the records over from etcd); not told to `on_write`."""
+        self._tx("INSERT OR REPLACE INTO plans(id, created, updated, status, source, requested_by, reason, plan, "
+                 "next_step, decided_by, decided_reason, error, attempt) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 (rec.id, rec.created, rec.updated, rec.status.value, rec.source, rec.requested_by, rec.reason,
+                  json.dumps(rec.plan.to_dict()), rec.next_step, rec.decided_by, rec.decided_reason, rec.error,
+                  rec.attempt))
 
     def update_plan(self, rec: PlanRecord, now: float, **changes: Any) -> PlanRecord:
         new = replace(rec, updated=now, **changes)
         self._tx("UPDATE plans SET updated=?, status=?, next_step=?, decided_by=?, decided_reason=?, error=?, "
                  "attempt=? WHERE id=?", (now, new.status.value, new.next_step, new.decided_by, new.decided_reason,
                                           new.error, new.attempt, new.id))
+        if self.on_write is not None:
+            self.on_write("plan", new.to_dict())
         return new
 
     def get_plan(self, plan_id: str) -> PlanRecord | None:

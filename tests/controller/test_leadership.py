@@ -7,19 +7,19 @@ leadership is a stand-in whose answers the test sets (the engine only reads `is_
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pytest
 
+from ccfo.config.loader import load_config
 from ccfo.domain.plan import build_failover
 from ccfo.domain.rules import Disposition
-from ccfo.domain.state import Mode
+from ccfo.domain.state import Mode, SiteState
 from controller.admission import claim_drill
 from controller.engine import Refused
-from controller.store import PlanStatus
-from tests.controller.test_engine import Bench
-
-pytestmark = pytest.mark.asyncio
+from controller.store import PlanRecord, PlanStatus, Store
+from tests.controller.test_engine import REPO, Bench
 
 
 @dataclass
@@ -41,12 +41,13 @@ class Lead:
 
 async def bench_with(tmp_path, lead: Lead, mode: Mode = Mode.SUPERVISED) -> Bench:
     b = Bench(tmp_path, mode)
-    b.engine.leadership = b.engine.executor.leadership = b.engine.claims.leadership = lead  # type: ignore[attr-defined]
+    b.engine.set_leadership(lead)
     await b.engine.start(loop=False)
     await b.tick()
     return b
 
 
+@pytest.mark.asyncio
 async def test_a_follower_observes_but_never_decides_claims_or_acts(tmp_path) -> None:
     lead = Lead(acting=False)
     b = await bench_with(tmp_path, lead, Mode.AUTOMATIC)
@@ -74,6 +75,7 @@ async def test_a_follower_observes_but_never_decides_claims_or_acts(tmp_path) ->
         await b.close()
 
 
+@pytest.mark.asyncio
 async def test_every_agent_action_carries_the_leaders_term(tmp_path) -> None:
     b = await bench_with(tmp_path, Lead(current=7))
     try:
@@ -87,6 +89,7 @@ async def test_every_agent_action_carries_the_leaders_term(tmp_path) -> None:
         await b.close()
 
 
+@pytest.mark.asyncio
 async def test_a_leader_that_stops_acting_mid_plan_stops_before_the_next_step(tmp_path) -> None:
     lead = Lead()
     b = await bench_with(tmp_path, lead)
@@ -114,6 +117,7 @@ async def test_a_leader_that_stops_acting_mid_plan_stops_before_the_next_step(tm
         await b.close()
 
 
+@pytest.mark.asyncio
 async def test_an_agent_that_has_seen_a_newer_term_deposes_the_leader(tmp_path) -> None:
     b = await bench_with(tmp_path, Lead(current=7))
     for h in b.world.hosts.values():
@@ -130,3 +134,27 @@ async def test_an_agent_that_has_seen_a_newer_term_deposes_the_leader(tmp_path) 
         assert failed and "TermRefused" in str(failed[0].data)
     finally:
         await b.close()
+
+
+def test_a_plan_record_survives_its_copy_to_etcd_and_back(tmp_path) -> None:
+    """What a new leader reads from etcd is the record the old one wrote (controller/cluster/statesync.py);
+    `put_plan` stores it as is, and only the leader's own writes are told to `on_write`."""
+    cfg = load_config(REPO / "config")
+    store = Store(tmp_path / "s.sqlite")
+    told: list[tuple[str, dict]] = []
+    store.on_write = lambda kind, doc: told.append((kind, doc))
+    try:
+        plan = build_failover(cfg.site, SiteState.normal(cfg.site, Mode.SUPERVISED), "ipc-b", "x")
+        rec = store.add_plan(plan, status=PlanStatus.RUNNING, source="operator", requested_by="olga", reason="r",
+                             now=1.0)
+        rec = store.update_plan(rec, 2.0, next_step=3, decided_by="olga")
+        back = PlanRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
+        assert back == rec and [k for k, _ in told] == ["plan", "plan"] and told[-1][1]["next_step"] == 3
+        other = Store(tmp_path / "other.sqlite")
+        other.on_write = lambda kind, doc: told.append((kind, doc))
+        other.put_plan(back)
+        other.save_state(SiteState.normal(cfg.site, Mode.SUPERVISED), tell=False)
+        assert other.get_plan(rec.id) == rec and len(told) == 2, "a taken-over record is not copied back"
+        other.close()
+    finally:
+        store.close()

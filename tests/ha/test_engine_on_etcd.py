@@ -7,6 +7,7 @@ tests/controller/test_leadership.py; here the leadership is the real election.""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import pytest
 from ccfo.config.loader import load_config
 from ccfo.domain.plan import build_failback, build_failover
 from ccfo.domain.state import SiteState
+from controller.cluster.election import Role
 from controller.cluster.node import ClusterNode
+from controller.cluster.statesync import StateSync, SyncedLeadership, plans_prefix
 from controller.engine import Engine, Refused
 from controller.events import EventBus
 from controller.executor import Executor
@@ -89,5 +92,91 @@ async def test_only_the_elected_member_acts_and_a_takeover_moves_the_term(tmp_pa
         assert {t for _, _, t in world.terms[ran_by_a:]} == {term_b}
         assert {h.highest_term for h in world.hosts.values()} == {term_b}
     finally:
+        await a.close()
+        await b.close()
+
+
+class SyncedMember(Member):
+    """A member whose engine acts only after taking the site state over from etcd (the service's wiring)."""
+
+    def __init__(self, tmp: Path, cfg, name: str, world: FakeWorld) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(tmp, cfg, name, world)
+        self.sync: StateSync | None = None
+
+    async def start(self) -> None:
+        self.sync = StateSync(self.node.election, self.node.client, self.engine.site.name, self.store,
+                              self.engine.adopt)
+        lead = SyncedLeadership(self.node.election, self.sync)
+        self.engine.set_leadership(lead)
+        self.node.election.on_change = lambda ld: self.sync.elected(ld.term) if ld.role is Role.LEADER else None  # type: ignore[union-attr]
+        self.sync.start()
+        await super().start()
+
+    async def close(self) -> None:
+        if self.sync is not None:
+            await self.sync.aclose()
+        await super().close()
+
+
+async def test_a_plan_interrupted_by_the_loss_of_its_leader_is_resumed_by_the_next_with_no_step_twice(
+        tmp_path: Path, etcd3: EtcdCluster) -> None:
+    cfg = load_config(config_with(tmp_path, etcd3.endpoints))
+    world = FakeWorld(cfg.site, SiteState.normal(cfg.site, cfg.site_model.controller.mode))
+    a, b = SyncedMember(tmp_path / "a", cfg, "ctl-a", world), SyncedMember(tmp_path / "b", cfg, "ctl-b", world)
+    real_action = world.action
+    stuck = asyncio.Event()  # never set: the old leader's "start ivr on ipc-b" hangs, as if its host died there
+    hung = asyncio.Event()
+
+    async def action(host, action_id, act, **kw):  # type: ignore[no-untyped-def]
+        if act == "start" and kw.get("service") == "ivr" and kw.get("term") == a.node.election.term:
+            hung.set()
+            await stuck.wait()
+        return await real_action(host, action_id, act, **kw)
+
+    world.action = action  # type: ignore[method-assign]
+    try:
+        await a.start()
+        await async_wait_until(a.engine.leadership.is_acting, timeout=15)
+        await b.start()
+        await async_wait_until(lambda: b.node.election.snapshot().leader == "ctl-a", timeout=15)
+        plan = build_failover(cfg.site, a.engine.state, "ipc-b", "operator request")
+        rec = await a.engine.submit(plan, "olga", "sent to the leader")
+        await asyncio.wait_for(hung.wait(), 15)
+        ivr = next(i for i, st in enumerate(plan.steps) if st.service == "ivr" and st.host == "ipc-b")
+
+        async def cursor_on_etcd() -> bool:  # the copy trails the SQLite write by one round trip
+            got = await a.node.client.get(plans_prefix(cfg.site.name) + rec.id)
+            return got.first is not None and f'"next_step": {ivr},' in got.first.text
+
+        assert await async_wait_until(cursor_on_etcd, timeout=10)
+        ran_before = list(world.ran)
+
+        await a.node.aclose()  # the leader is gone mid-plan (its lease revoked; its process is stuck)
+        await async_wait_until(b.engine.leadership.is_acting, timeout=15)
+        taken = b.store.get_plan(rec.id)
+        assert taken is not None and taken.status is PlanStatus.INTERRUPTED, taken
+        assert "the leader was lost while this plan ran" in (taken.error or "")
+        assert taken.plan.steps[taken.next_step].service == "ivr", "the cursor is at the step the old leader hung in"
+        assert b.engine.state == SiteState.normal(cfg.site, cfg.site_model.controller.mode), "set_state not reached"
+        (entry,) = b.journal.query(kinds="plan_interrupted")
+        assert entry.plan_id == rec.id
+
+        await b.engine.resume(rec.id, "olga", "continue under the new leader")
+        await b.engine.wait_idle(15)
+        done = b.store.get_plan(rec.id)
+        assert done.status is PlanStatus.FINISHED, done.error
+        assert world.critical_running() == ["ipc-b"]
+        assert world.ran[:len(ran_before)] == ran_before and len(set(world.ran)) == len(world.ran), \
+            "no agent action ran twice"
+        assert {t for _, aid, t in world.terms if aid not in ran_before} == {b.node.election.term}
+        # the new leader's record reaches etcd for the next one (the copy trails the SQLite write)
+
+        async def finished_on_etcd() -> bool:
+            got = await b.node.client.get(plans_prefix(cfg.site.name) + rec.id)
+            return got.first is not None and '"status": "finished"' in got.first.text
+
+        assert await async_wait_until(finished_on_etcd, timeout=10)
+    finally:
+        stuck.set()
         await a.close()
         await b.close()
