@@ -1,10 +1,12 @@
 """The CLI commands that talk to a running controller's API (status, failover, approve, mode, ...).
 
 Connection options come from flags or the environment: CCFO_URL (default: a lab running in ./.lab, else
-http://127.0.0.1:8080), CCFO_TOKEN or CCFO_TOKEN_FILE (a running lab's operator token only when the URL is
-the lab's too, so a lab token never goes to another controller). Exit codes: 0 ok; 1 refused or failed
-(HTTP 409, a plan that failed, unreachable controller, a confirmation answered no); 2 usage, auth or
-validation error (HTTP 401/403/422, an operator action without a terminal to confirm on and without --yes).
+http://127.0.0.1:8080; a controller cluster's members as a comma-separated list: reads go to the first that
+answers, changes to the one whose `GET /leader` answers 200), CCFO_TOKEN or CCFO_TOKEN_FILE (a running
+lab's operator token only when the URL is the lab's too, so a lab token never goes to another controller).
+Exit codes: 0 ok; 1 refused or failed (HTTP 409, a plan that failed, unreachable controller, a
+confirmation answered no); 2 usage, auth or validation error (HTTP 401/403/422, an operator action without a
+terminal to confirm on and without --yes).
 
 Operator actions (failover, switchover, failback) first ask the controller for the plan it would run now
 (`?dry_run=true`, built from the live state), show its numbered steps and ask "Run these N steps on site
@@ -61,14 +63,22 @@ def _token(args: argparse.Namespace, lab: RunningLab | None = None) -> str:
 def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] | None = None,
          params: dict[str, Any] | None = None) -> Any:
     lab = _lab(args)
-    url = (args.url or os.environ.get("CCFO_URL") or (lab.api if lab else "") or "http://127.0.0.1:8080").rstrip("/")
+    given = args.url or os.environ.get("CCFO_URL") or (lab.api if lab else "") or "http://127.0.0.1:8080"
+    urls = [u.strip().rstrip("/") for u in given.split(",") if u.strip()]
     headers = {"Authorization": f"Bearer {_token(args, lab)}"}
     if method != "GET":  # a retry of this very request gets the first answer, never a second plan
         headers["Idempotency-Key"] = uuid.uuid4().hex
-    try:
-        r = _send(method, url + path, body, params, headers)
-    except httpx.HTTPError as exc:
-        raise ApiError(1, f"cannot reach the controller at {url}: {exc}") from exc
+    if len(urls) > 1 and method != "GET":
+        urls = [_leader(urls)]
+    errors = []
+    for url in urls:  # reads: any member answers
+        try:
+            r = _send(method, url + path, body, params, headers)
+            break
+        except httpx.HTTPError as exc:
+            errors.append(f"{url}: {exc}")
+    else:
+        raise ApiError(1, f"cannot reach the controller at {'; '.join(errors)}")
     if r.status_code >= 400:
         try:
             detail = r.json().get("detail")
@@ -79,6 +89,24 @@ def call(args: argparse.Namespace, method: str, path: str, body: dict[str, Any] 
         code = 2 if r.status_code in (401, 403, 404, 413, 422) else 1
         raise ApiError(code, f"HTTP {r.status_code}: {detail}")
     return r.json() if r.content else None
+
+
+def _leader(urls: list[str]) -> str:
+    """The member of a controller cluster that leads now (its unauthenticated `GET /leader` answers 200);
+    a list of controllers that are no cluster (no /leader route) gives its first that answers."""
+    seen = []
+    for url in urls:
+        try:
+            r = httpx.get(url + "/leader", timeout=5)
+        except httpx.HTTPError as exc:
+            seen.append(f"{url}: unreachable ({type(exc).__name__})")
+            continue
+        if r.status_code == 200:
+            return url
+        if r.status_code == 404:
+            return url  # a controller alone
+        seen.append(f"{url}: not the leader")
+    raise ApiError(1, f"no controller member leads now ({'; '.join(seen)}); try again in a few seconds")
 
 
 def _send(method: str, url: str, body: dict[str, Any] | None, params: dict[str, Any] | None,

@@ -80,6 +80,15 @@ def test_two_members_one_leader_and_a_takeover_after_kill_9(tmp_path: Path, etcd
         assert refused.status_code == 409 and f"{leader} leads (term {term})" in refused.json()["detail"], refused.text
         cluster = httpx.get(urls[follower] + "/api/v1/cluster", headers=operator, timeout=10).json()
         assert cluster["leader"] == leader and {m["name"] for m in cluster["members"]} == set(urls)
+        # the CLI with every member in CCFO_URL, the follower first: the change goes to the leader
+        env = {**os.environ, "CCFO_URL": f"{urls[follower]},{urls[leader]}",
+               "CCFO_TOKEN_FILE": str(config / "secrets" / "admin.token")}
+        done = subprocess.run([sys.executable, "-m", "controller", "mode", "manual", "--reason", "night work"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stdout + done.stderr
+        modes = httpx.get(urls[leader] + "/api/v1/journal", params={"kind": "mode_changed"}, headers=operator,
+                          timeout=10).json()["entries"]
+        assert [e["data"]["to"] for e in modes] == ["manual"]
 
         t_kill = time.monotonic()
         os.kill(procs[leader][0].pid, signal.SIGKILL)
@@ -90,6 +99,10 @@ def test_two_members_one_leader_and_a_takeover_after_kill_9(tmp_path: Path, etcd
         journal = httpx.get(urls[follower] + "/api/v1/journal", params={"kind": "leader_elected"}, headers=operator,
                             timeout=10).json()["entries"]
         assert journal and journal[0]["actor"] == follower and journal[0]["data"]["term"] == body["term"]
+        env["CCFO_URL"] = f"{urls[leader]},{urls[follower]}"  # the dead member first: reads go to the next
+        done = subprocess.run([sys.executable, "-m", "controller", "status", "--json"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and json.loads(done.stdout)["mode"] == "manual", done.stdout + done.stderr
     finally:
         for proc, _ in procs.values():
             if proc.poll() is None:
