@@ -136,6 +136,7 @@ async def test_primary_cti_hang_drill_detects_within_3_s_and_escalates(drill_lab
     assert critical_hosts(drill_lab.lab) == ["ipc-a"]
 
 
+@pytest.mark.slow  # the library's planned-switchover drill (slow suite) expects the same 0 refused, 0 cut
 async def test_planned_switchover_through_the_front_refuses_and_cuts_no_call(drill_lab: DrillLab,
                                                                             tmp_path: Path) -> None:
     await async_wait_until(drill_lab.healthy, timeout=60)
