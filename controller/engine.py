@@ -79,6 +79,7 @@ class Engine(PlanOperations):
         self.cycles = 0
         self.started_at = self.clock.now()
         self._stopping = False
+        self._to_resume: list[str] = []  # plans a new leader resumes by itself (automatic mode)
         executor.progress = self._progress
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -170,6 +171,8 @@ class Engine(PlanOperations):
                                      f"not acting: {self.leadership.describe()}")
             await self.events.publish("status", {"cycle": self.cycles})
             return self.decision
+        if self._to_resume and not self.claims.holders():
+            await self._resume_taken_over(self._to_resume.pop(0))
         present = faults(self.site, self.state, self.snap)
         await self._journal_fault_changes(set(self.tracker.present()), present, now)
         self.tracker = self.tracker.observe(present, now)
@@ -373,8 +376,17 @@ class Engine(PlanOperations):
         for rec in interrupted:
             await self._journal(EntryKind.PLAN_INTERRUPTED, plan_id=rec.id, status="interrupted", reason=rec.error,
                                 data={"from_step": rec.next_step})
+        if state.mode is Mode.AUTOMATIC:  # every step is idempotent by its agent action id: go on at once
+            self._to_resume = [rec.id for rec in interrupted]
         await self.events.publish("state", self.state.to_dict())
         self.wake()
+
+    async def _resume_taken_over(self, plan_id: str) -> None:
+        try:
+            await self.resume(plan_id, "controller", "resumed by the new leader (automatic mode)")
+            log.warning("plan %s resumed by the new leader (automatic mode)", plan_id)
+        except Refused as exc:  # aborted meanwhile, or another plan holds the site: an operator decides
+            log.warning("plan %s not resumed: %s", plan_id, exc)
 
     def _must_act(self) -> None:
         if not self.leadership.is_acting():

@@ -8,6 +8,7 @@ tests/controller/test_leadership.py; here the leadership is the real election.""
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from ccfo.config.loader import load_config
 from ccfo.domain.plan import build_failback, build_failover
-from ccfo.domain.state import SiteState
+from ccfo.domain.state import Mode, SiteState
 from controller.cluster.election import Role
 from controller.cluster.node import ClusterNode
 from controller.cluster.statesync import StateSync, SyncedLeadership, plans_prefix
@@ -118,10 +119,16 @@ class SyncedMember(Member):
         await super().close()
 
 
+@pytest.mark.parametrize("mode", [Mode.SUPERVISED, Mode.AUTOMATIC])
 async def test_a_plan_interrupted_by_the_loss_of_its_leader_is_resumed_by_the_next_with_no_step_twice(
-        tmp_path: Path, etcd3: EtcdCluster) -> None:
+        tmp_path: Path, etcd3: EtcdCluster, mode: Mode) -> None:
+    """Supervised: the new leader shows the plan interrupted and an operator resumes it. Automatic: the new
+    leader resumes it by itself (every step is idempotent by its agent action id)."""
     cfg = load_config(config_with(tmp_path, etcd3.endpoints))
-    world = FakeWorld(cfg.site, SiteState.normal(cfg.site, cfg.site_model.controller.mode))
+    cfg = replace(cfg, site_model=cfg.site_model.model_copy(update={
+        "controller": cfg.site_model.controller.model_copy(update={"mode": mode})}),
+        policy=replace(cfg.policy, rules=tuple(replace(r, debounce_by_fault={}) for r in cfg.policy.rules)))
+    world = FakeWorld(cfg.site, SiteState.normal(cfg.site, mode))
     a, b = SyncedMember(tmp_path / "a", cfg, "ctl-a", world), SyncedMember(tmp_path / "b", cfg, "ctl-b", world)
     real_action = world.action
     stuck = asyncio.Event()  # never set: the old leader's "start ivr on ipc-b" hangs, as if its host died there
@@ -153,15 +160,25 @@ async def test_a_plan_interrupted_by_the_loss_of_its_leader_is_resumed_by_the_ne
 
         await a.node.aclose()  # the leader is gone mid-plan (its lease revoked; its process is stuck)
         await async_wait_until(b.engine.leadership.is_acting, timeout=15)
-        taken = b.store.get_plan(rec.id)
-        assert taken is not None and taken.status is PlanStatus.INTERRUPTED, taken
-        assert "the leader was lost while this plan ran" in (taken.error or "")
-        assert taken.plan.steps[taken.next_step].service == "ivr", "the cursor is at the step the old leader hung in"
-        assert b.engine.state == SiteState.normal(cfg.site, cfg.site_model.controller.mode), "set_state not reached"
         (entry,) = b.journal.query(kinds="plan_interrupted")
-        assert entry.plan_id == rec.id
-
-        await b.engine.resume(rec.id, "olga", "continue under the new leader")
+        assert entry.plan_id == rec.id and "the leader was lost while this plan ran" in (entry.reason or "")
+        assert entry.data["from_step"] == ivr, "the cursor is at the step the old leader hung in"
+        if mode is Mode.SUPERVISED:
+            taken = b.store.get_plan(rec.id)
+            assert taken is not None and taken.status is PlanStatus.INTERRUPTED, taken
+            assert b.engine.state == SiteState.normal(cfg.site, mode), "the old leader had not reached set_state"
+            for host in cfg.site.host_ids:
+                b.engine.ingest(replace(await world.report(host), received_at=time.time()))
+            for _ in range(3):
+                await b.engine.cycle()
+            assert b.store.get_plan(rec.id).status is PlanStatus.INTERRUPTED, "supervised: an operator decides"
+            await b.engine.resume(rec.id, "olga", "continue under the new leader")
+        else:
+            for host in cfg.site.host_ids:  # the agents report to every member
+                b.engine.ingest(replace(await world.report(host), received_at=time.time()))
+            await b.engine.cycle()  # the new leader's first cycle as leader resumes it
+            (resumed,) = b.journal.query(kinds="plan_resumed")
+            assert resumed.actor == "controller" and "automatic mode" in (resumed.reason or "")
         await b.engine.wait_idle(15)
         done = b.store.get_plan(rec.id)
         assert done.status is PlanStatus.FINISHED, done.error
