@@ -112,7 +112,13 @@ def _migrate_to_1(conn: sqlite3.Connection) -> None:
 # Target version -> function that upgrades a file from the version before it. Each runs in the same
 # transaction as the `user_version` bump, so a failed migration leaves the file at the old version.
 # Migrations must not use `executescript` (it commits).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1}
+def _migrate_to_2(conn: sqlite3.Connection) -> None:
+    """Controller HA: the entries this member copied from the other members (through etcd), by their etcd
+    key, so each is stored once however often the watch replays it."""
+    conn.execute("CREATE TABLE replicas (key TEXT PRIMARY KEY, revision INTEGER NOT NULL, entry_id INTEGER NOT NULL)")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_to_1, 2: _migrate_to_2}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 
@@ -222,6 +228,9 @@ class Journal:
                 raise JournalError(f"{self.path}: cannot open journal: {exc}") from exc
             raise
         self._conn: sqlite3.Connection | None = conn
+        # Controller HA (controller/cluster/journalsync.py): told of each entry this member appends, after
+        # its commit, from the appending thread; must not block.
+        self.on_append: Callable[[JournalEntry], None] | None = None
 
     # context manager and lifetime ---------------------------------------------------------------
 
@@ -294,7 +303,45 @@ class Journal:
                     raise
             except sqlite3.Error as exc:
                 raise JournalError(f"{self.path}: cannot append {kind!r} entry: {exc}") from exc
+        if self.on_append is not None:
+            self.on_append(entry)
         return entry
+
+    def append_replica(self, key: str, revision: int, entry: Mapping[str, Any]) -> JournalEntry | None:
+        """Store an entry another member appended (read from etcd under `key` at `revision`), once: None
+        when this key is already stored. Its own id here is this journal's next; `ts` and the rest are the
+        original's. Not told to `on_append`."""
+        row = (float(entry["ts"]), _check_kind(entry["kind"]), entry.get("host"), entry.get("plan_id"),
+               entry.get("step"), entry.get("actor"), entry.get("reason"), entry.get("status"),
+               entry.get("duration_s"), _encode_data(entry.get("data") or {}))
+        with self._lock:
+            conn = self._live()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if conn.execute("SELECT 1 FROM replicas WHERE key = ?", (key,)).fetchone():
+                        conn.execute("ROLLBACK")
+                        return None
+                    cursor = conn.execute(
+                        "INSERT INTO entries (ts, kind, host, plan_id, step, actor, reason, status, "
+                        "duration_s, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                    conn.execute("INSERT INTO replicas (key, revision, entry_id) VALUES (?, ?, ?)",
+                                 (key, revision, cursor.lastrowid))
+                    stored = conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE id = ?",
+                                          (cursor.lastrowid,)).fetchone()
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise JournalError(f"{self.path}: cannot store the replica {key}: {exc}") from exc
+        return _entry_from_row(stored)
+
+    def replicated_revision(self) -> int:
+        """The highest etcd revision of an entry copied from another member (0: none yet)."""
+        rows = self._read("SELECT COALESCE(MAX(revision), 0) FROM replicas", ())
+        return int(rows[0][0])
 
     # reading -------------------------------------------------------------------------------------
 

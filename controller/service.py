@@ -45,6 +45,7 @@ from controller.checklists.model import Checklist
 from controller.checklists.ports import EngineSite, drill_names
 from controller.checklists.runner import ChecklistRunner
 from controller.cluster.election import Leadership, Role
+from controller.cluster.journalsync import JournalSync
 from controller.cluster.members import ClusterView
 from controller.cluster.node import ClusterConfigError, ClusterNode
 from controller.cluster.statesync import StateSync, SyncedLeadership
@@ -202,8 +203,10 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids, router=_router(cfg))
     engine = Engine(cfg, store, journal, executor, events)
     sync: StateSync | None = None
+    jsync: JournalSync | None = None
     if node is not None:  # acts only as the leader, once it has taken the site state over from etcd
         sync = StateSync(node.election, node.client, cfg.site.name, store, engine.adopt)
+        jsync = JournalSync(node.election, node.client, cfg.site.name, journal)  # every member: the whole journal
         engine.set_leadership(SyncedLeadership(node.election, sync))
         node.election.on_change = lambda lead: _leadership_changed(engine, sync, lead)
     snmp = ControllerSnmp(cfg, engine, agents, notifier)
@@ -214,8 +217,9 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
                                            **server_tls))
     await engine.start()
-    if node is not None and sync is not None:
+    if node is not None and sync is not None and jsync is not None:
         sync.start()
+        jsync.start()
         await node.start()  # campaigns in the background; an unreachable etcd is logged, not fatal
     await start_services(app)
     tasks = [asyncio.create_task(probe_db(cfg, engine, ctl.poll_interval_s), name="db-probe"),
@@ -246,8 +250,9 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     await stop_services(app)
     await snmp.stop()
     await engine.stop()
-    if node is not None and sync is not None:
+    if node is not None and sync is not None and jsync is not None:
         await sync.aclose()
+        await jsync.aclose()
         await node.aclose()  # resigns: revokes the lease, so a follower takes over at once
     await agents.aclose()
     await fencer.aclose()

@@ -325,3 +325,21 @@ def test_entries_are_whole_after_the_writer_is_killed(tmp_path: Path) -> None:
     assert sorted(seqs) == list(range(rounds))
     assert all(s == list(range(len(s))) for s in seqs.values())  # nothing committed was lost
     json.dumps([e.data for e in entries])  # every data column decodes and re-encodes
+
+
+def test_a_replica_from_another_member_is_stored_once_with_its_original_fields(tmp_path: Path) -> None:
+    """Controller HA (controller/cluster/journalsync.py): another member's entry read from etcd."""
+    told: list[JournalEntry] = []
+    with Journal(tmp_path / "j.sqlite") as journal:
+        journal.on_append = told.append
+        own = journal.append("note", ts=5.0, reason="mine")
+        original = {"id": 41, "ts": 3.5, "kind": "plan_started", "host": None, "plan_id": "p1", "step": None,
+                    "actor": "olga", "reason": "by hand", "status": None, "duration_s": None, "data": {"a": 1}}
+        got = journal.append_replica("/ccfo/s/journal/ctl-a/000000000041", 17, original)
+        assert got is not None and (got.id, got.ts, got.kind, got.plan_id, got.actor, got.data) == (
+            own.id + 1, 3.5, "plan_started", "p1", "olga", {"a": 1})
+        assert journal.append_replica("/ccfo/s/journal/ctl-a/000000000041", 17, original) is None
+        assert journal.replicated_revision() == 17 and journal.count() == 2
+        assert told == [own], "a replica is not published again"
+        with pytest.raises(ValueError, match="journal kind must match"):  # logged and skipped by the sync
+            journal.append_replica("/ccfo/s/journal/ctl-a/000000000042", 18, {**original, "kind": "Bad Kind"})

@@ -21,7 +21,6 @@ written last is the step cursor of a step whose agent action is idempotent by it
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -65,8 +64,12 @@ class StateSync:
         for task in (self._task, self._takeover):
             if task is not None:
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # a task that had died already (its client closed under it)
+                    log.exception("state sync task %s had failed", task.get_name())
         self.store.on_write = None
 
     # --- the leader's writes to etcd ------------------------------------------------------------------

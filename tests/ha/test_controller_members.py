@@ -99,6 +99,9 @@ def test_two_members_one_leader_and_a_takeover_after_kill_9(tmp_path: Path, etcd
         journal = httpx.get(urls[follower] + "/api/v1/journal", params={"kind": "leader_elected"}, headers=operator,
                             timeout=10).json()["entries"]
         assert journal and journal[0]["actor"] == follower and journal[0]["data"]["term"] == body["term"]
+        modes = httpx.get(urls[follower] + "/api/v1/journal", params={"kind": "mode_changed"}, headers=operator,
+                          timeout=10).json()["entries"]
+        assert [e["data"]["to"] for e in modes] == ["manual"], "the old leader's entry, copied through etcd"
         env["CCFO_URL"] = f"{urls[leader]},{urls[follower]}"  # the dead member first: reads go to the next
         done = subprocess.run([sys.executable, "-m", "controller", "status", "--json"], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=60)

@@ -18,6 +18,7 @@ from ccfo.config.loader import load_config
 from ccfo.domain.plan import build_failback, build_failover
 from ccfo.domain.state import Mode, SiteState
 from controller.cluster.election import Role
+from controller.cluster.journalsync import JournalSync
 from controller.cluster.node import ClusterNode
 from controller.cluster.statesync import StateSync, SyncedLeadership, plans_prefix
 from controller.engine import Engine, Refused
@@ -103,10 +104,13 @@ class SyncedMember(Member):
     def __init__(self, tmp: Path, cfg, name: str, world: FakeWorld) -> None:  # type: ignore[no-untyped-def]
         super().__init__(tmp, cfg, name, world)
         self.sync: StateSync | None = None
+        self.jsync: JournalSync | None = None
 
     async def start(self) -> None:
         self.sync = StateSync(self.node.election, self.node.client, self.engine.site.name, self.store,
                               self.engine.adopt)
+        self.jsync = JournalSync(self.node.election, self.node.client, self.engine.site.name, self.journal)
+        self.jsync.start()
         lead = SyncedLeadership(self.node.election, self.sync)
         self.engine.set_leadership(lead)
         self.node.election.on_change = lambda ld: self.sync.elected(ld.term) if ld.role is Role.LEADER else None  # type: ignore[union-attr]
@@ -116,6 +120,8 @@ class SyncedMember(Member):
     async def close(self) -> None:
         if self.sync is not None:
             await self.sync.aclose()
+        if self.jsync is not None:
+            await self.jsync.aclose()
         await super().close()
 
 
@@ -157,6 +163,14 @@ async def test_a_plan_interrupted_by_the_loss_of_its_leader_is_resumed_by_the_ne
 
         assert await async_wait_until(cursor_on_etcd, timeout=10)
         ran_before = list(world.ran)
+        # the old leader's journal of the plan so far reaches the follower's file, each entry once
+        by_a = [(e.ts, e.kind, e.step) for e in a.journal.query(plan_id=rec.id, limit=None)]
+
+        def copied() -> bool:
+            in_b = [(e.ts, e.kind, e.step) for e in b.journal.query(plan_id=rec.id, limit=None)]
+            return sorted(in_b) == sorted(by_a)
+
+        assert len(by_a) >= 8 and await async_wait_until(copied, timeout=10)
 
         await a.node.aclose()  # the leader is gone mid-plan (its lease revoked; its process is stuck)
         await async_wait_until(b.engine.leadership.is_acting, timeout=15)
