@@ -155,6 +155,7 @@ class ActionExecutor:
         self.host = host
         self.jobs = jobs  # a managed server's scheduled jobs (None: none)
         self.board = board  # False on a managed server: no board, no AMI
+        self.fence: Any = None  # fencing.method self: agents.selffence.SelfFence, refusing CTI/IVR starts
         self.services = services
         self.files = files
         self.ami = ami
@@ -182,6 +183,9 @@ class ActionExecutor:
     # --- entry point ---------------------------------------------------------------------------------
     def check(self, req: ActionRequest) -> None:
         """Refuse what cannot apply to this host, before anything runs."""
+        why = self.fence.refusal(req.action.value, req.service) if self.fence is not None else None
+        if why is not None:
+            raise ActionRefused(why)
         if not self.board and req.action in BOARD_ACTIONS:
             raise ActionRefused(f"{req.action.value} does not apply to {self.host}: a managed server has no board "
                                 "or AMI")

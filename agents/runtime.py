@@ -48,6 +48,7 @@ from agents.probes import ProbeRunner
 from agents.probes import spec_from_model as probe_spec
 from agents.report import ReportBuilder
 from agents.reporter import Reporter, report_url
+from agents.selffence import SelfFence
 from agents.server import ApiServer, ServerError, agent_bind
 from agents.server_runtime import ServerAgentRuntime, ServerStartupError
 from agents.services import ServiceManager, ServiceSpec, ServiceState, make_backend, spec_from_model
@@ -127,9 +128,14 @@ class AgentRuntime:
             store=ResultStore(path=self.state_dir / "actions.json"), terms=self._terms())
         self.metrics = AgentMetrics(opts.host)
         self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, self.ami)
+        self.fence: SelfFence | None = None
+        if site.fencing.method == "self":  # stop CTI/IVR when no controller answers (agents/selffence.py)
+            self.fence = SelfFence(self.services, loaded.site.host(opts.host).critical_services(),
+                                   site.fencing.self_fence_after_s)
+            self.executor.fence = self.fence
         self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,
                                                                opts.host), self.token, heartbeat_s=self.heartbeat_s,
-                                 transport=push_transport, on_push=self.metrics.observe_push)
+                                 transport=push_transport, on_push=self._pushed)
         self.services.add_listener(self.reporter.poke)
         self.snmp_agi = SnmpAgi(loaded, opts.host, self.services, lambda: self.ami)
         self.services.add_listener(self.snmp_agi.changed)
@@ -153,6 +159,11 @@ class AgentRuntime:
             return TermStore(self.state_dir / "term.json")
         except TermFileError as exc:
             raise StartupError(f"{exc}; refusing to start") from exc
+
+    def _pushed(self, seconds: float, ok: bool) -> None:
+        self.metrics.observe_push(seconds, ok)
+        if self.fence is not None:
+            self.fence.on_push(seconds, ok)
 
     def _token(self) -> Token:
         try:
@@ -226,6 +237,8 @@ class AgentRuntime:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self.services.poll_forever(self.heartbeat_s / 2), name="service-poll"),
                        loop.create_task(self.reporter.run(), name="reporter")]
+        if self.fence is not None:
+            self._tasks.append(loop.create_task(self.fence.run(), name="self-fence"))
         extra = "".join(f", {k.upper()} {v}" for k, v in self.snmp_agi.addresses().items())
         log.info("agent %s (%s) up: API %s%s, reporting to %s every %g s", self.opts.host, self.model.role.value,
                  self.server.url, extra, self.reporter.url, self.heartbeat_s)

@@ -252,7 +252,7 @@ class Executor:
             seen = f"agent unreachable ({exc})"
         if self.fencer.available:
             await self.fencer.power_off(host)
-            return f"{host} {seen}: powered off at the PDU (read back: off)"
+            return f"{host} {seen}: {getattr(self.fencer, 'done_text', 'powered off at the PDU (read back: off)')}"
         event = self._confirmations.setdefault((plan_id, host), asyncio.Event())
         await self._journal(EntryKind.NOTE, plan_id=plan_id, host=host, status="waiting",
                             reason=f"{host} {seen}; waiting for an operator to confirm it is powered off")

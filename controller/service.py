@@ -34,6 +34,7 @@ from ccfo.config import secretfiles, tls
 from ccfo.config.loader import LoadedConfig, load_config
 from ccfo.config.yamlpos import ConfigError, Problem
 from ccfo.platform.auth import TokenFileError, TokenStore, read_secret
+from ccfo.platform.clock import SYSTEM_CLOCK
 from ccfo.platform.sdnotify import Notifier
 from controller.adapters.snmp_glue import ControllerSnmp
 from controller.api.app import create_app
@@ -53,6 +54,7 @@ from controller.drill_host import EngineDrillHost
 from controller.engine import Engine
 from controller.events import EventBus
 from controller.executor import Executor
+from controller.fencing import SelfFencing
 from controller.journal import Journal
 from controller.store import Store
 from drills.manager import DrillManager
@@ -144,6 +146,11 @@ async def stop_services(app: FastAPI) -> None:
     await app.state.checklists.close()
 
 
+def _last_report(engine: Engine, host: str) -> float | None:
+    report = engine.reports.get(host)
+    return report.received_at if report is not None else None
+
+
 def _member_listen(url: str) -> str:
     u = urlsplit(url)
     return f"{u.hostname}:{u.port or (443 if u.scheme == 'https' else 80)}"
@@ -197,11 +204,16 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     notifier = LogNotifier(events)
     fencing = cfg.site_model.fencing
     fencer: Any = NoFencing()
+    seen: dict[str, Engine] = {}  # the engine, once built: self-fencing reads its last reports
     if fencing.method == "pdu" and fencing.pdu is not None:
         community = read_secret(cfg.resolve(fencing.pdu.community_file)) if fencing.pdu.community_file else "private"
         fencer = SnmpPdu(fencing.pdu.host, fencing.pdu.port, community, fencing.pdu.outlets)
+    elif fencing.method == "self":
+        fencer = SelfFencing(fencing.self_fence_after_s, fencing.self_fence_margin_s,
+                             lambda host: _last_report(seen["engine"], host), SYSTEM_CLOCK)
     executor = Executor(agents, fencer, notifier, journal, store, host_ids=cfg.site.host_ids, router=_router(cfg))
     engine = Engine(cfg, store, journal, executor, events)
+    seen["engine"] = engine
     sync: StateSync | None = None
     jsync: JournalSync | None = None
     if node is not None:  # acts only as the leader, once it has taken the site state over from etcd

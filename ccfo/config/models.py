@@ -452,12 +452,17 @@ class PduModel(Strict):
 
 
 class FencingModel(Strict):
-    method: Literal["pdu", "operator"] = "operator"
-    """How an unreachable primary is fenced before the standby starts CTI/IVR: power off at a PDU, or an operator
-    confirms it is off.
+    method: Literal["pdu", "operator", "self"] = "operator"
+    """How an unreachable primary is fenced before the standby starts CTI/IVR: power off at a PDU, an operator
+    confirms it is off, or `self`: its agent stops CTI/IVR itself once no controller has answered it for
+    `self_fence_after_s`, and the controller waits that long plus `self_fence_margin_s` (docs/ha.md).
     """
     pdu: PduModel | None = None
     """The PDU, when method is pdu."""
+    self_fence_after_s: Annotated[float, Range(2, 600)] = 10.0
+    """method self: seconds without an answer from any controller after which an agent stops its CTI/IVR."""
+    self_fence_margin_s: Annotated[float, Range(0.5, 60)] = 2.0
+    """method self: what the controller waits beyond self_fence_after_s (the agent's check and its stop)."""
 
 
 class KamailioModel(Strict):
