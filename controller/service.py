@@ -226,7 +226,10 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     app = build_app(engine, tokens, cluster=node.view if node else None)
     # a cluster member serves at its own URL in cluster.members (one site.yaml for every member)
     host, port = _listen(_member_listen(node.me.url) if node else ctl.listen)
+    # timeout_graceful_shutdown: a dashboard's event stream never ends by itself; without a bound, uvicorn
+    # waits for it and a stop (systemd, `ccfo lab down`) ends in SIGKILL
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=2,
                                            **server_tls))
     await engine.start()
     if node is not None and sync is not None and jsync is not None:
@@ -254,6 +257,8 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     tasks.append(asyncio.create_task(sd.watchdog_loop(lambda: not serving.done() and not any(t.done() for t in tasks)),
                                      name="watchdog"))
     await stop.wait()
+    t_stop = time.monotonic()
+    log.info("stopping: the API first (open requests get up to 2 s)")
     sd.stopping()
     server.should_exit = True
     await serving
@@ -270,6 +275,7 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     await fencer.aclose()
     journal.close()
     store.close()
+    log.info("stopped in %.2f s", time.monotonic() - t_stop)
     return 0
 
 

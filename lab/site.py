@@ -354,14 +354,20 @@ class LabSite:
         for name in ["controller", "front", *[n for n in self.procs if n.endswith("-agent")],
                      *[n for n in self.procs if n.endswith("-ami")]]:
             if name in self.procs:
+                t0 = time.monotonic()
                 await self.procs[name].stop()
+                log.info("lab down: %s stopped in %.2f s", name, time.monotonic() - t0)
+        t0 = time.monotonic()
         for host in self.site.get("hosts", {}):
             await self._kill_services(host)
+        log.info("lab down: the hosts' stand-ins killed in %.2f s", time.monotonic() - t0)
+        t0 = time.monotonic()
         for db in self.dbs.values():
             await db.stop()
         if self._pdu_transport is not None:
             self._pdu_transport.close()
         await self.http.aclose()
+        log.info("lab down: databases, PDU and control client closed in %.2f s", time.monotonic() - t0)
 
     def summary(self) -> dict[str, Any]:
         hosts = {h: {"address": s["address"], "agent": s["agent"]["url"],

@@ -89,6 +89,7 @@ async def run(layout: LabLayout) -> int:
         await lab.up()
         host, _, port = layout.lab_control.rpartition(":")
         server = uvicorn.Server(uvicorn.Config(control_app(lab, stop), host=host, port=int(port), log_level="warning",
+                                               timeout_graceful_shutdown=2,
                                                lifespan="off"))
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():
