@@ -29,6 +29,7 @@ from ccfo.domain.site import (
     HostId,
     Service,
     ServiceName,
+    SipTrunk,
     Site,
     Span,
 )
@@ -121,7 +122,8 @@ def to_site(m: SiteFileModel) -> Site:
                       DirectionLimits(h.board.limits.inbound_max, h.board.limits.outbound_max))
         services = tuple(Service(ServiceName(sn), frozenset(s.runs_as), s.critical) for sn, s in h.services.items())
         files = tuple(DbConfigFile(f.id, f.path, tuple(ServiceName(r) for r in f.readers)) for f in h.db_config_files)
-        hosts.append(Host(HostId(name), h.role, board, h.fax_channels, services, files))
+        trunks = tuple(SipTrunk(t.name, t.channels, t.driver) for t in h.trunks)
+        hosts.append(Host(HostId(name), h.role, board, h.fax_channels, services, files, trunks))
     db_sites = tuple(DbSite(DbSiteId(n), s.host, s.port) for n, s in m.databases.sites.items())
     apps = {n: tuple(DbConfigFile(f.id, f.path, ()) for f in a.db_config_files) for n, a in m.app_servers.items()}
     cap = CapacityPolicy(m.capacity.channels_per_ivr_call, m.capacity.channels_per_agent_call,
