@@ -1,0 +1,77 @@
+"""The agent's AmiMonitor (real panoramisk over TCP) against a lab AMI server with SIP trunks: C from the
+trunks that are up, trunk calls counted in X and Y, a trunk going down or a missing module seen, and the
+admission figures the FastAGI server would use."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.snmp_agi import CapacityUnknown, live_capacity
+from ccfo.domain.capacity import CallKind, admit
+from ccfo.domain.site import CapacityPolicy, SipDriver, SipTrunk
+from tests.lab.harness import monitored_lab
+from tests.support import async_wait_until
+
+LAB_TRUNKS = [("carrier-1", "pjsip", 30), ("carrier-2", "sip", 10)]
+TRUNKS = [SipTrunk("carrier-1", 30), SipTrunk("carrier-2", 10, SipDriver.SIP)]
+POLICY = CapacityPolicy()
+
+
+def states(mon) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {t.name: t.state for t in mon.snapshot().trunks}
+
+
+@pytest.mark.asyncio
+async def test_c_comes_from_the_trunks_that_are_up_and_follows_their_reachability() -> None:
+    async with monitored_lab(monitor={"trunks": TRUNKS}, spans=[], trunks=LAB_TRUNKS) as (lab, mon):
+        snap = mon.snapshot()
+        assert snap.trunks_known and states(mon) == {"carrier-1": "up", "carrier-2": "up"}
+        assert snap.channels_available == 40 and snap.spans == ()
+        assert {t.name: t.detail for t in snap.trunks} == {"carrier-1": "DeviceState Not in use",
+                                                          "carrier-2": "OK (12 ms)"}
+        lab.set_calls(ivr=4, agent=3)  # on the trunks: PJSIP/carrier-1-... channels
+        await async_wait_until(lambda: mon.snapshot().calls.agent == 3, timeout=2, describe=mon.snapshot)
+        assert mon.snapshot().calls.ivr == 4 and mon.snapshot().channels_free == 40 - 10
+        lab.set_trunk("carrier-1", False)  # ContactStatus Unreachable: the monitor re-lists at once
+        await async_wait_until(lambda: states(mon)["carrier-1"] == "down", timeout=2, describe=mon.snapshot)
+        cap = live_capacity(mon, POLICY, 4)
+        assert cap.channels == 10
+        refused = admit(cap.channels, cap.load, CallKind.AGENT, POLICY)
+        assert not refused.admit and "exceed C = 10" in refused.reason
+        lab.set_trunk("carrier-1", True)
+        await async_wait_until(lambda: mon.snapshot().channels_available == 40, timeout=2, describe=mon.snapshot)
+        lab.set_trunk("carrier-2", False)  # chan_sip: PeerStatus Unreachable
+        await async_wait_until(lambda: states(mon)["carrier-2"] == "down", timeout=2, describe=mon.snapshot)
+        assert mon.snapshot().channels_available == 30
+
+
+@pytest.mark.asyncio
+async def test_a_missing_module_or_an_unknown_trunk_is_down_and_said_so() -> None:
+    trunks = [*TRUNKS, SipTrunk("nowhere", 5)]
+    async with monitored_lab(monitor={"trunks": trunks}, spans=[], trunks=[("carrier-1", "pjsip", 30)]) as (_lab, mon):
+        snap = mon.snapshot()
+        by_name = {t.name: t for t in snap.trunks}
+        assert by_name["carrier-1"].state == "up"
+        assert by_name["nowhere"].state == "down" and by_name["nowhere"].detail == "not configured in Asterisk (pjsip)"
+        assert by_name["carrier-2"].state == "down" and by_name["carrier-2"].detail.startswith("chan_sip not loaded")
+        assert snap.channels_available == 30 and snap.trunks_known
+
+
+@pytest.mark.asyncio
+async def test_after_the_ami_link_drops_the_trunks_are_unknown_until_listed() -> None:
+    """Reconnected, but PJSIPShowEndpoints unanswered: no trunk data, so admission must not judge by C."""
+    async with monitored_lab(monitor={"trunks": TRUNKS, "reconcile_interval_s": 0.2}, spans=[],
+                             trunks=LAB_TRUNKS) as (lab, mon):
+        assert mon.snapshot().trunks_known
+        lab.stall_actions(["PJSIPShowEndpoints"])
+        lab.drop_sessions()
+        await async_wait_until(lambda: mon.snapshot().connected and mon.reconcile_error is not None, timeout=5,
+                               describe=mon.snapshot)
+        snap = mon.snapshot()
+        assert not snap.trunks_known and states(mon)["carrier-1"] == "unknown"
+        assert snap.channels_available == 0  # nothing counted that is not known
+        with pytest.raises(CapacityUnknown, match=r"^AMI down for the trunks \(no trunk data: "):
+            live_capacity(mon, POLICY, 4)
+        lab.stall_actions([])
+        await async_wait_until(lambda: mon.snapshot().trunks_known, timeout=5, describe=mon.snapshot)
+        assert states(mon) == {"carrier-1": "up", "carrier-2": "up"} and mon.snapshot().channels_available == 40
