@@ -24,7 +24,7 @@ from agents.server import split_host_port
 from ccfo.domain.capacity import HostLoad, UnknownPolicy
 from ccfo.domain.site import CapacityPolicy
 from ccfo.snmp.security import NotifyTarget, Secret, V3User
-from ccfo.snmp.view import HostView, ServiceView, SpanView, capacity_fields
+from ccfo.snmp.view import HostView, ServiceView, SpanView, TrunkView, capacity_fields
 from ccfo.snmp.wiring import (
     SnmpConfigError,
     agent_engine_id,
@@ -80,6 +80,8 @@ class HostViewSource:
         driver = driver_state(self._services.driver().state, snap)
         spans: tuple[SpanView, ...] = ()
         channels, load = 0, HostLoad()
+        trunks = tuple(TrunkView(str(t.name), str(t.driver), _updown(t.state) if connected else None,
+                                 int(t.channels)) for t in getattr(snap, "trunks", ()))
         if connected:
             spans = tuple(SpanView(int(s.span), str(s.alarm), _updown(s.dchannel), int(s.channels))
                           for s in snap.spans)
@@ -89,7 +91,7 @@ class HostViewSource:
             host=self.host, role=self.role, duty=infer_duty(self.role, states, self._runs_as, self._critical),
             mode="unknown", services=tuple(ServiceView(n, st.state.value, st.since) for n, st in statuses.items()),
             spans=spans, driver_up={"up": True, "down": False}.get(driver), ami_connected=connected,
-            ami_hung=not connected and bool(getattr(snap, "hung", False)),
+            ami_hung=not connected and bool(getattr(snap, "hung", False)), trunks=trunks,
             **capacity_fields(channels, load, self._policy, self._fax_channels))
 
     def __call__(self) -> HostView:

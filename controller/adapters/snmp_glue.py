@@ -55,6 +55,10 @@ def differences(view: HostView, health: HostHealth | None) -> list[str]:
         rep = {s.span: (span_alarm_name(s.alarm), _UPDOWN[s.dchannel_up], s.channels) for s in health.spans}
         for n in sorted(set(mib) | set(rep)):
             differ(f"span {n}", mib.get(n), rep.get(n))
+        mib_trunks = {t.name: (_UPDOWN[t.up], t.channels) for t in view.trunks}
+        rep_trunks = {t.name: (t.state, t.channels) for t in health.trunks}
+        for name in sorted(set(mib_trunks) | set(rep_trunks)):
+            differ(f"trunk {name}", mib_trunks.get(name), rep_trunks.get(name))
         differ("calls (ivr, agent, fax)", (view.ivr_calls, view.agent_calls, view.fax_calls),
                (health.ivr_calls, health.agent_calls, health.fax_calls))
     mine = {s.name: s.state for s in view.services}

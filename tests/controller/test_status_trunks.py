@@ -3,11 +3,19 @@ status lists every configured trunk with its reported state."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from agents.services import ServiceState as AgentServiceState
+from agents.snmp_agi import HostViewSource
 from ccfo.clients.agent_http import parse_report
 from ccfo.domain.health import DriverState, HostHealth, ServiceState, TrunkHealth
+from ccfo.domain.site import CapacityPolicy
+from ccfo.snmp.view import TrunkView
+from controller.adapters.snmp_glue import differences
 from controller.status import _trunks, host_capacity
 from tests.domain.factories import normal_state
 from tests.domain.test_trunks import sip_site
+from tests.snmp.conftest import sample_view
 
 
 def health(*trunks: TrunkHealth, ami: bool = True) -> HostHealth:
@@ -41,3 +49,26 @@ def test_the_agent_report_trunks_reach_the_core() -> None:
                        {"name": "carrier-b", "driver": "sip", "channels": 10, "state": "weird", "detail": ""}]}
     rep = parse_report("ipc-b", body, 5.0)
     assert rep.trunks == (TrunkHealth("carrier-a", "up", 20, "pjsip"), TrunkHealth("carrier-b", "unknown", 10, "sip"))
+
+
+def test_the_snmp_safety_net_compares_trunks_with_the_report() -> None:
+
+    view = sample_view(services=(), trunks=(TrunkView("carrier-a", "pjsip", True, 20),
+                                            TrunkView("carrier-b", "sip", True, 10)))
+    rep = HostHealth("ipc-a", 1.0, True, DriverState.UP, (), {}, 28, 1, 2,
+                     trunks=(TrunkHealth("carrier-a", "up", 20), TrunkHealth("carrier-b", "down", 10, "sip")))
+    found = [d for d in differences(view, rep) if d.startswith("trunk")]
+    assert found == ["trunk carrier-b: snmp ('up', 10), report ('down', 10)"]
+
+
+def test_the_agents_mib_view_carries_the_trunks() -> None:
+    trunks = (SimpleNamespace(name="carrier-a", driver="pjsip", state="up", channels=20),
+              SimpleNamespace(name="carrier-b", driver="sip", state="unknown", channels=10))
+    snap = SimpleNamespace(connected=True, spans=(), trunks=trunks, channels_available=20, driver="down",
+                           calls=SimpleNamespace(ivr=1, agent=2, fax=0))
+    services = SimpleNamespace(services=dict, driver=lambda: SimpleNamespace(state=AgentServiceState.INACTIVE))
+    view = HostViewSource("ipc-b", "standby", {}, set(), CapacityPolicy(), 4, services,
+                          lambda: SimpleNamespace(snapshot=lambda: snap)).build()
+    assert [(t.name, t.driver, t.up, t.channels) for t in view.trunks] == [("carrier-a", "pjsip", True, 20),
+                                                                           ("carrier-b", "sip", None, 10)]
+    assert (view.channels, view.used, view.free) == (20, 5, 15)
