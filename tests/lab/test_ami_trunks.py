@@ -4,17 +4,22 @@ res_pjsip one, and the trunk control: reachability changes raise the events a re
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from ccfo.config.loader import load_config
+from lab.ami.__main__ import parse_trunks
 from lab.ami.control import ROUTES
 from lab.ami.server import LabAmiServer
+from lab.labconfig import LabLayout, build
 from tests.recordings import FIXTURES_ROOT, recording
 
 from .amiclient import Msg, RawAmi, parse_fields
 from .replay import load
 
+REPO = Path(__file__).resolve().parents[2]
 Make = Callable[..., Awaitable[LabAmiServer]]
 TRUNKS = [("carrier-1", "pjsip", 30), ("carrier-2", "sip", 10)]
 
@@ -105,3 +110,15 @@ def test_the_control_endpoint_switches_a_trunk() -> None:
 
     match: Any = next(p for m, p, _ in ROUTES if p.match("/trunks/carrier-1")).match("/trunks/carrier-1")
     assert route(Lab(), match, {"up": False}) == {"ok": True} and calls == [("carrier-1", False)]
+
+
+def test_the_sip_lab_layout_turns_spans_into_trunks_and_validates(tmp_path: Path) -> None:
+    lay = LabLayout(tmp_path / "lab", telephony="sip")
+    build(REPO / "config", lay)
+    site = load_config(lay.config).site
+    assert [(t.name, t.driver.value, t.channels) for t in site.host("ipc-a").trunks] == [
+        ("carrier-1", "pjsip", 30), ("carrier-2", "sip", 30)]
+    assert site.host("ipc-b").board.spans == () and site.host("ipc-b").channels == 30
+    assert parse_trunks("carrier-1:pjsip:30,carrier-2:sip:30") == [("carrier-1", "pjsip", 30), ("carrier-2", "sip", 30)]
+    with pytest.raises(ValueError, match="dahdi or sip"):
+        build(REPO / "config", LabLayout(tmp_path / "other", telephony="isdn"))
