@@ -5,7 +5,9 @@ admission figures the FastAGI server would use."""
 from __future__ import annotations
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from agents.metrics import AgentMetrics
 from agents.snmp_agi import CapacityUnknown, live_capacity
 from ccfo.domain.capacity import CallKind, admit
 from ccfo.domain.site import CapacityPolicy, SipDriver, SipTrunk
@@ -75,3 +77,17 @@ async def test_after_the_ami_link_drops_the_trunks_are_unknown_until_listed() ->
         lab.stall_actions([])
         await async_wait_until(lambda: mon.snapshot().trunks_known, timeout=5, describe=mon.snapshot)
         assert states(mon) == {"carrier-1": "up", "carrier-2": "up"} and mon.snapshot().channels_available == 40
+
+
+@pytest.mark.asyncio
+async def test_the_agents_metrics_show_each_trunk_and_c() -> None:
+    async with monitored_lab(monitor={"trunks": TRUNKS}, spans=[], trunks=LAB_TRUNKS) as (lab, mon):
+        lab.set_trunk("carrier-2", False)
+        await async_wait_until(lambda: states(mon)["carrier-2"] == "down", timeout=2, describe=mon.snapshot)
+        metrics = AgentMetrics("ipc-a")
+        metrics.bind(ami=lambda: mon)
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                   for family in text_string_to_metric_families(metrics.render().decode()) for s in family.samples}
+        assert samples[("ccfo_agent_trunk_up", (("host", "ipc-a"), ("trunk", "carrier-1")))] == 1.0
+        assert samples[("ccfo_agent_trunk_up", (("host", "ipc-a"), ("trunk", "carrier-2")))] == 0.0
+        assert samples[("ccfo_agent_channels", (("host", "ipc-a"),))] == 30.0
