@@ -6,7 +6,7 @@ notifications. Pure: no pysnmp here (the adapters convert `Typed` values to pysn
 the controller can import it without pulling in the agent.
 
 Layout under ccfoMIB = 1.3.6.1.4.1.<enterprise>.1 (enterprise 32473 unless the site sets its own):
-  .0.N                notifications (agent 1..11, controller 20..24)
+  .0.N                notifications (agent 1..13, controller 20..24)
   .1.1.{1..5}.0       host: name, role, duty, mode, AMI link
   .1.2.1.0            board driver
   .1.2.2.1.C.<span>   span table: 2 alarm, 3 D-channel, 4 bearer channels, 5 dsx1LineStatus bit map
@@ -60,6 +60,8 @@ class Notification(IntEnum):
     AMI_LOST = 9
     AMI_RESTORED = 10
     ROLE_CHANGED = 11
+    TRUNK_DOWN = 12
+    TRUNK_UP = 13
     DECISION = 20
     PLAN_STARTED = 21
     PLAN_FINISHED = 22

@@ -175,10 +175,11 @@ class ControllerSnmp:
         n = record.notification
         host = n.host if n.host in self.cfg.site_model.hosts else None
         detail = " ".join(f"{k}={v}" for k, v in n.fields.items())
-        where = f" span {n.span}" if n.span is not None else f" service {n.service}" if n.service else ""
+        where = (f" span {n.span}" if n.span is not None else f" service {n.service}" if n.service
+                 else f" trunk {n.trunk}" if n.trunk else "")
         data = {"notification": n.name, "source": f"{record.source[0]}:{record.source[1]}",
                 "version": record.version, "claimed_host": n.host, "span": n.span, "service": n.service,
-                "fields": dict(n.fields)}
+                "trunk": n.trunk, "fields": dict(n.fields)}
         try:
             entry = await asyncio.to_thread(self.engine.journal.append, JOURNAL_KIND, ts=record.received_at,
                                             host=host, reason=f"{n.name}{where} {detail}".strip(), data=data)

@@ -129,6 +129,20 @@ def test_dchannel_service_driver_ami_and_role_changes() -> None:
     assert kinds(base, replace(base, ivr_calls=3, free=57)) == []  # capacity moves are polled, not notified
 
 
+def test_trunk_down_and_up_are_notified_with_their_row() -> None:
+    up = sample_view(trunks=(TrunkView("carrier-1", "pjsip", True, 30), TrunkView("old", "sip", True, 10)))
+    down = replace(up, trunks=(up.trunks[0], TrunkView("old", "sip", False, 10)))
+    unknown = replace(up, trunks=(up.trunks[0], TrunkView("old", "sip", None, 10)))
+    assert kinds(up, down) == [L.Notification.TRUNK_DOWN] and kinds(down, up) == [L.Notification.TRUNK_UP]
+    assert kinds(up, unknown) == [] and kinds(unknown, down) == []  # unknown says nothing about the line
+    out = changes(up, down, LAY)[0]
+    binds = [(L.SNMP_TRAP_OID, LAY.notification(out.kind))]
+    binds += [(o, t.value.encode() if t.kind == "str" else t.value) for o, t in out.varbinds]
+    got = decode_notification(LAY, binds)
+    assert (got.kind, got.host, got.trunk) == (L.Notification.TRUNK_DOWN, "ipc-a", "old")
+    assert got.fields == {"trunk_index": 2, "trunk_up": False, "channels": 10}
+
+
 def test_decode_what_changes_sends() -> None:
     base = sample_view()
     red = sample_view(spans=(SpanView(1, "ok", True, 30), SpanView(2, "red", False, 30)))

@@ -76,7 +76,9 @@ def expected_oids() -> dict[str, L.Oid]:
            "ccfoServiceDown": L.Notification.SERVICE_DOWN, "ccfoServiceUp": L.Notification.SERVICE_UP,
            "ccfoBoardDriverDown": L.Notification.DRIVER_DOWN, "ccfoBoardDriverUp": L.Notification.DRIVER_UP,
            "ccfoAmiLost": L.Notification.AMI_LOST, "ccfoAmiRestored": L.Notification.AMI_RESTORED,
-           "ccfoRoleChanged": L.Notification.ROLE_CHANGED, "ccfoDecision": L.Notification.DECISION,
+           "ccfoRoleChanged": L.Notification.ROLE_CHANGED,
+           "ccfoTrunkDown": L.Notification.TRUNK_DOWN, "ccfoTrunkUp": L.Notification.TRUNK_UP,
+           "ccfoDecision": L.Notification.DECISION,
            "ccfoPlanStarted": L.Notification.PLAN_STARTED, "ccfoPlanFinished": L.Notification.PLAN_FINISHED,
            "ccfoPlanFailed": L.Notification.PLAN_FAILED, "ccfoSiteRoleChanged": L.Notification.SITE_ROLE_CHANGED}
     names.update({n: lay.notification(k) for n, k in ntf.items()})
