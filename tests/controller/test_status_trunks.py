@@ -12,6 +12,7 @@ from ccfo.domain.health import DriverState, HostHealth, ServiceState, TrunkHealt
 from ccfo.domain.site import CapacityPolicy
 from ccfo.snmp.view import TrunkView
 from controller.adapters.snmp_glue import differences
+from controller.client import _status_text
 from controller.status import _trunks, host_capacity
 from tests.domain.factories import normal_state
 from tests.domain.test_trunks import sip_site
@@ -72,3 +73,14 @@ def test_the_agents_mib_view_carries_the_trunks() -> None:
     assert [(t.name, t.driver, t.up, t.channels) for t in view.trunks] == [("carrier-a", "pjsip", True, 20),
                                                                            ("carrier-b", "sip", None, 10)]
     assert (view.channels, view.used, view.free) == (20, 5, 15)
+
+
+def test_ccfo_status_text_shows_the_trunks() -> None:
+    status = {"site": "s", "state": "normal", "mode": "supervised", "active_host": "ipc-a", "active_db": "x",
+              "capacity": {"line": "with 0 agent call(s), 30 more IVR call(s) fit"}, "faults": [],
+              "hosts": {"ipc-b": {"role": "standby", "duty": "standby", "board_isolated": False, "reachable": True,
+                                  "driver": "down", "spans": [], "services": {},
+                                  "trunks": [{"name": "carrier-1", "driver": "pjsip", "channels": 30, "state": "down"}],
+                                  "capacity": {"channels": 0, "ivr_calls": 0, "agent_calls": 0, "free": 0,
+                                               "fax_calls": 0, "fax_channels": 4}}}}
+    assert "driver=down  trunk carrier-1=down/30ch" in _status_text(status)
