@@ -154,6 +154,9 @@ class LabSite:
                                    "--spans", spans, "--fax", str(spec.get("fax_channels", 4)),
                                    "--trunks", ",".join(f"{t['name']}:{t.get('driver', 'pjsip')}:{t['channels']}"
                                                         for t in spec.get("trunks", [])),
+                                   # a SIP-trunk lab grants the agent's AMI user only what the shipped
+                                   # manager-ccfo.conf grants: PJSIPShowEndpoints (system) is refused there
+                                   *(["--write-classes", "reporting,originate"] if lay.telephony == "sip" else []),
                                    "--secret-file", str(lay.config / "secrets" / "ami-secret"),
                                    "--login-fail-delay", "0.2", "--ready-file", str(ready)],
                    lay.root / "logs" / f"{host}-ami.log")

@@ -35,7 +35,7 @@ from .errors import AmiError, AmiNotConnected, AmiTimeout
 from .link import AmiLink, LinkConfig
 from .message import AmiMessage
 from .model import CallCounts, DriverState, HostModel, SpanStatus
-from .trunks import LIST_ACTION, TrunkStatus, TrunkTable
+from .trunks import DEVICE_LIST, LIST_ACTION, TrunkStatus, TrunkTable
 
 log = logging.getLogger(__name__)
 _SAFE = re.compile(r"^[0-9A-Za-z*#+_.-]{1,64}$")
@@ -118,6 +118,7 @@ class AmiMonitor:
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_key: AmiSnapshot | None = None
+        self._warned: set[str] = set()  # trunk list problems already logged (each once, not every reconcile)
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -207,6 +208,8 @@ class AmiMonitor:
                 return
             self._count_event(msg.name)
             self.model.apply_event(msg)
+            if msg.name == "DeviceStateChange":
+                self.trunk_table.apply_device_event(msg)
             if msg.name in _TRIGGERS:
                 self._poke.set()
         except Exception:
@@ -227,6 +230,8 @@ class AmiMonitor:
             self.model.reconcile_channels(waiter.items)
         elif waiter.kind in _DRIVER_OF_LIST:
             self.trunk_table.reconcile(_DRIVER_OF_LIST[waiter.kind], waiter.items)
+        elif waiter.kind == DEVICE_LIST:
+            self.trunk_table.reconcile_devices(waiter.items)
         if not waiter.future.done():
             waiter.future.set_result(None)
 
@@ -271,16 +276,40 @@ class AmiMonitor:
         self._publish()
 
     async def _list_trunks(self, driver: SipDriver) -> None:
+        """List one driver's trunks; a refused list never stops the reconcile (calls must still be read)."""
         action = LIST_ACTION[driver]
         try:
             await self._list(action)
         except AmiError as exc:
+            if isinstance(exc, AmiTimeout | AmiNotConnected):
+                raise
             if "Invalid/unknown command" in exc.message:
                 self.trunk_table.module_missing(driver, exc.message)
             elif "No endpoints found" in exc.message:  # res_pjsip with no endpoint configured at all
                 self.trunk_table.reconcile(driver, ())
+            elif "Permission denied" in exc.message and driver is SipDriver.PJSIP:
+                await self._list_devices(exc.message)
             else:
+                self._warn_once(f"{action}: {exc.message}")
+                self.trunk_table.refused(driver, action, exc.message)
+
+    async def _list_devices(self, why: str) -> None:
+        """PJSIPShowEndpoints needs write class system: read the res_pjsip trunks' device states instead."""
+        self._warn_once(f"PJSIPShowEndpoints: {why} (the AMI user has no write class system); reading the trunks' "
+                        "device states with DeviceStateList")
+        try:
+            await self._list(DEVICE_LIST)
+        except AmiError as exc:
+            if isinstance(exc, AmiTimeout | AmiNotConnected):
                 raise
+            self._warn_once(f"{DEVICE_LIST}: {exc.message}")
+            self.trunk_table.refused(SipDriver.PJSIP, f"PJSIPShowEndpoints and {DEVICE_LIST}", exc.message,
+                                     "system (PJSIPShowEndpoints) or call or reporting (DeviceStateList)")
+
+    def _warn_once(self, text: str) -> None:
+        if text not in self._warned:
+            self._warned.add(text)
+            log.warning("AMI trunk list: %s", text)
 
     async def _list(self, action: str) -> None:
         loop = asyncio.get_running_loop()

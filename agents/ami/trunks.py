@@ -13,8 +13,16 @@ channels count toward C while Asterisk sees the trunk reachable:
   late: still carries calls), `UNREACHABLE`, `UNKNOWN` (qualify sent, no answer yet) or `Unmonitored`
   (qualify=no: Asterisk does not probe it and will try it: counted as up, and said so).
 
-A configured trunk missing from the answer is down ("not configured in Asterisk"); a missing module
-(`Invalid/unknown command`) makes all trunks of that driver down. Malformed items (no ObjectName, a
+* `DeviceStateList` (res_manager_devicestate, write class call or reporting) is the fallback for res_pjsip
+  trunks when `PJSIPShowEndpoints` (write class system, which the shipped `ccfo` AMI user does not have)
+  answers `Permission denied`: one `DeviceStateChange` event per cached device (Device `PJSIP/NAME`,
+  State `NOT_INUSE`, `INUSE`, `UNAVAILABLE`, ...), then `DeviceStateListComplete`. The same event arrives
+  unsolicited (class call) when a device changes, and updates the trunk at once.
+
+A configured trunk missing from a list answer is down ("not configured in Asterisk"), or unknown when
+the answer was DeviceStateList (it lists only devices with a cached state); a missing module
+(`Invalid/unknown command`) makes all trunks of that driver down; a refused list (`Permission denied`)
+leaves them unknown and says which AMI write class is missing. Malformed items (no ObjectName, a
 status we do not know) are logged with their raw text and skipped or read as unknown, never a crash.
 Pure state: no I/O; the monitor feeds it.
 """
@@ -39,6 +47,8 @@ _MODULE = {SipDriver.PJSIP: "res_pjsip", SipDriver.SIP: "chan_sip"}
 _PEER_STATUS = re.compile(r"^(OK|LAGGED|UNREACHABLE|UNKNOWN|UNMONITORED)\b\s*(?:\((\d+) ms\))?", re.IGNORECASE)
 _DEVICE_DOWN = {"unavailable"}
 _DEVICE_UNKNOWN = {"invalid", "unknown", ""}
+DEVICE_LIST = "DeviceStateList"
+_NEEDS = {SipDriver.PJSIP: "system", SipDriver.SIP: "system or reporting"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +90,13 @@ def endpoint_state(device_state: str) -> tuple[str, str]:
     if low in _DEVICE_UNKNOWN:
         return UNKNOWN, f"DeviceState {text or '(empty)'}"
     return UP, f"DeviceState {text}"
+
+
+def device_state(code: str) -> tuple[str, str]:
+    """A `DeviceStateChange` State (ast_devstate_str: NOT_INUSE, INUSE, UNAVAILABLE, ...) as (state, detail)."""
+    low = code.strip().lower().replace("_", " ")
+    state = DOWN if low in _DEVICE_DOWN else UNKNOWN if low in _DEVICE_UNKNOWN else UP
+    return state, f"device state {code.strip() or '(empty)'}"
 
 
 def parse_list(driver: SipDriver, items: Iterable[AmiMessage]) -> dict[str, tuple[str, str]]:
@@ -135,6 +152,38 @@ class TrunkTable:
             if trunk.driver is driver:
                 self._state[trunk.name] = seen.get(trunk.name, (DOWN, f"not configured in Asterisk ({driver.value})"))
         self._listed.add(driver)
+
+    def reconcile_devices(self, items: Iterable[AmiMessage]) -> None:
+        """A complete DeviceStateList answer: the res_pjsip trunks take their device's state (unknown when
+        Asterisk has no cached state for it)."""
+        states = {item.get("device"): item.get("state") for item in items if item.get("event") == "DeviceStateChange"}
+        for trunk in self.trunks:
+            if trunk.driver is SipDriver.PJSIP:
+                code = states.get(f"PJSIP/{trunk.name}")
+                self._state[trunk.name] = device_state(code) if code is not None else (
+                    UNKNOWN, f"no device state for PJSIP/{trunk.name}")
+        self._listed.add(SipDriver.PJSIP)
+
+    def apply_device_event(self, msg: AmiMessage) -> bool:
+        """An unsolicited DeviceStateChange for a res_pjsip trunk: its new state; True when it changed."""
+        device = msg.get("device")
+        if not device.startswith("PJSIP/"):
+            return False
+        trunk = next((t for t in self.trunks if t.driver is SipDriver.PJSIP and f"PJSIP/{t.name}" == device), None)
+        if trunk is None:
+            return False
+        new = device_state(msg.get("state"))
+        if self._state[trunk.name][0] == new[0]:
+            return False
+        self._state[trunk.name] = new
+        return True
+
+    def refused(self, driver: SipDriver, action: str, message: str, needs: str | None = None) -> None:
+        """The list action was refused (the AMI user lacks its write class): the trunks stay unknown."""
+        for trunk in self.trunks:
+            if trunk.driver is driver:
+                self._state[trunk.name] = (UNKNOWN, f"{action} refused ({message.strip()}): the AMI user needs "
+                                                    f"write class {needs or _NEEDS[driver]}")
 
     def module_missing(self, driver: SipDriver, message: str) -> None:
         """The list action is unknown: the channel driver is not loaded, its trunks carry no call."""

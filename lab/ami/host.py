@@ -30,6 +30,7 @@ from .channels import (
     hangup_fields,
     layout_spans,
 )
+from .sip_actions import device_code
 
 Emit = Callable[[str, str, list[tuple[str, str]]], None]
 Schedule = Callable[[float, Callable[[], None]], None]
@@ -136,7 +137,8 @@ class TelephonyHost:
 
     def set_trunk(self, name: str, up: bool) -> None:
         """A trunk's far end answers its qualify again (up) or stops answering (down): chan_sip raises
-        PeerStatus (Reachable/Unreachable), res_pjsip ContactStatus; the list actions show the new state."""
+        PeerStatus (Reachable/Unreachable), res_pjsip DeviceStateChange and ContactStatus; the list actions
+        show the new state."""
         trunk = self.trunk(name)
         if trunk.reachable == up:
             return
@@ -146,6 +148,8 @@ class TelephonyHost:
                                                ("PeerStatus", "Reachable" if up else "Unreachable"),
                                                ("Time", "12") if up else ("Time", "-1")])
         else:
+            self.emit("DeviceStateChange", "call", [("Device", f"PJSIP/{trunk.name}"),
+                                                    ("State", device_code(trunk, self.trunk_busy(trunk) > 0))])
             self.emit("ContactStatus", "system", [("URI", f"sip:{trunk.name}@192.0.2.1:5060"),
                                                   ("ContactStatus", "Reachable" if up else "Unreachable"),
                                                   ("AOR", trunk.name), ("EndpointName", trunk.name),

@@ -7,6 +7,8 @@
 exists: tests/fixtures/asterisk-ami-constructed): DeviceState `Not in use` / `In use` while reachable,
 `Unavailable` when not, and `No endpoints found` with no endpoint. The actions exist only while their
 module is loaded (chan_sip, res_pjsip), else the generic unknown-command error answers.
+`DeviceStateList` (res_manager_devicestate, always loaded) lists `DeviceStateChange` events with the
+`ast_devstate_str` codes: a pjsip trunk reads `NOT_INUSE` / `INUSE` while reachable, `UNAVAILABLE` when not.
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from .channels import LabTrunk
 if TYPE_CHECKING:
     from .actions import Handler, Headers
     from .session import AmiSession
+
+
+def device_code(trunk: LabTrunk, busy: bool) -> str:
+    return "UNAVAILABLE" if not trunk.reachable else "INUSE" if busy else "NOT_INUSE"
 
 
 def _peer_status(trunk: LabTrunk) -> str:
@@ -75,10 +81,23 @@ async def pjsip_show_endpoints(s: AmiSession, h: Headers, aid: str) -> None:
     s.write(b"".join(out))
 
 
+async def device_state_list(s: AmiSession, h: Headers, aid: str) -> None:
+    host = s.server.host
+    devices = [(f"PJSIP/{t.name}", device_code(t, host.trunk_busy(t) > 0)) for t in host.trunks.values()
+               if t.driver == "pjsip"]
+    out = [wire.list_start("Device State Changes will follow", aid)]
+    out += [wire.list_item("DeviceStateChange", [("Device", d), ("State", st)], aid) for d, st in devices]
+    out.append(wire.list_complete("DeviceStateListComplete", len(devices), aid))
+    s.write(b"".join(out))
+
+
 SIP_ACTIONS: dict[str, tuple[Handler, str, str]] = {
     "SIPpeers": (sip_peers, "List SIP peers (text format).", "system,reporting,all"),
     "SIPshowpeer": (sip_show_peer, "show SIP peer (text format).", "system,reporting,all"),
 }
 PJSIP_ACTIONS: dict[str, tuple[Handler, str, str]] = {
-    "PJSIPShowEndpoints": (pjsip_show_endpoints, "Lists PJSIP endpoints.", "system,reporting,all"),
+    "PJSIPShowEndpoints": (pjsip_show_endpoints, "Lists PJSIP endpoints.", "system,all"),
+}
+DEVICE_ACTIONS: dict[str, tuple[Handler, str, str]] = {
+    "DeviceStateList": (device_state_list, "List the current known device states.", "call,reporting,all"),
 }

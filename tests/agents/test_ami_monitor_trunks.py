@@ -91,3 +91,44 @@ async def test_the_agents_metrics_show_each_trunk_and_c() -> None:
         assert samples[("ccfo_agent_trunk_up", (("host", "ipc-a"), ("trunk", "carrier-1")))] == 1.0
         assert samples[("ccfo_agent_trunk_up", (("host", "ipc-a"), ("trunk", "carrier-2")))] == 0.0
         assert samples[("ccfo_agent_channels", (("host", "ipc-a"),))] == 30.0
+
+
+@pytest.mark.asyncio
+async def test_without_write_class_system_pjsip_trunks_are_read_from_device_states() -> None:
+    """The shipped AMI user (write = reporting,originate) may not run PJSIPShowEndpoints (class system):
+    the refusal is logged once, the res_pjsip trunks are read with DeviceStateList instead, chan_sip's
+    SIPpeers (system or reporting) still answers, and a DeviceStateChange event updates a trunk at once."""
+    async with monitored_lab(monitor={"trunks": TRUNKS}, spans=[], trunks=LAB_TRUNKS,
+                             write_classes=["reporting", "originate"]) as (lab, mon):
+        snap = mon.snapshot()
+        assert snap.trunks_known and snap.channels_available == 40
+        assert {t.name: t.detail for t in snap.trunks} == {"carrier-1": "device state NOT_INUSE",
+                                                          "carrier-2": "OK (12 ms)"}
+        polls = mon.reconciles
+        lab.set_trunk("carrier-1", False)
+        await async_wait_until(lambda: states(mon)["carrier-1"] == "down", timeout=2, describe=mon.snapshot)
+        assert mon.snapshot().channels_available == 10
+        await mon.refresh()  # the next poll agrees: UNAVAILABLE
+        assert mon.reconciles > polls and states(mon)["carrier-1"] == "down" and mon.reconcile_error is None
+        lab.set_calls(ivr=2, agent=1)  # the calls are still read: a refused list never stops a reconcile
+        await mon.refresh()
+        assert (mon.snapshot().calls.ivr, mon.snapshot().calls.agent) == (2, 1)
+
+
+@pytest.mark.asyncio
+async def test_a_refused_list_leaves_the_trunks_unknown_and_says_which_class_is_missing() -> None:
+    """An AMI user with write = originate only: every list is refused (CoreShowChannels too, so the
+    reconcile fails and says so); the trunks are unknown, never up, each naming the class it needs."""
+    async with monitored_lab(monitor={"trunks": TRUNKS}, spans=[], trunks=LAB_TRUNKS, wait_ready=False,
+                             write_classes=["originate"]) as (_lab, mon):
+        await async_wait_until(lambda: mon.reconcile_error is not None, timeout=5, describe=mon.snapshot)
+        snap = mon.snapshot()
+        details = {t.name: (t.state, t.detail) for t in snap.trunks}
+        assert details == {
+            "carrier-1": ("unknown", "PJSIPShowEndpoints and DeviceStateList refused (Permission denied): the AMI user "
+                                     "needs write class system (PJSIPShowEndpoints) or call or reporting "
+                                     "(DeviceStateList)"),
+            "carrier-2": ("unknown", "SIPpeers refused (Permission denied): the AMI user needs write class system "
+                                     "or reporting")}
+        assert snap.channels_available == 0 and not snap.trunks_known
+        assert mon.reconcile_error == "reconcile failed: Permission denied"  # CoreShowChannels: reporting too

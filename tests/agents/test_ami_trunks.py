@@ -10,7 +10,7 @@ import pytest
 
 from agents.ami.message import AmiMessage
 from agents.ami.model import HostModel
-from agents.ami.trunks import TrunkTable, endpoint_state, parse_list, peer_state
+from agents.ami.trunks import TrunkTable, device_state, endpoint_state, parse_list, peer_state
 from ccfo.domain.capacity import live_channels
 from ccfo.domain.site import SipDriver, SipTrunk
 from tests.recordings import AMI_FIXTURES, FIXTURES_ROOT, recording
@@ -115,3 +115,31 @@ def test_trunk_channels_count_as_board_channels_for_x_and_y() -> None:
     model.reconcile_channels([AmiMessage.from_pairs([("Channel", c), ("BridgeId", b)]) for c, b in rows])
     counts = model.counts()
     assert (counts.ivr, counts.agent) == (1, 1)  # agent7 and carrier-ab are not trunk channels
+
+
+@pytest.mark.parametrize(("code", "state"), [
+    ("NOT_INUSE", "up"), ("INUSE", "up"), ("BUSY", "up"), ("RINGING", "up"), ("ONHOLD", "up"),
+    ("UNAVAILABLE", "down"), ("INVALID", "unknown"), ("UNKNOWN", "unknown"), ("", "unknown"),
+])
+def test_device_state_codes(code: str, state: str) -> None:
+    assert device_state(code)[0] == state
+
+
+def test_device_states_stand_in_for_pjsipshowendpoints() -> None:
+    """DeviceStateList: res_pjsip trunks from their PJSIP/NAME device; one Asterisk has no state for is unknown
+    (not down: the list holds cached states only); a DeviceStateChange event moves a trunk at once."""
+    table = TrunkTable([SipTrunk("carrier-a", 30), SipTrunk("carrier-b", 20), SipTrunk("sipp", 10, SipDriver.SIP)])
+    items = [AmiMessage.from_pairs([("Event", "DeviceStateChange"), ("Device", "PJSIP/carrier-a"),
+                                    ("State", "NOT_INUSE")]),
+             AmiMessage.from_pairs([("Event", "DeviceStateChange"), ("Device", "SIP/sipp"), ("State", "UNAVAILABLE")])]
+    table.reconcile_devices(items)
+    states = {t.name: (t.state, t.detail) for t in table.status()}
+    assert states["carrier-a"] == ("up", "device state NOT_INUSE")
+    assert states["carrier-b"] == ("unknown", "no device state for PJSIP/carrier-b")
+    assert states["sipp"][0] == "unknown"  # chan_sip peers are not read from device states
+    down = AmiMessage.from_pairs([("Event", "DeviceStateChange"), ("Device", "PJSIP/carrier-a"),
+                                  ("State", "UNAVAILABLE")])
+    assert table.apply_device_event(down) and table.status()[0].state == "down"
+    assert not table.apply_device_event(down)  # no change the second time
+    other = AmiMessage.from_pairs([("Event", "DeviceStateChange"), ("Device", "PJSIP/agent7"), ("State", "INUSE")])
+    assert not table.apply_device_event(other)

@@ -122,3 +122,20 @@ def test_the_sip_lab_layout_turns_spans_into_trunks_and_validates(tmp_path: Path
     assert parse_trunks("carrier-1:pjsip:30,carrier-2:sip:30") == [("carrier-1", "pjsip", 30), ("carrier-2", "sip", 30)]
     with pytest.raises(ValueError, match="dahdi or sip"):
         build(REPO / "config", LabLayout(tmp_path / "other", telephony="isdn"))
+
+
+@pytest.mark.asyncio
+async def test_write_classes_refuse_like_manager_conf_and_devicestatelist_answers(make_lab: Make) -> None:
+    """With the shipped user's `write = reporting,originate`: PJSIPShowEndpoints (system) is refused,
+    SIPpeers (system, reporting) and DeviceStateList (call, reporting) answer."""
+    lab = await make_lab(spans=[], trunks=TRUNKS, write_classes=["reporting", "originate"])
+    ami = await client(lab)
+    refused = await ami.action({"Action": "PJSIPShowEndpoints"})
+    assert (refused[0].get("Response"), refused[0].get("Message")) == ("Error", "Permission denied")
+    assert [m.name for m in await ami.action({"Action": "SIPpeers"})][-1] == "PeerlistComplete"
+    devices = await ami.action({"Action": "DeviceStateList"})
+    assert [(m.name, m.get("Device"), m.get("State")) for m in devices] == [
+        ("Success", "", ""), ("DeviceStateChange", "PJSIP/carrier-1", "NOT_INUSE"),
+        ("DeviceStateListComplete", "", "")]
+    lab.set_trunk("carrier-1", False)
+    assert (await ami.action({"Action": "DeviceStateList"}))[1].get("State") == "UNAVAILABLE"
