@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from agents.services import ServiceState as AgentServiceState
 from agents.snmp_agi import HostViewSource
 from ccfo.clients.agent_http import parse_report
@@ -14,9 +16,12 @@ from ccfo.snmp.view import TrunkView
 from controller.adapters.snmp_glue import differences
 from controller.client import _status_text
 from controller.status import _trunks, host_capacity
+from tests.controller.test_api import api, auth
 from tests.domain.factories import normal_state
 from tests.domain.test_trunks import sip_site
 from tests.snmp.conftest import sample_view
+
+__all__ = ["api"]  # the fixture, imported for its name
 
 
 def health(*trunks: TrunkHealth, ami: bool = True) -> HostHealth:
@@ -84,3 +89,18 @@ def test_ccfo_status_text_shows_the_trunks() -> None:
                                   "capacity": {"channels": 0, "ivr_calls": 0, "agent_calls": 0, "free": 0,
                                                "fax_calls": 0, "fax_channels": 4}}}}
     assert "driver=down  trunk carrier-1=down/30ch" in _status_text(status)
+
+
+@pytest.mark.asyncio
+async def test_an_agent_report_with_trunks_is_validated_and_reaches_the_status(api):
+    body = {"host": "ipc-a", "ami": {"connected": True}, "board": {"driver": "up"}, "spans": [],
+            "services": {}, "calls": {"ivr": 0, "agent": 0, "fax": 0}, "db": {"site": "shenzhen"},
+            "trunks": [{"name": "carrier-a", "driver": "pjsip", "channels": "many", "state": "up"}]}
+    r = await api.post("/api/v1/agents/ipc-a/report", json=body, headers=auth(api, "agent"))
+    assert r.status_code == 422, "a trunk's channels must be a count"
+    body["trunks"] = [{"name": "carrier-a", "driver": "pjsip", "channels": 30, "state": "up", "detail": "x"}]
+    r = await api.post("/api/v1/agents/ipc-a/report", json=body, headers=auth(api, "agent"))
+    assert r.status_code == 204
+    hosts = (await api.get("/api/v1/status", headers=auth(api, "viewer"))).json()["hosts"]
+    assert hosts["ipc-a"]["trunks"] == []  # the example site configures no trunk on ipc-a: none is shown
+    assert hosts["ipc-a"]["capacity"]["trunk_channels"] == 0
