@@ -100,7 +100,8 @@ def _capacity(host: str, snap: Any) -> Iterator[Metric]:
     """C, X, Y and free channels as this host's AMI sees them; spans by health. Empty while AMI is down."""
     live = snap is not None and snap.connected
     for name, help_, value in (
-            ("ccfo_agent_channels", "C: channels in service on healthy spans", "channels_available"),
+            ("ccfo_agent_channels", "C: channels in service on healthy spans and SIP trunks that are up",
+             "channels_available"),
             ("ccfo_agent_free_channels", "Channels free for a new call (C - X - 2Y)", "channels_free")):
         g = GaugeMetricFamily(name, help_ + " (absent while AMI is down)", labels=["host"])
         if live:
@@ -117,6 +118,12 @@ def _capacity(host: str, snap: Any) -> Iterator[Metric]:
     for s in snap.spans if live else ():
         spans.add_metric([host, str(s.span)], 1.0 if s.healthy else 0.0)
     yield spans
+    trunks = GaugeMetricFamily("ccfo_agent_trunk_up", "1 while Asterisk sees the SIP trunk reachable (absent: unknown)",
+                               labels=["host", "trunk"])
+    for t in getattr(snap, "trunks", ()) if live else ():
+        if t.state in ("up", "down"):
+            trunks.add_metric([host, str(t.name)], 1.0 if t.state == "up" else 0.0)
+    yield trunks
 
 
 def _mapping(value: Any) -> Mapping[Any, Any]:

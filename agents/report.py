@@ -6,7 +6,8 @@ Served at GET /v1/report and pushed to the controller. `ami.state` is up, lost (
 `board.driver` combines what the service backend says about the driver service (inactive/failed = down,
 an isolated board) with what AMI sees (a loaded driver with its channels open); while AMI is lost it is
 "unknown". Every configured span is listed: one Asterisk does not report is "unknown" (dchannel "unknown",
-not healthy), never left out. Times are Unix seconds.
+not healthy), never left out. `trunks` lists the host's SIP trunks (name, driver, channels, state up / down /
+unknown, Asterisk's words); null while AMI is not connected. Times are Unix seconds.
 A managed server's agent (profile `server`: no AMI, no board) reports `board` null, `ami.state` "none",
 and its scheduled jobs with their state and next run.
 Holds no secret: no token, no AMI credentials (the AMI error text is the monitor's, which has none).
@@ -68,6 +69,11 @@ def _spans(snap: AmiSnapshotView) -> list[dict[str, Any]]:
              "channels": int(s.channels), "healthy": bool(s.healthy)} for s in snap.spans]
 
 
+def _trunks(snap: AmiSnapshotView) -> list[dict[str, Any]]:
+    return [{"name": str(t.name), "driver": str(t.driver), "channels": int(t.channels), "state": str(t.state),
+             "detail": str(t.detail)} for t in getattr(snap, "trunks", ())]
+
+
 class ReportBuilder:
     """Builds numbered reports for one host from the service manager, the config files and AMI."""
 
@@ -108,6 +114,7 @@ class ReportBuilder:
                       "ami_driver": _word(snap.driver) if connected and snap is not None else None,
                       "ami_driver_detail": getattr(snap, "driver_detail", None) if connected else None},
             "spans": _spans(snap) if connected and snap is not None else None,
+            "trunks": _trunks(snap) if connected and snap is not None else None,
             "services": {name: st.to_dict() for name, st in self.services.services().items()},
             "calls": {"ivr": int(snap.calls.ivr), "agent": int(snap.calls.agent), "fax": int(snap.calls.fax)}
             if connected and snap is not None else None,

@@ -55,6 +55,7 @@ from agents.services import ServiceManager, ServiceSpec, ServiceState, make_back
 from agents.snmp_agi import SnmpAgi, SnmpAgiError
 from agents.terms import TermFileError, TermStore
 from ccfo.config import secretfiles, tls
+from ccfo.domain.site import SipTrunk
 from ccfo.platform.auth import TokenFileError
 from ccfo.platform.sdnotify import Notifier
 
@@ -210,6 +211,7 @@ class AgentRuntime:
         board = self.model.board
         return AmiMonitor(ami.host, ami.port, ami.username, secret, board_channel_regex=board.channel_pattern,
                           span_channels={s.span: s.channels for s in board.spans},
+                          trunks=[SipTrunk(t.name, t.channels, t.driver) for t in self.model.trunks],
                           reconcile_interval_s=ami.reconcile_interval_s, ping_interval_s=ami.ping_interval_s,
                           ping_timeout_s=ami.ping_timeout_s, on_change=self._ami_changed)
 
@@ -286,7 +288,8 @@ class NoAmi:
         self.deliberate = deliberate  # no secret configured at all, as opposed to one that cannot be read
         calls = SimpleNamespace(ivr=0, agent=0, fax=0)
         self._snap = SimpleNamespace(connected=False, last_ok=None, error=reason, driver="unknown", spans=(),
-                                     calls=calls, channels_available=0, channels_free=0)
+                                     calls=calls, channels_available=0, channels_free=0, trunks=(),
+                                     trunks_known=False)
 
     def snapshot(self) -> Any:
         return self._snap

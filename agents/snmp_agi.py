@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 from agents.fastagi import AdmissionServer, CapacityUnknown, LiveCapacity
 from agents.report import driver_state
 from agents.server import split_host_port
-from ccfo.domain.capacity import HostLoad
+from ccfo.domain.capacity import HostLoad, UnknownPolicy
 from ccfo.domain.site import CapacityPolicy
 from ccfo.snmp.security import NotifyTarget, Secret, V3User
-from ccfo.snmp.view import HostView, ServiceView, SpanView, capacity_fields
+from ccfo.snmp.view import HostView, ServiceView, SpanView, TrunkView, capacity_fields
 from ccfo.snmp.wiring import (
     SnmpConfigError,
     agent_engine_id,
@@ -80,6 +80,8 @@ class HostViewSource:
         driver = driver_state(self._services.driver().state, snap)
         spans: tuple[SpanView, ...] = ()
         channels, load = 0, HostLoad()
+        trunks = tuple(TrunkView(str(t.name), str(t.driver), _updown(t.state) if connected else None,
+                                 int(t.channels)) for t in getattr(snap, "trunks", ()))
         if connected:
             spans = tuple(SpanView(int(s.span), str(s.alarm), _updown(s.dchannel), int(s.channels))
                           for s in snap.spans)
@@ -89,7 +91,7 @@ class HostViewSource:
             host=self.host, role=self.role, duty=infer_duty(self.role, states, self._runs_as, self._critical),
             mode="unknown", services=tuple(ServiceView(n, st.state.value, st.since) for n, st in statuses.items()),
             spans=spans, driver_up={"up": True, "down": False}.get(driver), ami_connected=connected,
-            ami_hung=not connected and bool(getattr(snap, "hung", False)),
+            ami_hung=not connected and bool(getattr(snap, "hung", False)), trunks=trunks,
             **capacity_fields(channels, load, self._policy, self._fax_channels))
 
     def __call__(self) -> HostView:
@@ -107,13 +109,25 @@ def _updown(value: Any) -> bool | None:
 
 def live_capacity(ami: Any, policy: CapacityPolicy, fax_channels: int) -> LiveCapacity:
     """C, X, Y and fax calls now, from the AMI snapshot; CapacityUnknown ("AMI down (why)") while the AMI
-    link is down, so the admission's policy answer names the real cause."""
+    link is down, or while the host's SIP trunks have not been listed since it connected (C would be a
+    guess), so the admission's per-kind policy answers and names the real cause."""
     snap = ami.snapshot()
     if not snap.connected:
         raise CapacityUnknown(f"AMI down ({snap.error or 'not connected'})")
+    trunks = getattr(snap, "trunks", ())
+    if trunks and not getattr(snap, "trunks_known", True):
+        why = next((t.detail for t in trunks if t.state == "unknown"), "trunks not listed")
+        raise CapacityUnknown(f"AMI down for the trunks (no trunk data: {why})")
     calls = snap.calls
     return LiveCapacity(int(snap.channels_available), HostLoad(int(calls.ivr), int(calls.agent), int(calls.fax)),
                         policy, fax_channels)
+
+
+def ami_down_policy(model: Any, fail_open: bool) -> UnknownPolicy:
+    """hosts.NAME.agi.ami_down as the core's per-kind policy; a kind left unset follows agi.fail_open."""
+    def one(value: str | None) -> bool:
+        return fail_open if value is None else value == "admit"
+    return UnknownPolicy(ivr=one(model.ivr), agent=one(model.agent), fax=one(model.fax))
 
 
 class SnmpAgi:
@@ -194,7 +208,8 @@ class SnmpAgi:
             return
         host, port = split_host_port(agi.listen)
         server = AdmissionServer(lambda: live_capacity(self._ami(), self._policy, self.model.fax_channels),
-                                 host=host, port=port, fail_open=agi.fail_open)
+                                 host=host, port=port, fail_open=agi.fail_open,
+                                 ami_down=ami_down_policy(agi.ami_down, agi.fail_open))
         try:
             await server.start()
         except OSError as exc:

@@ -43,6 +43,8 @@ def _add_offline(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--agent-calls", type=int, default=0, help="agent calls up (each holds 2 channels)")
     p.add_argument("--scenario", choices=[s.value for s in Scenario], default=Scenario.NORMAL.value)
     p.add_argument("--span-down", action="append", default=[], metavar="HOST:SPAN", help="a span out of service")
+    p.add_argument("--trunk-down", action="append", default=[], metavar="HOST:TRUNK",
+                   help="a SIP trunk out of service")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=offline.cmd_capacity)
     csub = p.add_subparsers(dest="capacity_cmd")

@@ -130,6 +130,7 @@ def _status_text(s: dict[str, Any]) -> str:
              f"database {s['active_db']}"]
     for name, h in s["hosts"].items():
         spans = " ".join(f"span{p['span']}={p['alarm']}{'' if p['dchannel_up'] else '/D-down'}" for p in h["spans"])
+        spans += "".join(f" trunk {t['name']}={t['state']}/{t['channels']}ch" for t in h.get("trunks", ()))
         svcs = " ".join(f"{k}={v}" for k, v in sorted(h["services"].items()))
         c = h["capacity"]
         lines.append(f"  {name} ({h['role']}, {h['duty']}{', board isolated' if h['board_isolated'] else ''}) "

@@ -42,7 +42,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     for w in cfg.warnings:
         print(w, file=sys.stderr)
-    hosts = ", ".join(f"{h.id} {h.role.value} {h.board.channels} channels" for h in cfg.site.hosts)
+    hosts = ", ".join(f"{h.id} {h.role.value} {h.channels} channels" for h in cfg.site.hosts)
     servers = (f"; {len(cfg.site.servers)} servers in " + ", ".join(
         f"{dc} ({len(cfg.site.servers_in(dc))})" for dc in cfg.site.datacenters)) if cfg.site.servers else ""
     print(f"config OK: site {cfg.site.name}: {hosts}{servers}; {len(cfg.policy.rules)} rules; "
@@ -60,6 +60,20 @@ def _span_downs(cfg: LoadedConfig, items: Sequence[str]) -> dict[str, list[int]]
         if cfg.site.host(host).board.span(int(span)) is None:
             raise UsageError(f"--span-down {item!r}: {host} has no span {span}")
         out.setdefault(host, []).append(int(span))
+    return out
+
+
+def _trunk_downs(cfg: LoadedConfig, items: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for item in items:
+        host, _, name = item.partition(":")
+        if host not in cfg.site.host_ids or not name:
+            hosts = ", ".join(cfg.site.host_ids)
+            raise UsageError(f"--trunk-down {item!r}: expected HOST:TRUNK with HOST one of {hosts}")
+        if cfg.site.host(host).trunk(name) is None:
+            known = ", ".join(t.name for t in cfg.site.host(host).trunks) or "none"
+            raise UsageError(f"--trunk-down {item!r}: {host} has no trunk {name} (trunks: {known})")
+        out.setdefault(host, []).append(name)
     return out
 
 
@@ -83,12 +97,18 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         return cmd_blocking(args)
     cfg = load(args)
     scenario = Scenario(args.scenario)
-    channels = scenario_channels(cfg.site, scenario, _span_downs(cfg, args.span_down))
+    trunks_down = _trunk_downs(cfg, getattr(args, "trunk_down", []))
+    channels = scenario_channels(cfg.site, scenario, _span_downs(cfg, args.span_down), trunks_down)
     cap = site_capacity(channels, args.agent_calls, cfg.site.capacity, scenario.value)
     if args.json:
-        print(json.dumps(capacity_json(cap), indent=2))
+        data = capacity_json(cap)
+        for name, host in data["hosts"].items():
+            host["trunks"] = [{"name": t.name, "driver": t.driver.value, "channels": t.channels,
+                               "state": "down" if t.name in trunks_down.get(name, ()) else "up"}
+                              for t in cfg.site.host(name).trunks]
+        print(json.dumps(data, indent=2))
     else:
-        _print_capacity(cfg, cap)
+        _print_capacity(cfg, cap, trunks_down)
     if cap.max_ivr_calls is None:
         per_host = " + ".join(f"{n} {h.max_agent_calls}" for n, h in cap.hosts.items())
         print(f"refused: {args.agent_calls} agent calls do not fit in scenario {scenario.value}: "
@@ -97,7 +117,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_capacity(cfg: LoadedConfig, cap: SiteCapacity) -> None:
+def _print_capacity(cfg: LoadedConfig, cap: SiteCapacity, trunks_down: dict[str, list[str]] | None = None) -> None:
     data = capacity_json(cap)
     pol = cfg.site.capacity
     print(f"Scenario {cap.scenario}, {cap.agent_calls} agent call(s); each IVR call holds "
@@ -112,6 +132,12 @@ def _print_capacity(cfg: LoadedConfig, cap: SiteCapacity) -> None:
     total_ivr = sum(h["max_ivr_calls"] for h in data["hosts"].values())
     fit_all = "-" if cap.max_ivr_calls is None else cap.max_ivr_calls
     print(f"{'site':<19}{cap.channels:>5}{total_ivr:>9}{cap.max_agent_calls:>11}{cap.agent_calls:>14}{fit_all!s:>14}")
+    for host in cfg.site.hosts:
+        if host.trunks:
+            down = set((trunks_down or {}).get(host.id, ()))
+            listed = ", ".join(f"{t.name} ({t.driver.value}, {t.channels} ch{', down' if t.name in down else ''})"
+                               for t in host.trunks)
+            print(f"{host.id} SIP trunks: {listed}")
     if cap.max_ivr_calls is not None:
         print(f"With {cap.agent_calls} agent call(s), {cap.max_ivr_calls} more IVR call(s) fit.")
 

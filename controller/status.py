@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ccfo.domain.capacity import max_ivr_calls
+from ccfo.domain.capacity import live_channels, max_ivr_calls
 from ccfo.domain.health import HostHealth
 from ccfo.domain.site import Site
 from ccfo.domain.state import Mode, SiteState
@@ -30,7 +30,8 @@ def host_capacity(site: Site, state: SiteState, host_id: str, health: HostHealth
     host = site.host(host_id)
     serving = state.serving_channels(site)[host_id]
     if health is not None and serving:
-        healthy = sum(s.channels for s in health.spans if s.healthy) if health.spans else 0
+        healthy = live_channels((s.channels for s in health.spans if s.healthy),
+                                (t.channels for t in health.trunks if t.healthy))
         serving = min(serving, healthy) if health.ami_connected else 0
     x = health.ivr_calls if health else 0
     y = health.agent_calls if health else 0
@@ -38,11 +39,19 @@ def host_capacity(site: Site, state: SiteState, host_id: str, health: HostHealth
     used = x * pol.channels_per_ivr_call + y * pol.channels_per_agent_call
     more = max(0, serving - pol.reserve_for_transfers - used) // pol.channels_per_ivr_call
     step = max(1, pol.channels_per_agent_call - pol.channels_per_ivr_call)  # what a transfer adds
-    return {"channels": serving, "board_channels": host.board.channels, "ivr_calls": x, "agent_calls": y,
+    return {"channels": serving, "board_channels": host.board.channels,
+            "trunk_channels": sum(t.channels for t in host.trunks), "ivr_calls": x, "agent_calls": y,
             "fax_calls": health.fax_calls if health else 0, "fax_channels": host.fax_channels, "used": used,
             "free": max(0, serving - used), "reserve": pol.reserve_for_transfers, "more_ivr_calls": more,
             "more_agent_transfers": min(x, max(0, serving - used) // step),
             "max_ivr_calls_alone": max_ivr_calls(serving, 0, pol) or 0}
+
+
+def _trunks(host: Any, health: HostHealth | None) -> list[dict[str, Any]]:
+    """Every configured trunk with its reported state (unknown when the agent did not report it)."""
+    seen = {t.name: t for t in (health.trunks if health else ())}
+    return [{"name": t.name, "driver": t.driver.value, "channels": t.channels,
+             "state": seen[t.name].state if t.name in seen else "unknown"} for t in host.trunks]
 
 
 def status(engine: Any) -> dict[str, Any]:
@@ -63,6 +72,7 @@ def status(engine: Any) -> dict[str, Any]:
             "driver": health.driver.value if health else "unknown",
             "spans": [{"span": s.span, "alarm": s.alarm, "dchannel_up": s.dchannel_up, "channels": s.channels}
                       for s in (health.spans if health else ())],
+            "trunks": _trunks(host, health),
             "services": {n: st.value for n, st in (health.services.items() if health else ())},
             "db_site": health.db_site if health else None,
             "capacity": host_capacity(site, state, host.id, health),

@@ -59,7 +59,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     (root / "lab.error").unlink(missing_ok=True)
     log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen([sys.executable, "-m", "lab.supervisor", "--dir", str(root.resolve()), "--net", args.net,
-                             "--controller-listen", args.controller_listen, "--control-port", str(args.control_port)],
+                             "--controller-listen", args.controller_listen, "--control-port", str(args.control_port),
+                             "--telephony", getattr(args, "telephony", "dahdi")],
                             cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     deadline = time.monotonic() + args.timeout
@@ -145,6 +146,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     q.add_argument("--controller-listen", default="127.0.0.1:8080")
     q.add_argument("--control-port", type=int, default=8090)
     q.add_argument("--timeout", type=float, default=120.0)
+    q.add_argument("--telephony", choices=["dahdi", "sip"], default="dahdi",
+                   help="the hosts' lines: DAHDI E1 spans, or SIP trunks of the same channels")
     q.set_defaults(func=cmd_up)
     q = lsub.add_parser("down", help="stop every process of the lab")
     common(q)
@@ -153,6 +156,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     common(q)
     q.set_defaults(func=cmd_status)
     q = lsub.add_parser("inject", help="HOST span N red|yellow|blue|clear, HOST board down|up, "
+                                       "HOST trunk NAME down|up (a SIP trunk's reachability), "
                                        "HOST service NAME crash|hang|resume, HOST asterisk hang|resume, "
                                        "HOST unreachable|reachable, db SITE down|up, "
                                        "front down|up (the SIP front, Kamailio)")

@@ -57,6 +57,7 @@ class LabLayout:
     stop_timeout_s: float = 4.0
     debounce_s: float | None = None  # tests shorten every rule's debounce
     mode: str | None = None  # start in this mode instead of the site's
+    telephony: str = "dahdi"  # "sip": the hosts' spans become SIP trunks of the same channels (see sip_trunks)
     hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
 
     @property
@@ -131,6 +132,11 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
         token = _secret(cfg / "secrets" / f"agent-token-{name}")
         _register_agent_token(tokens, name, token)
         _lab_host(host, name, addr, layout, ami_secret)
+        if layout.telephony == "sip":
+            host["trunks"] = sip_trunks(host["board"]["spans"])
+            host["board"]["spans"] = []
+        elif layout.telephony != "dahdi":
+            raise ValueError(f"LabLayout.telephony must be dahdi or sip, got {layout.telephony!r}")
     # The lab does not start the managed servers' agents yet (issue #17, item 5): without them a repoint plan
     # would fail on its first server step, so the lab's site keeps the IPC pair only, as before.
     site.pop("servers", None)
@@ -167,6 +173,13 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
     if (source / "drills.yaml").is_file():
         shutil.copy2(source / "drills.yaml", cfg / "drills.yaml")
     return site
+
+
+def sip_trunks(spans: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The SIP trunks standing in for a host's spans: span 1 -> res_pjsip `carrier-1`, span N -> chan_sip
+    `carrier-N`, each with the span's channels (so the lab's figures stay those of the example site)."""
+    return [{"name": f"carrier-{s['span']}", "kind": "sip", "channels": int(s["channels"]),
+             "driver": "pjsip" if i == 0 else "sip"} for i, s in enumerate(spans)]
 
 
 def _register_agent_token(tokens: Path, host: str, token: str) -> None:

@@ -152,6 +152,11 @@ class LabSite:
         ami = Proc(f"{host}-ami", [sys.executable, "-m", "lab.ami", "--host", addr, "--port", str(lay.ami_port),
                                    "--control-host", addr, "--control-port", str(lay.control_port),
                                    "--spans", spans, "--fax", str(spec.get("fax_channels", 4)),
+                                   "--trunks", ",".join(f"{t['name']}:{t.get('driver', 'pjsip')}:{t['channels']}"
+                                                        for t in spec.get("trunks", [])),
+                                   # a SIP-trunk lab grants the agent's AMI user only what the shipped
+                                   # manager-ccfo.conf grants: PJSIPShowEndpoints (system) is refused there
+                                   *(["--write-classes", "reporting,originate"] if lay.telephony == "sip" else []),
                                    "--secret-file", str(lay.config / "secrets" / "ami-secret"),
                                    "--login-fail-delay", "0.2", "--ready-file", str(ready)],
                    lay.root / "logs" / f"{host}-ami.log")
@@ -311,6 +316,11 @@ class LabSite:
         if what == "dchannel" and len(args) == 2 and args[1] in ("up", "down"):
             await self.ami_control(host, f"/spans/{int(args[0])}/dchannel", {"up": args[1] == "up"})
             return f"{host} span {args[0]} D-channel {args[1]}"
+        if what == "trunk" and len(args) == 2 and args[1] in ("down", "up"):
+            if args[0] not in {t["name"] for t in self.site["hosts"][host].get("trunks", [])}:
+                raise LabError(f"{host} has no trunk {args[0]!r}")
+            await self.ami_control(host, f"/trunks/{args[0]}", {"up": args[1] == "up"})
+            return f"{host} trunk {args[0]} {args[1]}"
         if what == "board" and args and args[0] in ("down", "up"):
             driver = self.site["hosts"][host]["board"]["driver_service"]
             await self._lab_service(host, "stop" if args[0] == "down" else "start", driver, control=True)
@@ -326,6 +336,7 @@ class LabSite:
                 self.procs[name].signal(sig)
             return f"{host} {what}"
         raise LabError("usage: HOST span N red|yellow|blue|clear | HOST dchannel N up|down | HOST board down|up | "
+                       "HOST trunk NAME down|up | "
                        "HOST service NAME crash|hang|resume | HOST asterisk hang|resume | HOST unreachable|reachable | "
                        "db SITE down|up | front down|up")
 

@@ -9,7 +9,10 @@ Owns an `AmiLink`, one consumer task and one reconcile task:
   never be overwritten by a stale list (panoramisk would otherwise hand the list to us out of band);
 * reconciliation runs at start-up, after every (re)connect, after alarm events and FullyBooted, and
   every `reconcile_interval_s` (PRIShowSpans polling is the only way to see D-channel changes);
-* AMI loss is its own state (`connected=False`, last known lines kept), never "all lines down".
+* AMI loss is its own state (`connected=False`, last known lines kept), never "all lines down";
+* SIP trunks (`trunks`) are re-listed with every reconcile (PJSIPShowEndpoints and/or SIPpeers, see
+  `trunks.py`); their channels count as board channels (X, Y) and, while up, toward C. After a
+  (re)connect their state is unknown until listed (`trunks_known`), so admission can say so.
 
 `changed` (an asyncio.Event) is set and `on_change` called whenever the snapshot changes, ignoring
 `last_ok`, which moves with every successful Ping.
@@ -22,17 +25,23 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+
+from ccfo.domain.capacity import live_channels
+from ccfo.domain.site import SipDriver, SipTrunk
 
 from .errors import AmiError, AmiNotConnected, AmiTimeout
 from .link import AmiLink, LinkConfig
 from .message import AmiMessage
 from .model import CallCounts, DriverState, HostModel, SpanStatus
+from .trunks import DEVICE_LIST, LIST_ACTION, TrunkStatus, TrunkTable
 
 log = logging.getLogger(__name__)
 _SAFE = re.compile(r"^[0-9A-Za-z*#+_.-]{1,64}$")
-_TRIGGERS = frozenset({"Alarm", "AlarmClear", "SpanAlarm", "SpanAlarmClear", "FullyBooted"})
+# PeerStatus (chan_sip) and ContactStatus (res_pjsip) announce a trunk's reachability change: re-list.
+_TRIGGERS = frozenset({"Alarm", "AlarmClear", "SpanAlarm", "SpanAlarmClear", "FullyBooted", "PeerStatus",
+                       "ContactStatus"})
 ORIGINATE_REASONS = {0: "failed (no free channel, span or driver down, or no such extension)", 1: "hung up",
                      3: "no answer before the timeout", 4: "answered", 5: "busy", 8: "congestion"}
 BATCH = 2000
@@ -51,6 +60,8 @@ class AmiSnapshot:
     channels_available: int
     channels_free: int
     hung: bool = False  # not connected because Asterisk stopped answering (ami=hung), not refused (ami=lost)
+    trunks: tuple[TrunkStatus, ...] = ()  # the configured SIP trunks, with their state
+    trunks_known: bool = True  # every trunk list has answered since the last (re)connect
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,17 +85,25 @@ class _ListWait:
     items: list[AmiMessage]
 
 
+_DRIVER_OF_LIST = {action: driver for driver, action in LIST_ACTION.items()}
+
+
 class AmiMonitor:
     """Live spans/driver/calls of one host; `start()` it, read `snapshot()`, await `changed`."""
 
     def __init__(self, host: str, port: int, username: str, secret: str, *, events: str = "system,call",
                  board_channel_regex: str = r"^DAHDI/", fax_channel_regex: str | None = r"^DAHDI/\d+-",
-                 span_channels: Mapping[int, int] | None = None, reconcile_interval_s: float = 10.0,
+                 span_channels: Mapping[int, int] | None = None, trunks: Iterable[SipTrunk] = (),
+                 reconcile_interval_s: float = 10.0,
                  action_timeout_s: float = 5.0, connect_timeout_s: float = 5.0, ping_interval_s: float = 5.0,
                  ping_timeout_s: float = 2.0, backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
                  on_change: Callable[[AmiSnapshot], None] | None = None) -> None:
         self.config = LinkConfig(host, port, username, secret, events, connect_timeout_s, action_timeout_s,
                                  ping_interval_s, ping_timeout_s, backoff_initial_s, backoff_max_s)
+        self.trunk_table = TrunkTable(trunks)
+        trunk_pattern = self.trunk_table.channel_pattern()
+        if trunk_pattern is not None:  # a call on a trunk holds a channel of C like a call on a span
+            board_channel_regex = f"(?:{board_channel_regex})|{trunk_pattern}"
         self.model = HostModel(board_channel_regex, fax_channel_regex, span_channels)
         self.link = AmiLink(self.config, on_event=self._on_event, on_state=self._on_link_state)
         self.reconcile_interval_s = reconcile_interval_s
@@ -99,6 +118,7 @@ class AmiMonitor:
         self._poke = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_key: AmiSnapshot | None = None
+        self._warned: set[str] = set()  # trunk list problems already logged (each once, not every reconcile)
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
@@ -122,7 +142,9 @@ class AmiMonitor:
         model = self.model
         spans = model.spans_status()
         calls = model.counts()
-        available = sum(s.channels for s in spans if s.healthy) if model.driver is DriverState.UP else 0
+        trunks = self.trunk_table.status()
+        available = live_channels((s.channels for s in spans if s.healthy and model.driver is DriverState.UP),
+                                  (t.channels for t in trunks if t.up))
         return AmiSnapshot(
             connected=self.link.connected, last_ok=self.link.last_ok,
             error=self.link.error if not self.link.connected else self.reconcile_error,
@@ -130,7 +152,7 @@ class AmiMonitor:
             channels_available=available,
             # Calls can outlive a span fault for a moment; "free" never goes below zero.
             channels_free=max(0, available - calls.ivr - 2 * calls.agent),
-            hung=self.link.hung and not self.link.connected)
+            hung=self.link.hung and not self.link.connected, trunks=trunks, trunks_known=self.trunk_table.known)
 
     def _publish(self) -> None:
         snap = self.snapshot()
@@ -152,8 +174,10 @@ class AmiMonitor:
     def _on_link_state(self, connected: bool) -> None:
         if connected:
             self.reconcile_error = None
+            self.trunk_table.forget("not listed since the AMI connected")
             self._poke.set()
         else:
+            self.trunk_table.forget("AMI not connected")
             self._fail_lists(self.link.error or "AMI connection lost")
         self._publish()
 
@@ -184,6 +208,8 @@ class AmiMonitor:
                 return
             self._count_event(msg.name)
             self.model.apply_event(msg)
+            if msg.name == "DeviceStateChange":
+                self.trunk_table.apply_device_event(msg)
             if msg.name in _TRIGGERS:
                 self._poke.set()
         except Exception:
@@ -202,6 +228,10 @@ class AmiMonitor:
             self.model.reconcile_dahdi_channels(waiter.items)
         elif waiter.kind == "CoreShowChannels":
             self.model.reconcile_channels(waiter.items)
+        elif waiter.kind in _DRIVER_OF_LIST:
+            self.trunk_table.reconcile(_DRIVER_OF_LIST[waiter.kind], waiter.items)
+        elif waiter.kind == DEVICE_LIST:
+            self.trunk_table.reconcile_devices(waiter.items)
         if not waiter.future.done():
             waiter.future.set_result(None)
 
@@ -238,10 +268,48 @@ class AmiMonitor:
             self.model.chan_dahdi_missing()
         else:
             await self._list("DAHDIShowChannels")
+        for driver in self.trunk_table.drivers:
+            await self._list_trunks(driver)
         await self._list("CoreShowChannels")
         self.reconciles += 1
         self.reconcile_error = None
         self._publish()
+
+    async def _list_trunks(self, driver: SipDriver) -> None:
+        """List one driver's trunks; a refused list never stops the reconcile (calls must still be read)."""
+        action = LIST_ACTION[driver]
+        try:
+            await self._list(action)
+        except AmiError as exc:
+            if isinstance(exc, AmiTimeout | AmiNotConnected):
+                raise
+            if "Invalid/unknown command" in exc.message:
+                self.trunk_table.module_missing(driver, exc.message)
+            elif "No endpoints found" in exc.message:  # res_pjsip with no endpoint configured at all
+                self.trunk_table.reconcile(driver, ())
+            elif "Permission denied" in exc.message and driver is SipDriver.PJSIP:
+                await self._list_devices(exc.message)
+            else:
+                self._warn_once(f"{action}: {exc.message}")
+                self.trunk_table.refused(driver, action, exc.message)
+
+    async def _list_devices(self, why: str) -> None:
+        """PJSIPShowEndpoints needs write class system: read the res_pjsip trunks' device states instead."""
+        self._warn_once(f"PJSIPShowEndpoints: {why} (the AMI user has no write class system); reading the trunks' "
+                        "device states with DeviceStateList")
+        try:
+            await self._list(DEVICE_LIST)
+        except AmiError as exc:
+            if isinstance(exc, AmiTimeout | AmiNotConnected):
+                raise
+            self._warn_once(f"{DEVICE_LIST}: {exc.message}")
+            self.trunk_table.refused(SipDriver.PJSIP, f"PJSIPShowEndpoints and {DEVICE_LIST}", exc.message,
+                                     "system (PJSIPShowEndpoints) or call or reporting (DeviceStateList)")
+
+    def _warn_once(self, text: str) -> None:
+        if text not in self._warned:
+            self._warned.add(text)
+            log.warning("AMI trunk list: %s", text)
 
     async def _list(self, action: str) -> None:
         loop = asyncio.get_running_loop()

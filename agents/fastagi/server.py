@@ -6,9 +6,11 @@ capacity core (`ccfo.domain.capacity.admit`) with the live figures the agent han
 channel variables: `CCFO_REASON` (a sentence), then `CCFO_ADMIT` (`yes` or `no`), then close the socket.
 
 Never block the dialplan for long: Asterisk itself has no FastAGI deadline while the caller is up. Our
-answer goes out within `answer_within_s` of the request; on any internal error (the live source raising
-or slow, a malformed request, overload) the answer follows the fail-open / fail-closed policy and the
-reason says so. The dialplan must judge from CCFO_ADMIT, never from AGISTATUS (see
+answer goes out within `answer_within_s` of the request. When the live source says the capacity cannot
+be known (`CapacityUnknown`: AMI down, no trunk data), the per-kind `ami_down` policy answers (the pure
+core's `admit_unknown`) and the reason starts with "AMI down"; on any internal error (the live source
+raising otherwise or slow, a malformed request, overload) the answer follows the fail-open / fail-closed
+policy and the reason says so. The dialplan must judge from CCFO_ADMIT, never from AGISTATUS (see
 config/asterisk/extensions-ccfo.conf).
 
 Own asyncio implementation on streams, not pyst2 (blocking, no server for Python 3) nor panoramisk's
@@ -38,7 +40,7 @@ from agents.fastagi.protocol import (
     parse_request,
     set_variable,
 )
-from ccfo.domain.capacity import HostLoad, admit
+from ccfo.domain.capacity import HostLoad, UnknownPolicy, admit, admit_unknown
 from ccfo.domain.site import CapacityPolicy, DirectionLimits
 
 log = logging.getLogger(__name__)
@@ -109,12 +111,15 @@ class AdmissionServer:
         event loop, so only an async callable's wait can be bounded) or an async one (bounded by
         answer_within_s).
     fail_open: on an internal error, admit (True) or refuse (False).
+    ami_down: per call kind, admit or refuse when the live source raises CapacityUnknown (default: every
+        kind as fail_open).
     """
 
     def __init__(self, live: LiveSource, *, host: str = "127.0.0.1", port: int = 4573, fail_open: bool = True,
                  answer_within_s: float = 0.2, header_timeout_s: float = 2.0, reply_timeout_s: float = 2.0,
-                 max_connections: int = 512) -> None:
+                 max_connections: int = 512, ami_down: UnknownPolicy | None = None) -> None:
         self._live = live
+        self.ami_down = ami_down or UnknownPolicy(fail_open, fail_open, fail_open)
         self._host, self._port = host, port
         self.fail_open = fail_open
         self._answer_within_s = answer_within_s
@@ -213,7 +218,8 @@ class AdmissionServer:
         except TimeoutError:
             return self._fallback(f"live capacity not available within {self._answer_within_s * 1000:.0f} ms")
         except CapacityUnknown as exc:
-            return self._fallback(f"{exc}: live calls unknown")
+            result = admit_unknown(request.kind, self.ami_down, str(exc))
+            return Decision(result.admit, result.reason, True)
         except Exception as exc:
             log.warning("fastagi: cannot decide %s: %s: %s", request.kind, type(exc).__name__, exc)
             return self._fallback(f"internal error ({type(exc).__name__})")

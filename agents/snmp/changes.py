@@ -13,6 +13,7 @@ Rules:
   A new service that is not active is down. unknown -> unknown sends nothing.
 * board driver and AMI link: transitions between up and down (unknown counts as not up for the driver).
 * role changed: role, duty or mode differ.
+* SIP trunk (by name): up -> down is down, down -> up is up; unknown on either side sends nothing.
 The first view after start is a baseline: `changes(None, view)` is empty.
 """
 
@@ -27,6 +28,9 @@ from ccfo.snmp.layout import (
     SVC_CHANGE_COL,
     SVC_NAME_COL,
     SVC_STATE_COL,
+    TRUNK_CHANNELS_COL,
+    TRUNK_NAME_COL,
+    TRUNK_STATE_COL,
     Layout,
     Notification,
     Oid,
@@ -35,8 +39,9 @@ from ccfo.snmp.layout import (
     service_rows,
     span_alarm_name,
     span_rows,
+    trunk_rows,
 )
-from ccfo.snmp.view import HostView, ServiceView, SpanView
+from ccfo.snmp.view import HostView, ServiceView, SpanView, TrunkView
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +72,20 @@ def changes(old: HostView | None, new: HostView, layout: Layout) -> list[Outgoin
         out += _span_changes(old.span(span.span), span, name, layout)
     for index, svc in enumerate(new.services, start=1):
         out += _service_changes(old.service(svc.name), svc, index, name, layout)
+    before = {t.name: t for t in old.trunks}
+    for index, trunk in enumerate(new.trunks[:1024], start=1):
+        out += _trunk_changes(before.get(trunk.name), trunk, index, name, layout)
     return out
+
+
+def _trunk_changes(before: TrunkView | None, after: TrunkView, index: int, name: tuple[Oid, Typed],
+                   layout: Layout) -> list[Outgoing]:
+    if before is None or before.up is None or after.up is None or before.up == after.up:
+        return []
+    rows = dict(trunk_rows(index, after, layout))
+    kind = Notification.TRUNK_UP if after.up else Notification.TRUNK_DOWN
+    cols = (TRUNK_NAME_COL, TRUNK_STATE_COL, TRUNK_CHANNELS_COL)
+    return [Outgoing(kind, (name, *((layout.trunk(c, index), rows[layout.trunk(c, index)]) for c in cols)))]
 
 
 def _span_changes(before: SpanView | None, after: SpanView, name: tuple[Oid, Typed],

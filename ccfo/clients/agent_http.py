@@ -16,7 +16,7 @@ import httpx
 
 from ccfo.config import tls
 from ccfo.config.loader import LoadedConfig
-from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth
+from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth, TrunkHealth
 from ccfo.platform.auth import TokenFileError, read_secret
 from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable, TermRefused
 
@@ -49,8 +49,11 @@ def _parse_report(host: str, body: Mapping[str, Any], received_at: float) -> Hos
     calls = body.get("calls") or {}
     db = body.get("db") or {}
     ami_hung = not ami and body["ami"].get("state") == "hung"
+    trunks = tuple(TrunkHealth(str(t["name"]), str(t["state"]) if t["state"] in ("up", "down") else "unknown",
+                               int(t["channels"]), str(t.get("driver", "pjsip")))
+                   for t in (body.get("trunks") or ()))
     return HostHealth(host, received_at, ami, driver, spans, services, int(calls.get("ivr", 0)),
-                      int(calls.get("agent", 0)), int(calls.get("fax", 0)), db.get("site"), ami_hung)
+                      int(calls.get("agent", 0)), int(calls.get("fax", 0)), db.get("site"), ami_hung, trunks)
 
 
 TERM_HEADER = "X-Ccfo-Highest-Term"  # agents/terms.py: on a 409, the highest leader term the agent has seen

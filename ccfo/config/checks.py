@@ -34,7 +34,7 @@ def check_site(m: SiteFileModel, loc: Located, root: Path) -> list[Problem]:
     if m.databases.active not in m.databases.sites:
         problems.append(loc.problem(("databases", "active"), f"unknown database site {m.databases.active!r} "
                                     f"(sites: {', '.join(m.databases.sites)})"))
-    smallest = min((sum(s.channels for s in h.board.spans) for h in m.hosts.values()), default=0)
+    smallest = min((_host_channels(h) for h in m.hosts.values()), default=0)
     if m.capacity.reserve_for_transfers >= smallest > 0:
         problems.append(loc.problem(("capacity", "reserve_for_transfers"),
                                     f"must be less than the smallest host's channels ({smallest}), "
@@ -77,21 +77,39 @@ def _check_routing(m: SiteFileModel, loc: Located) -> list[Problem]:
     return problems
 
 
+def _host_channels(host) -> int:  # type: ignore[no-untyped-def]
+    """All of a host's channels: its spans' bearer channels and its SIP trunks' limits."""
+    return sum(s.channels for s in host.board.spans) + sum(t.channels for t in host.trunks)
+
+
+def _check_trunks(host, base: tuple, loc: Located) -> list[Problem]:  # type: ignore[no-untyped-def]
+    problems = []
+    if not host.board.spans and not host.trunks:
+        problems.append(loc.problem(base, "no telephony: give board.spans (DAHDI) or trunks (SIP), or both"))
+    seen: dict[str, int] = {}
+    for i, trunk in enumerate(host.trunks):
+        if trunk.name in seen:
+            problems.append(loc.problem((*base, "trunks", i, "name"),
+                                        f"duplicate trunk name {trunk.name!r} (also trunks[{seen[trunk.name]}])"))
+        seen.setdefault(trunk.name, i)
+    return problems
+
+
 def _check_host(name: str, host, m: SiteFileModel, loc: Located) -> list[Problem]:  # type: ignore[no-untyped-def]
     base = ("hosts", name)
-    problems: list[Problem] = []
+    problems: list[Problem] = _check_trunks(host, base, loc)
     seen: dict[int, int] = {}
     for i, span in enumerate(host.board.spans):
         if span.span in seen:
             problems.append(loc.problem((*base, "board", "spans", i, "span"),
                                         f"duplicate span number {span.span} (also spans[{seen[span.span]}])"))
         seen.setdefault(span.span, i)
-    channels = sum(s.channels for s in host.board.spans)
+    channels = _host_channels(host)
     for field in ("inbound_max", "outbound_max"):
         value = getattr(host.board.limits, field)
         if value is not None and value > channels:
             problems.append(loc.problem((*base, "board", "limits", field),
-                                        f"must be at most the board's {channels} channels, got {value}"))
+                                        f"must be at most the host's {channels} channels, got {value}"))
     critical = [n for n, s in host.services.items() if s.critical]
     if not critical:
         problems.append(loc.problem((*base, "services"), "no critical service (CTI/IVR): mark them critical: true"))

@@ -31,6 +31,7 @@ from ccfo.domain.site import (
     ScheduledJob,
     Service,
     ServiceName,
+    SipTrunk,
     Site,
     Span,
 )
@@ -122,7 +123,9 @@ def to_site(m: SiteFileModel) -> Site:
         board = Board(ServiceName(h.board.driver_service), spans,
                       DirectionLimits(h.board.limits.inbound_max, h.board.limits.outbound_max))
         services = tuple(Service(ServiceName(sn), frozenset(s.runs_as), s.critical) for sn, s in h.services.items())
-        hosts.append(Host(HostId(name), h.role, board, h.fax_channels, services, _db_files(h.db_config_files)))
+        trunks = tuple(SipTrunk(t.name, t.channels, t.driver) for t in h.trunks)
+        hosts.append(Host(HostId(name), h.role, board, h.fax_channels, services, _db_files(h.db_config_files),
+                          trunks))
     db_sites = tuple(DbSite(DbSiteId(n), s.host, s.port) for n, s in m.databases.sites.items())
     servers = tuple(
         ManagedServer(HostId(name), s.datacenter, s.kind, tuple(ServiceName(n) for n in s.services),

@@ -17,7 +17,7 @@ from ccfo.config.cluster import ClusterModel
 from ccfo.domain.faults import FaultKind
 from ccfo.domain.plan import Action
 from ccfo.domain.rules import Approval, RoleMatch
-from ccfo.domain.site import IPC_HOSTS, Duty, JobBackend, Role, ServerKind, ServerRole, SpanKind, Trunk
+from ccfo.domain.site import IPC_HOSTS, Duty, JobBackend, Role, ServerKind, ServerRole, SipDriver, SpanKind, Trunk
 from ccfo.domain.state import Mode
 
 
@@ -59,6 +59,31 @@ class SpanModel(Strict):
     """Where the span goes: the carrier's network or an internal PBX."""
 
 
+class TrunkModel(Strict):
+    """A SIP trunk of the host: its channels count toward C while Asterisk sees it reachable (AMI)."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,79}$")]
+    """The Asterisk endpoint (pjsip.conf) or peer (sip.conf) name of the trunk."""
+    kind: Literal["sip"] = "sip"
+    """The trunk type (sip)."""
+    channels: Annotated[int, Range(1, 10000)]
+    """At most this many simultaneous calls on the trunk (the carrier's channel limit)."""
+    driver: SipDriver = SipDriver.PJSIP
+    """The Asterisk channel driver: pjsip (res_pjsip, PJSIPShowEndpoints) or sip (chan_sip, SIPpeers)."""
+
+
+class AmiDownModel(Strict):
+    """Per call kind, what admission answers when the live capacity cannot be known (AMI down, no trunk
+    data): admit or refuse. A kind left unset follows agi.fail_open."""
+
+    ivr: Literal["admit", "refuse"] | None = None
+    """A new IVR call with AMI down: admit or refuse (unset: agi.fail_open)."""
+    agent: Literal["admit", "refuse"] | None = None
+    """A transfer to an agent with AMI down: admit or refuse (unset: agi.fail_open)."""
+    fax: Literal["admit", "refuse"] | None = None
+    """A fax call with AMI down: admit or refuse (unset: agi.fail_open)."""
+
+
 class LimitsModel(Strict):
     inbound_max: Annotated[int, Range(0, 10000)] | None = None
     """At most this many channels for inbound calls on the host (none: no limit)."""
@@ -86,8 +111,8 @@ class BoardModel(Strict):
     """How the agent starts, stops and checks the driver service."""
     channel_pattern: Regex = "^DAHDI/"
     """Regular expression matching the board's channel names in Asterisk (calls on other channels are not counted)."""
-    spans: list[SpanModel] = Field(min_length=1)
-    """The board's PRI spans, as chan_dahdi numbers them."""
+    spans: list[SpanModel] = Field(default_factory=list)
+    """The board's PRI spans, as chan_dahdi numbers them (none on a host whose telephony is SIP trunks only)."""
     limits: LimitsModel = LimitsModel()
     """Per-direction channel limits for admission."""
 
@@ -188,6 +213,8 @@ class AgiModel(Strict):
     """HOST:PORT of the FastAGI admission server."""
     fail_open: bool = True
     """When the live capacity cannot be known (AMI down, an internal error): admit (true) or refuse (false)."""
+    ami_down: AmiDownModel = AmiDownModel()
+    """Per call kind (ivr, agent, fax), admit or refuse while AMI is down or the trunks' state is unknown."""
 
 
 PROBE_KINDS = ("tcp", "http", "command", "ami")
@@ -325,8 +352,10 @@ class HostModel(Strict):
     """The host's SNMP responder (CCFO-MIB) and notification targets."""
     agi: AgiModel = AgiModel()
     """The host's FastAGI admission server."""
-    board: BoardModel
-    """The host's digital voice board and its driver."""
+    board: BoardModel = BoardModel()
+    """The host's digital voice board and its driver (its spans may be empty when the host has SIP trunks)."""
+    trunks: list[TrunkModel] = Field(default_factory=list, max_length=64)
+    """The host's SIP trunks (beside or instead of the board's spans): C counts those that are up."""
     fax_channels: Annotated[int, Range(0, 64)] = 4
     """Channels of the separate fax board (a fax pool of its own)."""
     service_backend: Literal["systemd", "command"] = "systemd"

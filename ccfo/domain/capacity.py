@@ -4,7 +4,9 @@ An IVR-only call holds one channel; a caller transferred to a human agent holds 
 and the agent's leg sit on the same board). On a host with C usable channels: ``X + 2Y <= C``. The
 rule is per host because both legs of an agent call must be on one board: 60 + 30 channels do not make
 one pool of 90 for agent calls. Channels reserved for transfers may be used by agent transfers only.
-Pure: no I/O; callers pass live counts in.
+C comes from two sources, counted alike: the bearer channels of healthy PRI spans and the channel limits
+of SIP trunks that are up (`live_channels`). With no live data at all (AMI down) admission follows the
+host's explicit per-kind policy (`admit_unknown`). Pure: no I/O; callers pass live counts in.
 """
 
 from __future__ import annotations
@@ -87,6 +89,30 @@ def admit(
     return Admission(True, f"X + 2Y = {used} + {extra} <= {limit}")
 
 
+@dataclass(frozen=True, slots=True)
+class UnknownPolicy:
+    """Per call kind: admit (True) or refuse (False) when the live capacity cannot be known (AMI down)."""
+
+    ivr: bool = True
+    agent: bool = True
+    fax: bool = True
+
+    def admits(self, kind: CallKind) -> bool:
+        return bool(getattr(self, kind.value))
+
+
+def admit_unknown(kind: CallKind, policy: UnknownPolicy, why: str, *, source: str = "ami_down policy") -> Admission:
+    """The answer when C, X and Y cannot be known (`why`, e.g. "AMI down (connection refused)"): the
+    configured policy for this kind decides, and the reason says why there was no figure to judge by."""
+    verdict = "admitted" if policy.admits(kind) else "refused"
+    return Admission(policy.admits(kind), f"{why}: live calls unknown; {kind.value} {verdict} by the {source}")
+
+
+def live_channels(healthy_span_channels: Iterable[int], up_trunk_channels: Iterable[int]) -> int:
+    """C now: the bearer channels of the healthy spans plus the channel limits of the trunks that are up."""
+    return sum(healthy_span_channels) + sum(up_trunk_channels)
+
+
 def _direction_refusal(load: HostLoad, extra: int, direction: Direction | None,
                        limits: DirectionLimits) -> str | None:
     if (direction is Direction.INBOUND and limits.inbound_max is not None
@@ -142,20 +168,23 @@ class SiteCapacity:
         return sum(h.channels for h in self.hosts.values())
 
 
-def host_channels(host: Host, down_spans: Iterable[int] = ()) -> int:
-    """Bearer channels of the host's spans that are not down."""
-    down = set(down_spans)
-    return sum(s.channels for s in host.board.spans if s.number not in down)
+def host_channels(host: Host, down_spans: Iterable[int] = (), down_trunks: Iterable[str] = ()) -> int:
+    """Bearer channels of the host's spans that are not down plus the channels of its trunks that are not."""
+    down, gone = set(down_spans), set(down_trunks)
+    return live_channels((s.channels for s in host.board.spans if s.number not in down),
+                         (t.channels for t in host.trunks if t.name not in gone))
 
 
-def scenario_channels(site: Site, scenario: Scenario, down_spans: Mapping[str, Iterable[int]]) -> dict[str, int]:
-    """Usable channels per host under a named scenario plus explicit span outages."""
+def scenario_channels(site: Site, scenario: Scenario, down_spans: Mapping[str, Iterable[int]],
+                      down_trunks: Mapping[str, Iterable[str]] | None = None) -> dict[str, int]:
+    """Usable channels per host under a named scenario plus explicit span and trunk outages."""
     out: dict[str, int] = {}
     for host in site.hosts:
         gone = (scenario is Scenario.PRIMARY_DOWN and host.role is Role.PRIMARY) or (
             scenario is Scenario.STANDBY_DOWN and host.role is Role.STANDBY
         )
-        out[host.id] = 0 if gone else host_channels(host, down_spans.get(host.id, ()))
+        out[host.id] = 0 if gone else host_channels(host, down_spans.get(host.id, ()),
+                                                    (down_trunks or {}).get(host.id, ()))
     return out
 
 

@@ -45,6 +45,20 @@ class SpanHealth:
 
 
 @dataclass(frozen=True, slots=True)
+class TrunkHealth:
+    """A SIP trunk as the agent saw it over AMI: state up, down or unknown."""
+
+    name: str
+    state: str  # "up", "down" or "unknown"
+    channels: int
+    driver: str = "pjsip"
+
+    @property
+    def healthy(self) -> bool:
+        return self.state == "up"
+
+
+@dataclass(frozen=True, slots=True)
 class HostHealth:
     """One host as its agent last reported it."""
 
@@ -59,6 +73,7 @@ class HostHealth:
     fax_calls: int = 0
     db_site: str | None = None  # the database site its config files point at
     ami_hung: bool = False  # AMI not connected because Asterisk stopped answering (not refused/closed)
+    trunks: tuple[TrunkHealth, ...] = ()  # the host's SIP trunks (empty: none, or AMI not connected)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +139,7 @@ even on a host whose board is isolated: its CTI/IVR cannot take calls either way
         if not health.ami_connected:
             out.add(Fault(FaultKind.AMI_LOST, host.id))
             continue
-        if health.driver is DriverState.DOWN:
+        if health.driver is DriverState.DOWN and host.board.spans:  # a SIP-trunk-only host has no board to lose
             out.add(Fault(FaultKind.BOARD_DOWN, host.id))
             continue
         for span in health.spans:

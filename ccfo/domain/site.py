@@ -1,11 +1,11 @@
 """The site model: hosts, boards, spans, services, database sites, managed servers, as frozen values.
 
 This is the pure core's picture of the call center described by the source plan: two IPC hosts with a
-telephony board each (E1 PRI spans), the managed services and the roles that run them, the database
-sites the hosts' config files point at, and the site's other machines per data center (application
-server, database connection service, TA import, SMS/e-mail sender, online customer service), each
-running the agent without AMI or board. It is built once from the validated YAML (ccfo.config) and
-never does I/O; the decision code reads it, nothing mutates it.
+telephony board each (E1 PRI spans) and/or SIP trunks (a channel limit each), the managed services and
+the roles that run them, the database sites the hosts' config files point at, and the site's other
+machines per data center (application server, database connection service, TA import, SMS/e-mail
+sender, online customer service), each running the agent without AMI or board. It is built once from the
+validated YAML (ccfo.config) and never does I/O; the decision code reads it, nothing mutates it.
 """
 
 from __future__ import annotations
@@ -64,6 +64,29 @@ class Span:
     trunk: Trunk
 
 
+class SipDriver(StrEnum):
+    """The Asterisk channel driver of a SIP trunk: res_pjsip (endpoints) or the old chan_sip (peers)."""
+
+    PJSIP = "pjsip"
+    SIP = "sip"
+
+
+@dataclass(frozen=True, slots=True)
+class SipTrunk:
+    """A SIP trunk of a host: the Asterisk endpoint (pjsip) or peer (chan_sip) name and its channel limit.
+
+    While the trunk is reachable its `channels` count toward the host's C, like a span's bearer channels."""
+
+    name: str
+    channels: int
+    driver: SipDriver = SipDriver.PJSIP
+
+    @property
+    def channel_prefix(self) -> str:
+        """How Asterisk names this trunk's channels: `PJSIP/NAME-` or `SIP/NAME-`."""
+        return f"{'PJSIP' if self.driver is SipDriver.PJSIP else 'SIP'}/{self.name}-"
+
+
 @dataclass(frozen=True, slots=True)
 class DirectionLimits:
     """Optional per-direction channel maximums (the old 60 inbound / 30 outbound split)."""
@@ -115,6 +138,15 @@ class Host:
     fax_channels: int
     services: tuple[Service, ...]
     db_files: tuple[DbConfigFile, ...] = ()
+    trunks: tuple[SipTrunk, ...] = ()
+
+    @property
+    def channels(self) -> int:
+        """All the host's voice channels when every span and trunk is up: the board's plus the trunks'."""
+        return self.board.channels + sum(t.channels for t in self.trunks)
+
+    def trunk(self, name: str) -> SipTrunk | None:
+        return next((t for t in self.trunks if t.name == name), None)
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)

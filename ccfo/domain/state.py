@@ -65,7 +65,7 @@ class SiteState:
         some host runs CTI/IVR (the active CTI/IVR serves both boards, per the source plan)."""
         if self.active_host is None:
             return {h.id: 0 for h in site.hosts}
-        return {h.id: h.board.channels if self.hosts[h.id].in_service else 0 for h in site.hosts}
+        return {h.id: h.channels if self.hosts[h.id].in_service else 0 for h in site.hosts}
 
     def to_dict(self) -> dict[str, object]:
         return {

@@ -24,6 +24,7 @@ class DecodedNotification:
     span: int | None = None
     service: str | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)
+    trunk: str | None = None  # ccfoTrunkName, in ccfoTrunkDown / ccfoTrunkUp
 
     @property
     def name(self) -> str:
@@ -57,7 +58,8 @@ def decode_notification(lay: L.Layout, varbinds: Sequence[tuple[L.Oid, Any]]) ->
     }
     texts = {lay.event(L.EVENT_RULE): "rule", lay.event(L.EVENT_ACTION): "action",
              lay.event(L.EVENT_PLAN): "plan_id", lay.event(L.EVENT_TEXT): "text"}
-    span_entry, svc_entry = lay.obj(2, 2, 1), lay.obj(3, 1, 1)
+    span_entry, svc_entry, trunk_entry = lay.obj(2, 2, 1), lay.obj(3, 1, 1), lay.obj(2, 3, 1)
+    trunk = None
     for raw_oid, value in varbinds:
         oid = tuple(raw_oid)
         where = ".".join(map(str, oid))
@@ -79,7 +81,20 @@ def decode_notification(lay: L.Layout, varbinds: Sequence[tuple[L.Oid, Any]]) ->
         elif oid[:-2] == svc_entry and len(oid) == len(svc_entry) + 2:
             fields["service_index"] = oid[-1]
             service = _service_field(fields, oid[-2], value, where) or service
-    return DecodedNotification(out.kind, trap_oid, host, span, service, fields)
+        elif oid[:-2] == trunk_entry and len(oid) == len(trunk_entry) + 2:
+            fields["trunk_index"] = oid[-1]
+            trunk = _trunk_field(fields, oid[-2], value, where) or trunk
+    return DecodedNotification(out.kind, trap_oid, host, span, service, fields, trunk)
+
+
+def _trunk_field(fields: dict[str, Any], column: int, value: Any, where: str) -> str | None:
+    if column == L.TRUNK_NAME_COL:
+        return _text(value, where)
+    if column == L.TRUNK_STATE_COL:
+        fields["trunk_up"] = L.decode_updown(_num(value, where))
+    elif column == L.TRUNK_CHANNELS_COL:
+        fields["channels"] = _num(value, where)
+    return None
 
 
 def _span_field(fields: dict[str, Any], column: int, value: Any, where: str) -> None:

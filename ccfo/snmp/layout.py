@@ -6,10 +6,11 @@ notifications. Pure: no pysnmp here (the adapters convert `Typed` values to pysn
 the controller can import it without pulling in the agent.
 
 Layout under ccfoMIB = 1.3.6.1.4.1.<enterprise>.1 (enterprise 32473 unless the site sets its own):
-  .0.N                notifications (agent 1..11, controller 20..24)
+  .0.N                notifications (agent 1..13, controller 20..24)
   .1.1.{1..5}.0       host: name, role, duty, mode, AMI link
   .1.2.1.0            board driver
   .1.2.2.1.C.<span>   span table: 2 alarm, 3 D-channel, 4 bearer channels, 5 dsx1LineStatus bit map
+  .1.2.3.1.C.<i>      SIP trunk table: 2 name, 3 driver, 4 state, 5 channels
   .1.3.1.1.C.<i>      service table: 2 name, 3 state, 4 last change (DateAndTime)
   .1.4.{1..8}.0       capacity: C, X, Y, fax calls, free, reserve, X+2Y, fax channels
   .1.5.{1..6}         controller event objects (accessible-for-notify)
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Literal, NamedTuple
 
-from ccfo.snmp.view import HostView, ServiceView, SpanView
+from ccfo.snmp.view import HostView, ServiceView, SpanView, TrunkView
 
 Oid = tuple[int, ...]
 DOC_ENTERPRISE = 32473  # RFC 5612: reserved for documentation
@@ -59,6 +60,8 @@ class Notification(IntEnum):
     AMI_LOST = 9
     AMI_RESTORED = 10
     ROLE_CHANGED = 11
+    TRUNK_DOWN = 12
+    TRUNK_UP = 13
     DECISION = 20
     PLAN_STARTED = 21
     PLAN_FINISHED = 22
@@ -187,6 +190,9 @@ class Layout:
     def service(self, column: int, index: int) -> Oid:
         return self.obj(3, 1, 1, column, index)
 
+    def trunk(self, column: int, index: int) -> Oid:
+        return self.obj(2, 3, 1, column, index)
+
     def capacity(self, arc: int) -> Oid:
         return self.obj(4, arc, 0)
 
@@ -197,6 +203,8 @@ class Layout:
 # span table columns, service table columns, capacity arcs, event arcs
 SPAN_ALARM_COL, SPAN_DCHANNEL_COL, SPAN_CHANNELS_COL, SPAN_DSX1_COL = 2, 3, 4, 5
 SVC_NAME_COL, SVC_STATE_COL, SVC_CHANGE_COL = 2, 3, 4
+TRUNK_NAME_COL, TRUNK_DRIVER_COL, TRUNK_STATE_COL, TRUNK_CHANNELS_COL = 2, 3, 4, 5
+TRUNK_DRIVER = {"pjsip": 1, "sip": 2}
 CAPACITY_FIELDS = ("channels", "ivr_calls", "agent_calls", "fax_calls", "free", "reserve", "used", "fax_channels")
 EVENT_HOST, EVENT_RULE, EVENT_ACTION, EVENT_PLAN, EVENT_DUTY, EVENT_TEXT = 1, 2, 3, 4, 5, 6
 
@@ -246,10 +254,19 @@ def service_rows(index: int, svc: ServiceView, layout: Layout) -> list[tuple[Oid
     ]
 
 
+def trunk_rows(index: int, trunk: TrunkView, layout: Layout) -> list[tuple[Oid, Typed]]:
+    return [
+        (layout.trunk(TRUNK_NAME_COL, index), _s(trunk.name, 80)),
+        (layout.trunk(TRUNK_DRIVER_COL, index), _i(TRUNK_DRIVER.get(trunk.driver, TRUNK_DRIVER["pjsip"]))),
+        (layout.trunk(TRUNK_STATE_COL, index), _i(encode_updown(trunk.up))),
+        (layout.trunk(TRUNK_CHANNELS_COL, index), _g(trunk.channels)),
+    ]
+
+
 def view_rows(view: HostView, layout: Layout) -> list[tuple[Oid, Typed]]:
     """Every CCFO-MIB object and DS1-MIB dsx1LineStatus instance for `view`, sorted by OID.
 
-    Spans with a number outside 1..65535 and services past the 1024th are left out (the MIB's ranges).
+    Spans with a number outside 1..65535 and services or trunks past the 1024th are left out (the MIB's ranges).
     """
     rows = host_rows(view, layout)
     for span in view.spans:
@@ -258,6 +275,8 @@ def view_rows(view: HostView, layout: Layout) -> list[tuple[Oid, Typed]]:
             rows.append(((*DSX1_LINE_STATUS, span.span), _i(dsx1_line_status(span.alarm))))
     for index, svc in enumerate(view.services[:1024], start=1):
         rows += service_rows(index, svc, layout)
+    for index, trunk in enumerate(view.trunks[:1024], start=1):
+        rows += trunk_rows(index, trunk, layout)
     rows.sort(key=lambda r: r[0])
     return rows
 
@@ -295,13 +314,22 @@ def parse_view(values: Mapping[Oid, int | bytes], layout: Layout) -> HostView:
                     _date_or_none(values.get(layout.service(SVC_CHANGE_COL, i))))
         for i in indexes
     )
+    trunk_prefix = layout.obj(2, 3, 1, TRUNK_NAME_COL)
+    drivers = {v: k for k, v in TRUNK_DRIVER.items()}
+    trunks = tuple(
+        TrunkView(text(layout.trunk(TRUNK_NAME_COL, i)),
+                  drivers.get(num(layout.trunk(TRUNK_DRIVER_COL, i), 1), "pjsip"),
+                  decode_updown(num(layout.trunk(TRUNK_STATE_COL, i), UNKNOWN)),
+                  num(layout.trunk(TRUNK_CHANNELS_COL, i)))
+        for i in sorted(o[-1] for o in values if o[:-1] == trunk_prefix)
+    )
     capacity = {f: num(layout.capacity(arc)) for arc, f in enumerate(CAPACITY_FIELDS, start=1)}
     return HostView(
         host=text(layout.host_name), role=decode_enum(ROLE, num(layout.host_role, 3)),
         duty=decode_enum(DUTY, num(layout.host_duty, 5)), mode=decode_enum(MODE, num(layout.host_mode, 5)),
         services=services, spans=spans, driver_up=decode_updown(num(layout.board_driver, UNKNOWN)),
         ami_connected=decode_updown(num(layout.ami_link, UNKNOWN)) is True,
-        ami_hung=num(layout.ami_link, UNKNOWN) == AMI_HUNG, **capacity,
+        ami_hung=num(layout.ami_link, UNKNOWN) == AMI_HUNG, trunks=trunks, **capacity,
     )
 
 

@@ -12,6 +12,7 @@ Field vocabularies (strings, so the domain's StrEnums can be passed as they are;
 * mode: automatic | supervised | manual | maintenance
 * service state: active | inactive | failed | activating | deactivating | hung | unknown
 * span alarm: ok | red | yellow | blue | recovering | loopback | not_open | los | unknown
+* trunk: driver pjsip | sip, state up | down | unknown
   (chan_dahdi's texts such as "Red Alarm" and "No Alarm" are accepted too)
 """
 
@@ -39,6 +40,14 @@ class SpanView:
 
 
 @dataclass(frozen=True, slots=True)
+class TrunkView:
+    name: str
+    driver: str  # pjsip | sip
+    up: bool | None  # None: not known (no AMI link, or not listed since it connected)
+    channels: int
+
+
+@dataclass(frozen=True, slots=True)
 class HostView:
     host: str
     role: str
@@ -57,6 +66,7 @@ class HostView:
     reserve: int = 0  # channels kept back for agent transfers
     used: int = 0  # X + 2Y (per the capacity policy)
     fax_channels: int = 0
+    trunks: tuple[TrunkView, ...] = ()  # the host's SIP trunks, in configuration order
 
     def service(self, name: str) -> ServiceView | None:
         return next((s for s in self.services if s.name == name), None)

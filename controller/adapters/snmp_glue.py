@@ -55,6 +55,10 @@ def differences(view: HostView, health: HostHealth | None) -> list[str]:
         rep = {s.span: (span_alarm_name(s.alarm), _UPDOWN[s.dchannel_up], s.channels) for s in health.spans}
         for n in sorted(set(mib) | set(rep)):
             differ(f"span {n}", mib.get(n), rep.get(n))
+        mib_trunks = {t.name: (_UPDOWN[t.up], t.channels) for t in view.trunks}
+        rep_trunks = {t.name: (t.state, t.channels) for t in health.trunks}
+        for name in sorted(set(mib_trunks) | set(rep_trunks)):
+            differ(f"trunk {name}", mib_trunks.get(name), rep_trunks.get(name))
         differ("calls (ivr, agent, fax)", (view.ivr_calls, view.agent_calls, view.fax_calls),
                (health.ivr_calls, health.agent_calls, health.fax_calls))
     mine = {s.name: s.state for s in view.services}
@@ -171,10 +175,11 @@ class ControllerSnmp:
         n = record.notification
         host = n.host if n.host in self.cfg.site_model.hosts else None
         detail = " ".join(f"{k}={v}" for k, v in n.fields.items())
-        where = f" span {n.span}" if n.span is not None else f" service {n.service}" if n.service else ""
+        where = (f" span {n.span}" if n.span is not None else f" service {n.service}" if n.service
+                 else f" trunk {n.trunk}" if n.trunk else "")
         data = {"notification": n.name, "source": f"{record.source[0]}:{record.source[1]}",
                 "version": record.version, "claimed_host": n.host, "span": n.span, "service": n.service,
-                "fields": dict(n.fields)}
+                "trunk": n.trunk, "fields": dict(n.fields)}
         try:
             entry = await asyncio.to_thread(self.engine.journal.append, JOURNAL_KIND, ts=record.received_at,
                                             host=host, reason=f"{n.name}{where} {detail}".strip(), data=data)

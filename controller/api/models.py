@@ -115,6 +115,13 @@ class SpanIn(_Report):
     channels: Count
 
 
+class TrunkIn(_Report):
+    name: Annotated[str, Field(min_length=1, max_length=80)]
+    state: Annotated[str, Field(max_length=16, description="up, down or unknown")]
+    channels: Count
+    driver: Annotated[str, Field(max_length=16)] = "pjsip"
+
+
 class ServiceIn(_Report):
     state: Annotated[str, Field(max_length=64)]
 
@@ -141,6 +148,7 @@ class AgentReport(_Report):
     ami: AmiIn
     board: BoardIn | None  # null: a managed server (no board)
     spans: Annotated[list[SpanIn], Field(max_length=64)] | None = None
+    trunks: Annotated[list[TrunkIn], Field(max_length=64)] | None = None
     services: dict[str, ServiceIn]
     calls: CallsIn | None = None
     db: DbIn | None = None

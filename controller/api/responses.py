@@ -97,9 +97,18 @@ class SpanOut(TypedDict):
 
 
 @with_config(OPEN)
+class TrunkOut(TypedDict):
+    name: str
+    driver: str
+    channels: int
+    state: Literal["up", "down", "unknown"]
+
+
+@with_config(OPEN)
 class HostCapacityOut(TypedDict):
     channels: int
     board_channels: int
+    trunk_channels: int
     ivr_calls: int
     agent_calls: int
     fax_calls: int
@@ -123,6 +132,7 @@ class HostOut(TypedDict):
     ami_connected: bool | None
     driver: str
     spans: list[SpanOut]
+    trunks: list[TrunkOut]
     services: dict[str, str]
     db_site: str | None
     capacity: HostCapacityOut

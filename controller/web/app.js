@@ -437,6 +437,13 @@ function renderHosts(s) {
         h("span", { class: sp.dchannel_up ? "dch" : "dch bad" }, `D-channel ${sp.dchannel_up ? "up" : "DOWN"}`),
         h("span", { class: "muted" }, `${sp.channels} ch`));
     }) : [h("li", { class: "span alarm-unknown" }, "no span report")];
+    const trunks = (host.trunks || []).map((t) => {
+      const look = t.state === "up" ? "ok" : t.state === "down" ? "red" : "unknown";
+      return h("li", { class: `span trunk alarm-${look}`, "data-testid": `trunk-${name}-${t.name}` },
+        h("span", { class: "span-name" }, `Trunk ${t.name}`),
+        h("span", { class: "span-alarm" }, t.state === "up" ? "UP" : t.state.toUpperCase()),
+        h("span", { class: "muted" }, `${t.driver} · ${t.channels} ch`));
+    });
     const services = Object.entries(host.services).map(([svc, st]) =>
       h("li", { class: `svc svc-${slug(st)}`, "data-testid": `svc-${name}-${svc}` },
         h("span", { class: "svc-name" }, svc), h("span", { class: "svc-state" }, st)));
@@ -460,7 +467,8 @@ function renderHosts(s) {
       h("dt", {}, "Board driver"), h("dd", { class: host.driver === "up" && !host.board_isolated ? "ok" : "bad" },
         driver),
       h("dt", {}, "Database"), h("dd", {}, host.db_site || "unknown")),
-    h("h4", {}, "E1 spans"), h("ul", { class: "spans" }, spans),
+    ...(host.spans.length || !trunks.length ? [h("h4", {}, "E1 spans"), h("ul", { class: "spans" }, spans)] : []),
+    ...(trunks.length ? [h("h4", {}, "SIP trunks"), h("ul", { class: "spans trunks" }, trunks)] : []),
     h("h4", {}, "Services"), h("ul", { class: "services" }, services.length ? services : h("li", {}, "no report")));
   });
   $("hosts").replaceChildren(...cards);

@@ -30,6 +30,15 @@ def parse_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+def parse_trunks(text: str) -> list[tuple[str, str, int]]:
+    """`carrier-a:pjsip:30,old:sip:10` -> [("carrier-a", "pjsip", 30), ("old", "sip", 10)]; "" means none."""
+    trunks = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, driver, channels = item.split(":")
+        trunks.append((name, driver, int(channels)))
+    return trunks
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m lab.ami", description=__doc__.splitlines()[0])
     p.add_argument("--host", default="127.0.0.1", help="AMI bind address")
@@ -38,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="HTTP control bind address, loopback only (default: --host if loopback, else 127.0.0.1)")
     p.add_argument("--control-port", type=int, default=None, help="HTTP control port (0: any; omit: none)")
     p.add_argument("--spans", default="1:30,2:30", help="span:bearer-channels list, e.g. 1:30,2:30")
+    p.add_argument("--trunks", default="", help="SIP trunks name:driver:channels, e.g. carrier-a:pjsip:30")
+    p.add_argument("--write-classes", default=None,
+                   help="manager.conf write classes of the user, e.g. reporting,originate (default: allow all)")
     p.add_argument("--fax", type=int, default=4, help="number of fax channels")
     p.add_argument("--username", default="ccfo")
     p.add_argument("--secret-file", type=Path, help="file holding the AMI secret (else $CCFO_AMI_SECRET)")
@@ -64,7 +76,8 @@ async def serve(args: argparse.Namespace, secret: str) -> None:
         secret=secret, chan_dahdi_loaded=not args.no_chan_dahdi, driver_running=not args.driver_stopped,
         reportalarms=args.reportalarms, modules=[m for m in args.modules.split(",") if m],
         login_fail_delay_s=args.login_fail_delay, time_scale=args.time_scale,
-        control_port=args.control_port, control_host=args.control_host)
+        control_port=args.control_port, control_host=args.control_host, trunks=parse_trunks(args.trunks),
+        write_classes=args.write_classes.split(",") if args.write_classes else None)
     await lab.start()
     ready = json.dumps({"host": args.host, "ami_port": lab.port, "control_host": args.control_host,
                         "control_port": lab.control_port, "pid": os.getpid()})

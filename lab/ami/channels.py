@@ -93,6 +93,25 @@ def layout_spans(spans: list[tuple[int, int]]) -> list[Span]:
 
 
 @dataclass
+class LabTrunk:
+    """One SIP trunk: its Asterisk endpoint/peer name, channel driver, call limit and reachability."""
+
+    name: str
+    driver: str  # "pjsip" (res_pjsip endpoint) or "sip" (chan_sip peer)
+    channels: int
+    reachable: bool = True
+    seq: int = 0  # Asterisk's global channel sequence, shown as 8 hex digits in channel names
+
+    @property
+    def tech(self) -> str:
+        return "PJSIP" if self.driver == "pjsip" else "SIP"
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.tech}/{self.name}-"
+
+
+@dataclass
 class Channel:
     """One Asterisk channel, with the snapshot fields every channel event carries."""
 

@@ -6,6 +6,7 @@ simulated Asterisk. Routes map one-to-one to `LabAmiServer` methods:
 
     GET  /snapshot                     POST /spans/{n}/alarm {"alarm": "red"|"clear"|...}
     POST /spans/{n}/dchannel {"up": b}  POST /driver/stop, /driver/start
+    POST /trunks/{name} {"up": b}
     POST /shutdown {"restart": b}      POST /start, /kill, /sessions/drop, /freeze {"frozen": b}
     POST /calls/ivr {"span"?}          POST /calls/agent, /calls/fax -> {"call_id": ...}
     POST /calls/{id}/transfer          POST /calls/{id}/end (or DELETE /calls/{id})
@@ -45,6 +46,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Route]] = [(m, re.compile(p + r"$"), f)
     ("GET", r"/snapshot", lambda lab, m, b: lab.snapshot()),
     ("POST", r"/spans/(\d+)/alarm", lambda lab, m, b: _ok(lab.set_span_alarm(int(m[1]), str(b["alarm"])))),
     ("POST", r"/spans/(\d+)/dchannel", lambda lab, m, b: _ok(lab.set_dchannel(int(m[1]), bool(b["up"])))),
+    ("POST", r"/trunks/([\w.+-]+)", lambda lab, m, b: _ok(lab.set_trunk(m[1], bool(b["up"])))),
     ("POST", r"/driver/stop", lambda lab, m, b: _ok(lab.stop_driver())),
     ("POST", r"/driver/start", lambda lab, m, b: _ok(lab.start_driver())),
     ("POST", r"/sessions/drop", lambda lab, m, b: _ok(lab.drop_sessions())),

@@ -5,6 +5,9 @@ real one emits when that state changes (through the `emit` callback, already in 
 no sockets and no event loop: delays are asked of the `schedule` callback, so the server can track
 them. Fault semantics follow `shared/reference/ami-dahdi-pri.md`: a D-channel change raises no event,
 span alarms are reported per `reportalarms`, a stopped driver leaves every channel `Not Open`.
+SIP trunks (`trunks`: name, driver pjsip|sip, channel limit) carry calls too, on `PJSIP/NAME-...` or
+`SIP/NAME-...` channels, once the spans have no free bearer (a SIP-only host has no span); a trunk made
+unreachable takes no new call (the calls it carries stay up, as a failed qualify leaves dialogs alone).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .channels import (
     UNKNOWN,
     Call,
     Channel,
+    LabTrunk,
     Span,
     alarm_text,
     bridge_fields,
@@ -26,6 +30,7 @@ from .channels import (
     hangup_fields,
     layout_spans,
 )
+from .sip_actions import device_code
 
 Emit = Callable[[str, str, list[tuple[str, str]]], None]
 Schedule = Callable[[float, Callable[[], None]], None]
@@ -51,13 +56,19 @@ class TelephonyHost:
 
     def __init__(self, spans: list[tuple[int, int]], fax_channels: int = 4, *, reportalarms: str = "all",
                  chan_dahdi_loaded: bool = True, driver_running: bool = True, time_scale: float = 1.0,
-                 emit: Emit | None = None, schedule: Schedule | None = None) -> None:
+                 emit: Emit | None = None, schedule: Schedule | None = None,
+                 trunks: list[tuple[str, str, int]] | None = None) -> None:
         if reportalarms not in REPORT_ALARMS:
             raise LabError(f"reportalarms must be one of {REPORT_ALARMS}")
         self.spans: dict[int, Span] = {s.number: s for s in layout_spans(spans)}
         last = max((s.first + s.timeslots - 1 for s in self.spans.values()), default=0)
         self.fax_channels = list(range(last + 1, last + 1 + fax_channels))
         self.fax_span = max(self.spans, default=0) + 1
+        self.trunks: dict[str, LabTrunk] = {n: LabTrunk(n, d, c) for n, d, c in (trunks or [])}
+        for trunk in self.trunks.values():
+            if trunk.driver not in ("pjsip", "sip") or trunk.channels < 1:
+                raise LabError(f"trunk {trunk.name}: driver must be pjsip or sip and channels >= 1")
+        self._chan_seq = itertools.count(1)
         self.reportalarms = reportalarms
         self.chan_dahdi_loaded = chan_dahdi_loaded
         self.driver_running = driver_running
@@ -109,9 +120,51 @@ class TelephonyHost:
         kinds = [c.kind for c in self.calls.values()]
         return {k: kinds.count(k) for k in ("ivr", "agent", "fax", "probe")}
 
+    def trunk_busy(self, trunk: LabTrunk) -> int:
+        return sum(1 for name in self.channels if name.startswith(trunk.prefix))
+
     def free_bearers(self) -> int:
-        return sum(1 for s in self.spans.values() if self.span_healthy(s)
-                   for c in s.bearer_channels if c not in self.busy)
+        spans = sum(1 for s in self.spans.values() if self.span_healthy(s)
+                    for c in s.bearer_channels if c not in self.busy)
+        return spans + sum(t.channels - self.trunk_busy(t) for t in self.trunks.values() if t.reachable)
+
+    # ----------------------------------------------------------------- SIP trunks
+    def trunk(self, name: str) -> LabTrunk:
+        try:
+            return self.trunks[name]
+        except KeyError:
+            raise LabError(f"no such trunk: {name} (trunks: {', '.join(self.trunks) or 'none'})") from None
+
+    def set_trunk(self, name: str, up: bool) -> None:
+        """A trunk's far end answers its qualify again (up) or stops answering (down): chan_sip raises
+        PeerStatus (Reachable/Unreachable), res_pjsip DeviceStateChange and ContactStatus; the list actions
+        show the new state."""
+        trunk = self.trunk(name)
+        if trunk.reachable == up:
+            return
+        trunk.reachable = up
+        if trunk.driver == "sip":
+            self.emit("PeerStatus", "system", [("ChannelType", "SIP"), ("Peer", f"SIP/{trunk.name}"),
+                                               ("PeerStatus", "Reachable" if up else "Unreachable"),
+                                               ("Time", "12") if up else ("Time", "-1")])
+        else:
+            self.emit("DeviceStateChange", "call", [("Device", f"PJSIP/{trunk.name}"),
+                                                    ("State", device_code(trunk, self.trunk_busy(trunk) > 0))])
+            self.emit("ContactStatus", "system", [("URI", f"sip:{trunk.name}@192.0.2.1:5060"),
+                                                  ("ContactStatus", "Reachable" if up else "Unreachable"),
+                                                  ("AOR", trunk.name), ("EndpointName", trunk.name),
+                                                  ("RoundtripUsec", "12000" if up else "0")])
+
+    def _trunk_channel(self, address: str, *, exten: str, context: str, caller: str, linked: Channel | None,
+                       state: int) -> Channel:
+        trunk = next((t for t in self.trunks.values() if t.reachable and self.trunk_busy(t) < t.channels), None)
+        if trunk is None:
+            raise NoCapacity("no free bearer channel on any healthy span or reachable trunk")
+        uid = self.new_uniqueid()
+        return self.add_channel(Channel(
+            name=f"{trunk.prefix}{next(self._chan_seq):08x}", uniqueid=uid,
+            linkedid=linked.linkedid if linked else uid, context=context, exten=exten, caller_num=caller,
+            state=state, dnid=address if linked else exten))
 
     # ----------------------------------------------------------------- spans and driver
     def _alarm_events(self, channels: list[int], span: int | None, mask: int) -> None:
@@ -213,7 +266,13 @@ class TelephonyHost:
 
         `address` is the caller's number for an inbound call and the dialled number for an outbound one.
         """
-        span, channo = self._alloc_bearer(span_no)
+        try:
+            span, channo = self._alloc_bearer(span_no)
+        except NoCapacity:
+            if span_no is not None or not self.trunks:
+                raise
+            return self._trunk_channel(address, exten=exten, context=context, caller=caller, linked=linked,
+                                       state=state)
         uid = self.new_uniqueid()
         return self.add_channel(Channel(
             name=f"DAHDI/i{span.number}/{address}-{span.next_seq():x}", uniqueid=uid,
@@ -267,7 +326,7 @@ class TelephonyHost:
 
     def start_agent_call(self, caller: str = "13800000000", agent: str = "2001") -> str:
         if self.free_bearers() < 2:
-            raise NoCapacity("an agent call needs two free bearer channels")
+            raise NoCapacity("an agent call needs two free bearer (or trunk) channels")
         call_id = self.start_ivr_call(caller=caller)
         self.transfer_to_agent(call_id, agent)
         return call_id

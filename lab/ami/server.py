@@ -23,6 +23,7 @@ from .channels import ALARM_BITS
 from .dahdi_actions import DAHDI_ACTIONS
 from .host import TelephonyHost
 from .session import AmiSession
+from .sip_actions import DEVICE_ACTIONS, PJSIP_ACTIONS, SIP_ACTIONS
 
 log = logging.getLogger(__name__)
 DEFAULT_MODULES = frozenset({"chan_dahdi", "res_agi", "app_queue", "res_fax", "app_dial", "chan_local"})
@@ -38,15 +39,23 @@ class LabAmiServer:
                  chan_dahdi_loaded: bool = True, driver_running: bool = True, reportalarms: str = "all",
                  modules: Iterable[str] = DEFAULT_MODULES, login_fail_delay_s: float = 1.0,
                  time_scale: float = 1.0, restart_delay_s: float = 1.0, control_port: int | None = None,
-                 control_host: str = "127.0.0.1") -> None:
+                 control_host: str = "127.0.0.1", trunks: Iterable[tuple[str, str, int]] = (),
+                 write_classes: Iterable[str] | None = None) -> None:
         self.bind_host, self.port = host, port
         self.username, self.secret = username, secret
         self.login_fail_delay_s = login_fail_delay_s
         self.restart_delay_s = restart_delay_s
         self.host = TelephonyHost(list(spans), fax_channels, reportalarms=reportalarms,
                                   chan_dahdi_loaded=chan_dahdi_loaded, driver_running=driver_running,
-                                  time_scale=time_scale, emit=self.broadcast, schedule=self.schedule)
+                                  time_scale=time_scale, emit=self.broadcast, schedule=self.schedule,
+                                  trunks=list(trunks))
         self._modules = set(modules) - {"chan_dahdi"}
+        # a host with trunks runs their channel drivers (res_pjsip for pjsip endpoints, chan_sip for peers)
+        self._modules |= {m for t in self.host.trunks.values()
+                          for m in (("res_pjsip", "chan_pjsip") if t.driver == "pjsip" else ("chan_sip",))}
+        # manager.conf `write` of the lab user: None lets every action through (the lab's default); a set
+        # refuses an action none of whose classes it holds with "Permission denied", as manager.c does
+        self.write_classes = None if write_classes is None else {c.strip().lower() for c in write_classes}
         self.sessions: set[AmiSession] = set()
         self.actions_received: Counter[str] = Counter()
         self.stalled_actions: set[str] = set()
@@ -191,7 +200,17 @@ class LabAmiServer:
             self._modules.discard(name)
 
     def _actions(self) -> dict[str, tuple[Handler, str, str]]:
-        return {**CORE_ACTIONS, **(DAHDI_ACTIONS if self.host.chan_dahdi_loaded else {})}
+        loaded = self._modules
+        return {**CORE_ACTIONS, **DEVICE_ACTIONS, **(DAHDI_ACTIONS if self.host.chan_dahdi_loaded else {}),
+                **(SIP_ACTIONS if "chan_sip" in loaded else {}), **(PJSIP_ACTIONS if "res_pjsip" in loaded else {})}
+
+    def permitted(self, name: str) -> bool:
+        """Whether the user's write classes allow action `name` (an action of no class is always allowed)."""
+        if self.write_classes is None:
+            return True
+        priv = next((p for n, (_, _, p) in self._actions().items() if n.lower() == name), "<none>")
+        needed = {c.strip().lower() for c in priv.split(",")} - {"all", "<none>"}
+        return not needed or bool(needed & self.write_classes)
 
     def action_handler(self, name: str) -> Handler | None:
         return next((h for n, (h, _, _) in self._actions().items() if n.lower() == name), None)
@@ -208,6 +227,9 @@ class LabAmiServer:
 
     def stop_driver(self) -> None:
         self.host.stop_driver()
+
+    def set_trunk(self, name: str, up: bool) -> None:
+        self.host.set_trunk(name, up)
 
     def start_driver(self) -> None:
         self.host.start_driver()
@@ -321,6 +343,8 @@ class LabAmiServer:
             "fax": {"channels": len(h.fax_channels), "busy": sum(1 for c in h.fax_channels if c in h.busy)},
             "calls": [{"id": c.call_id, "kind": c.kind, "channels": [ch.name for ch in c.legs]}
                       for c in h.calls.values()],
+            "trunks": [{"name": t.name, "driver": t.driver, "channels": t.channels, "reachable": t.reachable,
+                        "busy": h.trunk_busy(t)} for t in h.trunks.values()],
             "counts": h.counts(), "free_bearers": h.free_bearers(),
             "actions_received": dict(self.actions_received), "idle": self.idle,
         }

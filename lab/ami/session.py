@@ -113,6 +113,9 @@ class AmiSession:
             log.info("lab AMI: stalling %s (no answer)", action)
             return
         handler = self.server.action_handler(name)
+        if handler is not None and not self.server.permitted(name):
+            self.write(wire.error("Permission denied", action_id))
+            return
         if handler is None:
             self.write(wire.error(
                 f"Invalid/unknown command: {action}. Use Action: ListCommands to show available commands.",

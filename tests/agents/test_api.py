@@ -21,7 +21,8 @@ from agents.server import ApiServer, split_host_port
 from tests.agents.test_api_helpers import TOKEN, Host, make_host
 
 AUTH = {"Authorization": f"Bearer {TOKEN.secret}"}
-REPORT_KEYS = {"host", "profile", "role", "time", "seq", "started", "ami", "board", "spans", "services", "calls",
+REPORT_KEYS = {"host", "profile", "role", "time", "seq", "started", "ami", "board", "spans", "trunks", "services",
+               "calls",
                "channels", "db"}
 
 
@@ -74,6 +75,7 @@ async def test_report_shape_with_ami_connected(agent: tuple[Host, httpx.AsyncCli
     assert set(rep["services"]["cti"]) == {"state", "since"}
     assert rep["calls"] == {"ivr": 0, "agent": 0, "fax": 0}
     assert rep["channels"] == {"available": 60, "free": 60}
+    assert rep["trunks"] == []  # this host has no SIP trunks
     assert rep["db"] == {"site": "shenzhen", "files": {"cti-db": {"site": "shenzhen", "value": "10.30.0.10",
                                                                   "error": None}}}
     assert (await client.get("/v1/report", headers=AUTH)).json()["seq"] == 2
@@ -87,7 +89,7 @@ async def test_report_without_ami_says_unknown_not_lines_down(agent: tuple[Host,
     rep = (await client.get("/v1/report", headers=AUTH)).json()
     assert rep["ami"]["connected"] is False and rep["ami"]["error"] == "connection refused"
     assert rep["ami"]["state"] == "lost"
-    assert rep["spans"] is None and rep["calls"] is None and rep["channels"] is None
+    assert rep["spans"] is None and rep["trunks"] is None and rep["calls"] is None and rep["channels"] is None
     # the driver service runs, but with AMI lost nobody can tell whether the board works: unknown, not "up"
     assert rep["board"]["service_state"] == "active"
     assert rep["board"]["driver"] == "unknown" and rep["board"]["ami_driver"] is None

@@ -247,5 +247,55 @@ async def test_with_ami_down_the_policy_answer_names_ami_down(fail_open: bool) -
     reason = ex.variables["CCFO_REASON"]
     assert ex.variables["CCFO_ADMIT"] == ("yes" if fail_open else "no")
     assert reason.startswith("AMI down (connection refused)"), reason
-    assert "internal error" not in reason and ("fail-open" if fail_open else "fail-closed") in reason
+    assert "internal error" not in reason and "ami_down policy" in reason, reason
     assert srv.stats.by_result_reason == {("admitted" if fail_open else "refused", "ami_down"): 1}
+
+
+@pytest.mark.asyncio
+async def test_with_ami_down_each_kind_follows_its_own_policy() -> None:
+    """agi.ami_down {ivr: admit, agent: refuse}: with the AMI link lost a new IVR call is admitted and a
+    transfer refused, both saying "AMI down", whatever fail_open says."""
+    from types import SimpleNamespace
+
+    from agents.snmp_agi import live_capacity
+    from ccfo.domain.capacity import UnknownPolicy
+
+    lost = SimpleNamespace(snapshot=lambda: SimpleNamespace(connected=False, error="connection refused"))
+    srv = AdmissionServer(lambda: live_capacity(lost, C30, 4), port=0, fail_open=True,
+                          ami_down=UnknownPolicy(ivr=True, agent=False, fax=True))
+    await srv.start()
+    try:
+        ivr = await ask(srv, "admit?kind=ivr")
+        agent = await ask(srv, "admit?kind=agent")
+    finally:
+        await srv.close()
+    assert ivr.variables["CCFO_ADMIT"] == "yes" and agent.variables["CCFO_ADMIT"] == "no"
+    assert ivr.variables["CCFO_REASON"].startswith("AMI down (connection refused)")
+    assert agent.variables["CCFO_REASON"] == ("AMI down (connection refused): live calls unknown; "
+                                              "agent refused by the ami_down policy")
+    assert srv.stats.by_result_reason == {("admitted", "ami_down"): 1, ("refused", "ami_down"): 1}
+
+
+@pytest.mark.asyncio
+async def test_with_trunks_not_listed_yet_the_policy_answers_and_says_so() -> None:
+    """AMI connected but the host's SIP trunks not listed since (C would be a guess): the ami_down policy
+    answers, naming the missing trunk data, never "internal error" nor a capacity verdict on C = 0."""
+    from types import SimpleNamespace
+
+    from agents.snmp_agi import live_capacity
+    from ccfo.domain.capacity import UnknownPolicy
+
+    trunk = SimpleNamespace(name="carrier", state="unknown", detail="not listed since the AMI connected",
+                            channels=30)
+    snap = SimpleNamespace(connected=True, error=None, trunks=(trunk,), trunks_known=False, channels_available=0,
+                           calls=SimpleNamespace(ivr=0, agent=0, fax=0))
+    srv = AdmissionServer(lambda: live_capacity(SimpleNamespace(snapshot=lambda: snap), C30, 4), port=0,
+                          fail_open=False, ami_down=UnknownPolicy(ivr=True, agent=True, fax=False))
+    await srv.start()
+    try:
+        ex = await ask(srv, "admit?kind=agent")
+    finally:
+        await srv.close()
+    assert ex.variables["CCFO_ADMIT"] == "yes"
+    assert ex.variables["CCFO_REASON"].startswith("AMI down for the trunks (no trunk data: not listed since the AMI "
+                                                  "connected)"), ex.variables["CCFO_REASON"]

@@ -14,7 +14,7 @@ from ccfo.domain.site import CapacityPolicy
 from ccfo.snmp import layout as L
 from ccfo.snmp.decode import decode_notification
 from ccfo.snmp.security import NotifyTarget, Secret, V3User, engine_id_for
-from ccfo.snmp.view import HostView, ServiceView, SpanView, capacity_fields
+from ccfo.snmp.view import HostView, ServiceView, SpanView, TrunkView, capacity_fields
 from tests.snmp.conftest import sample_view
 
 LAY = L.Layout()
@@ -40,6 +40,9 @@ views = st.builds(
     channels=st.integers(0, 120), ivr_calls=st.integers(0, 120), agent_calls=st.integers(0, 60),
     fax_calls=st.integers(0, 4), free=st.integers(0, 120), reserve=st.integers(0, 10), used=st.integers(0, 240),
     fax_channels=st.integers(0, 8),
+    trunks=st.lists(st.builds(TrunkView, name=names, driver=st.sampled_from(["pjsip", "sip"]),
+                              up=st.one_of(st.none(), st.booleans()), channels=st.integers(1, 10000)),
+                    max_size=4).map(tuple),
 )
 
 
@@ -48,6 +51,16 @@ views = st.builds(
 def test_rows_parse_back_to_the_same_view(view: HostView) -> None:
     # the MIB table is ordered by span number; the view may list spans in any order
     assert L.parse_view(as_polled(view), LAY) == replace(view, spans=tuple(sorted(view.spans, key=lambda s: s.span)))
+
+
+def test_trunks_are_a_table_in_configuration_order() -> None:
+    view = sample_view(trunks=(TrunkView("carrier-1", "pjsip", True, 30), TrunkView("old", "sip", None, 10)))
+    rows = dict(L.view_rows(view, LAY))
+    assert rows[LAY.trunk(L.TRUNK_NAME_COL, 1)].value == "carrier-1"
+    assert rows[LAY.trunk(L.TRUNK_DRIVER_COL, 2)].value == 2 and rows[LAY.trunk(L.TRUNK_STATE_COL, 2)].value == 3
+    assert (rows[LAY.trunk(L.TRUNK_CHANNELS_COL, 1)].kind, rows[LAY.trunk(L.TRUNK_CHANNELS_COL, 1)].value) == (
+        "gauge", 30)
+    assert LAY.trunk(L.TRUNK_STATE_COL, 1) == (*LAY.root, 1, 2, 3, 1, 4, 1)
 
 
 def test_rows_are_sorted_and_carry_the_standard_dsx1_line_status() -> None:
@@ -114,6 +127,20 @@ def test_dchannel_service_driver_ami_and_role_changes() -> None:
     assert kinds(base, replace(base, duty="out")) == [L.Notification.ROLE_CHANGED]
     assert kinds(base, replace(base, mode="maintenance")) == [L.Notification.ROLE_CHANGED]
     assert kinds(base, replace(base, ivr_calls=3, free=57)) == []  # capacity moves are polled, not notified
+
+
+def test_trunk_down_and_up_are_notified_with_their_row() -> None:
+    up = sample_view(trunks=(TrunkView("carrier-1", "pjsip", True, 30), TrunkView("old", "sip", True, 10)))
+    down = replace(up, trunks=(up.trunks[0], TrunkView("old", "sip", False, 10)))
+    unknown = replace(up, trunks=(up.trunks[0], TrunkView("old", "sip", None, 10)))
+    assert kinds(up, down) == [L.Notification.TRUNK_DOWN] and kinds(down, up) == [L.Notification.TRUNK_UP]
+    assert kinds(up, unknown) == [] and kinds(unknown, down) == []  # unknown says nothing about the line
+    out = changes(up, down, LAY)[0]
+    binds = [(L.SNMP_TRAP_OID, LAY.notification(out.kind))]
+    binds += [(o, t.value.encode() if t.kind == "str" else t.value) for o, t in out.varbinds]
+    got = decode_notification(LAY, binds)
+    assert (got.kind, got.host, got.trunk) == (L.Notification.TRUNK_DOWN, "ipc-a", "old")
+    assert got.fields == {"trunk_index": 2, "trunk_up": False, "channels": 10}
 
 
 def test_decode_what_changes_sends() -> None:

@@ -56,6 +56,10 @@ def expected_oids() -> dict[str, L.Oid]:
         "ccfoSpanDChannel": lay.span(L.SPAN_DCHANNEL_COL, 1)[:-1],
         "ccfoSpanChannels": lay.span(L.SPAN_CHANNELS_COL, 1)[:-1],
         "ccfoSpanDsx1LineStatus": lay.span(L.SPAN_DSX1_COL, 1)[:-1],
+        "ccfoTrunkName": lay.trunk(L.TRUNK_NAME_COL, 1)[:-1],
+        "ccfoTrunkDriver": lay.trunk(L.TRUNK_DRIVER_COL, 1)[:-1],
+        "ccfoTrunkState": lay.trunk(L.TRUNK_STATE_COL, 1)[:-1],
+        "ccfoTrunkChannels": lay.trunk(L.TRUNK_CHANNELS_COL, 1)[:-1],
         "ccfoServiceName": lay.service(L.SVC_NAME_COL, 1)[:-1],
         "ccfoServiceState": lay.service(L.SVC_STATE_COL, 1)[:-1],
         "ccfoServiceLastChange": lay.service(L.SVC_CHANGE_COL, 1)[:-1],
@@ -72,7 +76,9 @@ def expected_oids() -> dict[str, L.Oid]:
            "ccfoServiceDown": L.Notification.SERVICE_DOWN, "ccfoServiceUp": L.Notification.SERVICE_UP,
            "ccfoBoardDriverDown": L.Notification.DRIVER_DOWN, "ccfoBoardDriverUp": L.Notification.DRIVER_UP,
            "ccfoAmiLost": L.Notification.AMI_LOST, "ccfoAmiRestored": L.Notification.AMI_RESTORED,
-           "ccfoRoleChanged": L.Notification.ROLE_CHANGED, "ccfoDecision": L.Notification.DECISION,
+           "ccfoRoleChanged": L.Notification.ROLE_CHANGED,
+           "ccfoTrunkDown": L.Notification.TRUNK_DOWN, "ccfoTrunkUp": L.Notification.TRUNK_UP,
+           "ccfoDecision": L.Notification.DECISION,
            "ccfoPlanStarted": L.Notification.PLAN_STARTED, "ccfoPlanFinished": L.Notification.PLAN_FINISHED,
            "ccfoPlanFailed": L.Notification.PLAN_FAILED, "ccfoSiteRoleChanged": L.Notification.SITE_ROLE_CHANGED}
     names.update({n: lay.notification(k) for n, k in ntf.items()})
