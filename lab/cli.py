@@ -58,7 +58,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     (root / "lab.error").unlink(missing_ok=True)
     log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen([sys.executable, "-m", "lab.supervisor", "--dir", str(root.resolve()), "--net", args.net,
-                             "--controller-listen", args.controller_listen, "--control-port", str(args.control_port)],
+                             "--controller-listen", args.controller_listen, "--control-port", str(args.control_port),
+                             *(["--servers"] if args.servers else [])],
                             cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     deadline = time.monotonic() + args.timeout
@@ -139,6 +140,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     q.add_argument("--controller-listen", default="127.0.0.1:8080")
     q.add_argument("--control-port", type=int, default=8090)
     q.add_argument("--timeout", type=float, default=120.0)
+    q.add_argument("--servers", action="store_true",
+                   help="also start the managed servers (site.yaml servers) as agents per data center")
     q.set_defaults(func=cmd_up)
     q = lsub.add_parser("down", help="stop every process of the lab")
     common(q)

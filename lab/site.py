@@ -2,7 +2,9 @@
 
 Per host, on its own loopback address: a lab AMI server (the simulated Asterisk with its DAHDI board),
 the managed services as real stand-in daemons (cti, ivr, kcxp, kcbp, replicas, the board driver), and
-the real agent; then the database sites (TCP endpoints), the lab PDU (SNMP, one outlet per host), the
+the real agent; with LabLayout(servers=True) the site's managed servers too (their agents with the server
+profile at NET.11, NET.12, ..., stand-in services, whitelisted files and real cron files); then the
+database sites (TCP endpoints), the lab PDU (SNMP, one outlet per host), the
 SIP front (a real Kamailio on NET.200, lab/front.py: every lab call enters there) and the real controller.
 `LabSite` owns these processes; `ccfo lab up` runs it in a background supervisor
 and `ccfo lab inject` talks to its control API. Tests use it in-process on their own 127.x.y network.
@@ -125,13 +127,14 @@ class LabSite:
                                                         {n: h for h, n in outlets.items()}, community, self.power)
         for host in self.site["hosts"]:
             await self._boot_host(host, start_services=True, timeout=timeout)
+        await asyncio.gather(*(self._boot_server(s, timeout=timeout) for s in self.site.get("servers", {})))
         await self._start_front(timeout)
         await self._start_controller(timeout)
 
     def _write_db_files(self) -> None:
         active = self.site["databases"]["active"]
         db = self.site["databases"]["sites"][active]
-        for host in self.site["hosts"].values():
+        for host in [*self.site["hosts"].values(), *self.site.get("servers", {}).values()]:
             for f in host["db_config_files"]:
                 value = f.get("value", "{host}").format(host=db["host"], port=db["port"], site=active)
                 path = Path(f["path"])
@@ -176,8 +179,26 @@ class LabSite:
         self.procs[agent.name] = agent
         await _wait_file(agent_ready, agent, timeout)
 
+    async def _boot_server(self, name: str, *, timeout: float) -> None:
+        """A managed server: its cron files (enabled on an active server, commented out on a backup one, as a
+        kept-ready environment), its services (running on an active server), then its agent."""
+        lay, spec = self.layout, self.site["servers"][name]
+        active = spec.get("role", "active") == "active"
+        for job, j in spec["jobs"].items():
+            _write_cron(Path(j["cron_file"]), job, f"{j['schedule']} {j['user']} {j['command']}", active)
+        if active:
+            await asyncio.gather(*(self._lab_service(name, "start", svc) for svc in spec["services"]))
+        ready = lay.host_dir(name) / "agent.ready"
+        ready.unlink(missing_ok=True)
+        agent = Proc(f"{name}-agent", [sys.executable, "-m", "controller", "agent", "--config", str(lay.config),
+                                       "--host", name, "--lab", "--state-dir", str(lay.host_dir(name) / "agent"),
+                                       "--ready-file", str(ready)], lay.root / "logs" / f"{name}-agent.log")
+        await agent.start()
+        self.procs[agent.name] = agent
+        await _wait_file(ready, agent, timeout)
+
     async def _lab_service(self, host: str, verb: str, name: str, control: bool = False) -> int:
-        addr = self.site["hosts"][host]["address"]
+        addr = self.site["hosts"][host]["address"] if control else ""
         argv = _svc_cmd(verb, name, self.layout.run_dir(host),
                         f"http://{addr}:{self.layout.control_port}" if control else None)
         proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
@@ -355,7 +376,7 @@ class LabSite:
                      *[n for n in self.procs if n.endswith("-ami")]]:
             if name in self.procs:
                 await self.procs[name].stop()
-        for host in self.site.get("hosts", {}):
+        for host in [*self.site.get("hosts", {}), *self.site.get("servers", {})]:
             await self._kill_services(host)
         for db in self.dbs.values():
             await db.stop()
@@ -375,8 +396,18 @@ class LabSite:
                           "rpc_socket": str(self.layout.front_socket),
                           "list_file": str(self.layout.front_dir / "dispatcher.list"),
                           "log": str(self.layout.root / "logs" / "front.log")},
+                "servers": {n: {"datacenter": s["datacenter"], "kind": s["kind"], "agent": s["agent"]["url"],
+                                "dir": str(self.layout.host_dir(n))} for n, s in self.site.get("servers", {}).items()},
                 "tokens": {r: str(self.layout.config / "secrets" / f"{r}.token")
                            for r in ("viewer", "operator", "admin")}}
+
+
+def _write_cron(path: Path, job: str, line: str, enabled: bool) -> None:
+    """A job's cron file exactly as the agent writes it (agents/jobs.py CronJobs: its header, and a disabled
+    job's line commented out with its marker), so the agent's first change is not taken for foreign content."""
+    head = f"# Managed by ccfo (server job {job}): enable and disable it through ccfo, not by hand.\n"
+    path.write_text(head + ("" if enabled else "#ccfo-disabled# ") + line + "\n")
+    path.chmod(0o644)
 
 
 def _pids_naming(text: str) -> list[int]:
