@@ -53,8 +53,10 @@ class AgentClient(Protocol):
 
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None,
-                     reason: str | None = None, timeout_s: float = 30.0) -> ActionResult:
-        """Run an agent action, idempotent by `action_id`."""
+                     reason: str | None = None, timeout_s: float = 30.0, job: str | None = None,
+                     file: str | None = None, value: str | None = None) -> ActionResult:
+        """Run an agent action, idempotent by `action_id` (job: job_enable/job_disable; file and value:
+        set_file)."""
         ...
 
 

@@ -30,6 +30,7 @@ import yaml
 from ccfo.platform.auth import add_token
 
 LAB_SERVICES = Path(__file__).resolve().parent.parent / "agents" / "lab_services.py"
+LAB_ENTRY = Path(__file__).resolve().parent / "entry.py"
 SERVER_BASE = 11  # the managed servers' addresses: NET.11, NET.12, ... (hosts NET.1.., databases NET.101..)
 
 
@@ -61,6 +62,7 @@ class LabLayout:
     # The site's managed servers (site.yaml `servers`) as agents at NET.11, NET.12, ...: off by default, so the
     # IPC-only lab (and every test that needs nothing more) starts as fast as before.
     servers: bool = False
+    entry_port: int = 8088  # a server's HTTP entry point stand-in (lab/entry.py), for a switch file with a reload
     hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
     server_addresses: dict[str, str] = field(default_factory=dict)  # server -> address, filled by build()
 
@@ -176,6 +178,8 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
             shutil.copytree(source / extra, cfg / extra)
     if (source / "drills.yaml").is_file():
         shutil.copy2(source / "drills.yaml", cfg / "drills.yaml")
+    if layout.servers and (source / "switches.yaml").is_file():  # the switches name the servers
+        shutil.copy2(source / "switches.yaml", cfg / "switches.yaml")
     return site
 
 
@@ -228,8 +232,10 @@ def _lab_host(host: dict[str, Any], name: str, addr: str, layout: LabLayout, ami
 
 def _lab_server(server: dict[str, Any], name: str, addr: str, layout: LabLayout) -> None:
     """A managed server in the lab: its agent on its own address, its services as stand-in daemons, its
-    whitelisted files under hosts/NAME/etc, and every job a real cron file under hosts/NAME/cron.d (a systemd
-    timer becomes a cron job: the lab has no systemd) whose command appends a line to hosts/NAME/jobs.log."""
+    whitelisted files (database and switch files) under hosts/NAME/etc, and every job a real cron file under
+    hosts/NAME/cron.d (a systemd timer becomes a cron job: the lab has no systemd) whose command appends a
+    line to hosts/NAME/jobs.log. A switch file with a reload command (an entry point) is followed by the
+    server's lab/entry.py stand-in on NET.x:entry_port; its reload command is that stand-in's."""
     hdir, run = layout.host_dir(name), layout.run_dir(name)
     for sub in ("etc", "cron.d"):
         (hdir / sub).mkdir(parents=True, exist_ok=True)
@@ -242,6 +248,10 @@ def _lab_server(server: dict[str, Any], name: str, addr: str, layout: LabLayout)
                           for svc in server.get("services", {})}
     server["db_config_files"] = [{**f, "path": str(hdir / "etc" / Path(f["path"]).name)}
                                  for f in server.get("db_config_files", [])]
+    entry = [sys.executable, "-S", str(LAB_ENTRY), "reload", f"http://{addr}:{layout.entry_port}"]
+    server["switch_files"] = [{**f, "path": str(hdir / "etc" / Path(f["path"]).name),
+                               **({"reload": entry} if f.get("reload") else {})}
+                              for f in server.get("switch_files", [])]
     log = hdir / "jobs.log"
     server["jobs"] = {job: {"backend": "cron", "schedule": spec.get("schedule") or "*/5 * * * *",
                             "user": spec.get("user", "root"), "cron_file": str(hdir / "cron.d" / job),

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -26,7 +27,7 @@ from typing import Any
 import httpx
 
 from lab.front import FrontError, kamailio_argv, kamailio_binary, lab_router, wait_ready
-from lab.labconfig import LabLayout, _svc_cmd, build
+from lab.labconfig import LAB_ENTRY, LabLayout, _svc_cmd, build
 from lab.pdu import LabDatabase, start_pdu
 
 log = logging.getLogger("lab.site")
@@ -188,6 +189,8 @@ class LabSite:
             _write_cron(Path(j["cron_file"]), job, f"{j['schedule']} {j['user']} {j['command']}", active)
         if active:
             await asyncio.gather(*(self._lab_service(name, "start", svc) for svc in spec["services"]))
+        for f in spec.get("switch_files", []):
+            await self._start_entry(name, f, timeout)
         ready = lay.host_dir(name) / "agent.ready"
         ready.unlink(missing_ok=True)
         agent = Proc(f"{name}-agent", [sys.executable, "-m", "controller", "agent", "--config", str(lay.config),
@@ -196,6 +199,43 @@ class LabSite:
         await agent.start()
         self.procs[agent.name] = agent
         await _wait_file(ready, agent, timeout)
+
+    async def _start_entry(self, name: str, f: dict[str, Any], timeout: float) -> None:
+        """A switch file's first content (the value named after the active database site, else its first), and
+        for an entry point (a file with a reload command) its HTTP stand-in, which reads the file (lab/entry.py)."""
+        values = f["values"]
+        value = values.get(self.site["databases"]["active"], next(iter(values.values())))
+        path = Path(f["path"])
+        if f["format"] == "ini":
+            path.write_text(f"# lab copy of {path.name}\n[{f['section']}]\n{f['key']} = {value}\n")
+        elif f["format"] == "keyvalue":
+            path.write_text(f"# lab copy of {path.name}\n{f['key']}={value}\n")
+        else:  # the pattern's line with its group replaced by the value (the lab's patterns are that simple)
+            line = re.sub(r"\([^)]*\)", lambda _m: value, f["pattern"], count=1).strip("^$")
+            path.write_text(f"# lab copy of {path.name}\n{line}\n")
+            if re.findall(f["pattern"], path.read_text(), re.MULTILINE) != [value]:
+                raise LabError(f"{name} {f['id']}: cannot write a line that {f['pattern']!r} reads")
+        if not f.get("reload"):
+            return
+        ready = self.layout.host_dir(name) / f"entry-{f['id']}.ready"
+        ready.unlink(missing_ok=True)
+        addr = self.site["servers"][name]["agent"]["url"].split("//", 1)[1].rsplit(":", 1)[0]
+        proc = Proc(f"{name}-entry", [sys.executable, "-S", str(LAB_ENTRY), "serve", "--listen",
+                                      f"{addr}:{self.layout.entry_port}", "--file", str(path), "--pattern",
+                                      f["pattern"], "--ready-file", str(ready)],
+                    self.layout.root / "logs" / f"{name}-entry.log")
+        await proc.start()
+        self.procs[proc.name] = proc
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if not proc.alive or time.monotonic() > deadline:
+                raise LabError(f"{proc.name} did not start; see {proc.log_path}")
+            await asyncio.sleep(0.05)
+
+    def entry_url(self, server: str) -> str:
+        """The server's HTTP entry point stand-in (GET it: 302 to the URL its file names)."""
+        addr = self.site["servers"][server]["agent"]["url"].split("//", 1)[1].rsplit(":", 1)[0]
+        return f"http://{addr}:{self.layout.entry_port}/"
 
     async def _lab_service(self, host: str, verb: str, name: str, control: bool = False) -> int:
         addr = self.site["hosts"][host]["address"] if control else ""
@@ -372,7 +412,7 @@ class LabSite:
         return {"host": host, "ivr": ivr, "agent": agent}
 
     async def down(self) -> None:
-        for name in ["controller", "front", *[n for n in self.procs if n.endswith("-agent")],
+        for name in ["controller", "front", *[n for n in self.procs if n.endswith(("-agent", "-entry"))],
                      *[n for n in self.procs if n.endswith("-ami")]]:
             if name in self.procs:
                 await self.procs[name].stop()

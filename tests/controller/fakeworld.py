@@ -27,6 +27,8 @@ class FakeHost:
     db_site: str = "shenzhen"
     spans: int = 1
     fail_actions: set[str] = field(default_factory=set)  # "start:cti" makes that action fail
+    jobs: dict[str, bool] = field(default_factory=dict)  # a server's scheduled jobs: enabled?
+    files: dict[str, str] = field(default_factory=dict)  # a server's switch files: the value name they hold
     ignore_stop: set[str] = field(default_factory=set)  # a hung service: stop "succeeds" but it keeps running
 
 
@@ -40,7 +42,8 @@ class FakeWorld:
         self.servers: dict[str, FakeHost] = {}  # the managed servers' agents, apart from the IPC pair
         for server in site.servers:
             up = ServiceState.ACTIVE if server.role is ServerRole.ACTIVE else ServiceState.INACTIVE
-            self.servers[server.id] = FakeHost({s: up for s in server.services}, spans=0)
+            self.servers[server.id] = FakeHost({s: up for s in server.services}, spans=0,
+                                               jobs={j.name: server.role is ServerRole.ACTIVE for j in server.jobs})
         self.log: list[tuple[str, str, str | None]] = []  # (machine, action, service) in the order they ran
         self.ran: list[str] = []
         self.routes: list[tuple[str, tuple[str, ...]]] = []
@@ -63,15 +66,16 @@ class FakeWorld:
 
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
-                     timeout_s: float = 30.0) -> ActionResult:
+                     timeout_s: float = 30.0, job: str | None = None, file: str | None = None,
+                     value: str | None = None) -> ActionResult:
         h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")
         if action_id in self._results:
             return self._results[action_id]
         self.ran.append(action_id)
-        self.log.append((host, action, service))
-        key = f"{action}:{service}" if service else action
+        self.log.append((host, action, service or job or file))
+        key = f"{action}:{service or job or file}" if service or job or file else action
         if key in h.fail_actions:
             raise AgentActionFailed(f"{key} failed on {host}")
         if action == "stop" and service not in h.ignore_stop:
@@ -84,6 +88,12 @@ class FakeWorld:
             h.driver = DriverState.UP
         elif action == "repoint_db":
             h.db_site = to_site or ""
+        elif action in ("job_enable", "job_disable"):
+            if job not in h.jobs:
+                raise AgentActionFailed(f"{host}: unknown job {job!r}")
+            h.jobs[job] = action == "job_enable"
+        elif action == "set_file":
+            h.files[file or ""] = value or ""
         elif action == "route_inbound":
             self.routes.append((host, tuple(hosts or ())))
         result = ActionResult(True, f"{key} ok", {})
