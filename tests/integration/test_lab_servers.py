@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -128,3 +129,65 @@ async def _servers_on(api: Api, site: str) -> dict[str, Any] | None:
 async def _done(api: Api, plan_id: str) -> dict[str, Any] | None:
     p = await api.plan(plan_id)
     return p if p["status"] in ("finished", "failed", "aborted") else None
+
+
+def _machine_state(lab: LabSite) -> dict[str, Any]:
+    """Every server's files (etc/, cron.d/) byte for byte and its services' processes, from the disk and the process
+    table (not from the controller or the agents)."""
+    out: dict[str, Any] = {}
+    for name, spec in lab.site["servers"].items():
+        d = lab.layout.host_dir(name)
+        files = {f"{sub}/{p.name}": p.read_bytes() for sub in ("etc", "cron.d") for p in sorted((d / sub).iterdir())}
+        out[name] = (files, {svc: running(lab, name, svc) for svc in spec["services"]})
+    return out
+
+
+async def _switch(api: Api, name: str, inverse: bool) -> dict[str, Any]:
+    r = await api.post(f"/api/v1/switches/{name}", {"reason": "section III rehearsal", "inverse": inverse})
+    assert r.status_code == 202, r.text
+    plan = await async_wait_until(lambda: _done(api, r.json()["id"]), timeout=90)
+    assert plan["status"] == "finished", plan
+    return plan
+
+
+def _entry(lab: LabSite, server: str) -> str:
+    r = httpx.get(lab.entry_url(server), follow_redirects=False, timeout=5)
+    assert r.status_code == 302, r.text
+    return r.headers["location"]
+
+
+async def test_section_iii_switches_run_on_the_servers_and_their_inverses_restore_them(site):
+    lab, api = site
+    before = _machine_state(lab)
+    urls = lab.site["servers"]["cs-sz"]["switch_files"][0]["values"]
+    assert _entry(lab, "cs-sz") == _entry(lab, "cs-sh") == urls["shenzhen"]
+    dry = await api.post("/api/v1/switches/customer-service-to-shanghai?dry_run=true", {"reason": "what would it do"})
+    assert dry.status_code == 200 and dry.json()["plan"]["steps"][0]["text"] == "start mysql on cs-sh"
+    assert _machine_state(lab) == before, "a dry run changes nothing"
+
+    await _switch(api, "customer-service-to-shanghai", inverse=False)
+    assert running(lab, "cs-sh", "apache2") and running(lab, "cs-sh", "mysql")
+    assert _entry(lab, "cs-sz") == _entry(lab, "cs-sh") == urls["shanghai"], "both entry points reloaded"
+    conf = lab.layout.host_dir("cs-sh") / "etc" / "cs-entry.conf"
+    (backup,) = (lab.layout.host_dir("cs-sh") / "backups").glob("cs-entry.*.bak")
+    assert backup.read_bytes() == before["cs-sh"][0]["etc/cs-entry.conf"] != conf.read_bytes()
+
+    await _switch(api, "sms-email-from-shanghai", inverse=False)
+    cron = (lab.layout.host_dir("sms-sh") / "cron.d" / "sms-send").read_text()
+    assert "\n#ccfo-disabled#" not in cron, cron
+    assert "#ccfo-disabled# " in (lab.layout.host_dir("sms-sz") / "cron.d" / "sms-send").read_text()
+    gateway = lab.site["servers"]["app-sz"]["switch_files"][0]["values"]["shanghai"]
+    assert f"sms.gateway={gateway}\n" in (lab.layout.host_dir("app-sz") / "etc" / "messaging.properties").read_text()
+    s = await api.status()
+    jobs = {j["name"]: j["state"] for j in s["servers"]["sms-sh"]["jobs"]}
+    assert jobs == {"sms-send": "enabled", "mail-send": "enabled"}
+
+    await _switch(api, "sms-email-from-shanghai", inverse=True)
+    await _switch(api, "customer-service-to-shanghai", inverse=True)
+    assert _machine_state(lab) == before, "the inverses put every file, cron file and service back"
+    assert _entry(lab, "cs-sz") == _entry(lab, "cs-sh") == urls["shenzhen"]
+    actions = [e["data"]["title"] for e in await api.journal(kind="operator_action")]
+    assert sorted(actions) == sorted(["Switch the customer-service entry back to Shanghai",
+                                      "Send SMS and e-mail from Shanghai again",
+                                      "Send SMS and e-mail from Shenzhen again",
+                                      "Switch the customer-service entry to Shenzhen again"]), actions
