@@ -34,6 +34,7 @@ from ccfo.domain.site import (
     ServiceName,
     Site,
     Span,
+    SwitchFile,
 )
 from ccfo.domain.switches import Switch, SwitchStep, SwitchVerb
 
@@ -133,16 +134,18 @@ def load_config(directory: str | Path, display_dir: str | None = None) -> Loaded
                         warnings, to_switches(models.get(SWITCHES_FILE)))
 
 
+def to_switch_steps(models: list[Any]) -> tuple[SwitchStep, ...]:
+    """Validated switch steps (SwitchStepModel) as the core's values."""
+    return tuple(SwitchStep(SwitchVerb(s.verb), s.server, None if s.verb == "repoint_db" else s.name,
+                            s.repoint_db if s.verb == "repoint_db" else s.to, s.best_effort) for s in models)
+
+
 def to_switches(m: SwitchesFileModel | None) -> tuple[Switch, ...]:
     """switches.yaml's switches as the core's values (names checked against the site by check_switches)."""
     if m is None:
         return ()
-
-    def steps(models: list[Any]) -> tuple[SwitchStep, ...]:
-        return tuple(SwitchStep(SwitchVerb(s.verb), s.server, None if s.verb == "repoint_db" else s.name,
-                                s.repoint_db if s.verb == "repoint_db" else s.to, s.best_effort) for s in models)
-    return tuple(Switch(w.id, w.description, steps(w.steps), steps(w.inverse), w.inverse_description, w.source)
-                 for w in m.switches)
+    return tuple(Switch(w.id, w.description, to_switch_steps(w.steps), to_switch_steps(w.inverse),
+                        w.inverse_description, w.source) for w in m.switches)
 
 
 def to_site(m: SiteFileModel) -> Site:
@@ -158,7 +161,8 @@ def to_site(m: SiteFileModel) -> Site:
     servers = tuple(
         ManagedServer(HostId(name), s.datacenter, s.kind, tuple(ServiceName(n) for n in s.services),
                       _db_files(s.db_config_files),
-                      tuple(ScheduledJob(j, job.backend, job.schedule) for j, job in s.jobs.items()), s.role)
+                      tuple(ScheduledJob(j, job.backend, job.schedule) for j, job in s.jobs.items()), s.role,
+                      tuple(SwitchFile(f.id, tuple(f.values)) for f in s.switch_files))
         for name, s in m.servers.items())
     cap = CapacityPolicy(m.capacity.channels_per_ivr_call, m.capacity.channels_per_agent_call,
                          m.capacity.reserve_for_transfers)

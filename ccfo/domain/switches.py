@@ -67,12 +67,55 @@ def build_switch(site: Site, state: SiteState, switch: Switch, why: str, *, inve
     """The plan of one direction of `switch`: its steps in order, then a notice. A repoint_db step expands to
     rule 4's steps (each machine repointed, then its readers restarted; the new database recorded; verified),
     in `repoint_order` (the database rule's)."""
-    steps: list[Step] = []
-    for s in switch.inverse if inverse else switch.steps:
-        steps += _steps(site, state, s, why, repoint_order)
     title = switch.title(inverse)
-    steps.append(Step(StepKind.NOTIFY, message=f"switch {switch.id}{' (inverse)' if inverse else ''} done: {title}"))
-    return Plan(Action.SWITCH, title, tuple(steps), why, {"switch": switch.id, "inverse": inverse})
+    return build_server_steps(site, state, switch.inverse if inverse else switch.steps, title, why,
+                              {"switch": switch.id, "inverse": inverse},
+                              f"switch {switch.id}{' (inverse)' if inverse else ''} done: {title}", repoint_order)
+
+
+def build_server_steps(site: Site, state: SiteState, server_steps: Sequence[SwitchStep], title: str, why: str,
+                       meta: dict[str, object], notice: str, repoint_order: Sequence[str] | None = None) -> Plan:
+    """A plan of steps on the managed servers (a switch's, or a checklist's action step), then a notice."""
+    steps: list[Step] = []
+    for s in server_steps:
+        steps += _steps(site, state, s, why, repoint_order)
+    steps.append(Step(StepKind.NOTIFY, message=notice))
+    return Plan(Action.SWITCH, title, tuple(steps), why, meta)
+
+
+def describe_step(s: SwitchStep) -> str:
+    """One server step as a phrase (a checklist shows it before it runs)."""
+    if s.verb is SwitchVerb.REPOINT_DB:
+        return f"repoint the database config to {s.to}"
+    if s.verb is SwitchVerb.SET_FILE:
+        return f"point {s.name} on {s.server} at {s.to}"
+    return f"{s.verb.value.replace('_', ' ')} {s.name} on {s.server}"
+
+
+def step_problems(site: Site, s: SwitchStep) -> list[tuple[str, str]]:
+    """What in a server step names nothing of the site: (field, message) pairs; none when it is sound."""
+    if s.verb is SwitchVerb.REPOINT_DB:
+        sites = [d.id for d in site.db_sites]
+        return [] if s.to in sites else [("repoint_db", f"unknown database site {s.to!r} (sites: {', '.join(sites)})")]
+    server = next((m for m in site.servers if m.id == s.server), None)
+    if server is None:
+        known = ", ".join(m.id for m in site.servers) or "none"
+        return [("server", f"unknown server {s.server!r} (servers: {known})")]
+    if s.verb in _SERVICE_VERBS and s.name not in server.services:
+        return [(s.verb.value, f"unknown service {s.name!r} on {s.server} (services: "
+                               f"{', '.join(server.services) or 'none'})")]
+    jobs = [j.name for j in server.jobs]
+    if s.verb in _JOB_VERBS and s.name not in jobs:
+        return [(s.verb.value, f"unknown job {s.name!r} on {s.server} (jobs: {', '.join(jobs) or 'none'})")]
+    if s.verb is SwitchVerb.SET_FILE:
+        files = {f.id: f for f in server.switch_files}
+        if s.name not in files:
+            return [("set_file", f"{s.name!r} is not in {s.server}'s whitelist of switch files "
+                                 f"(switch_files: {', '.join(files) or 'none'})")]
+        if s.to not in files[s.name].values:
+            return [("to", f"{s.name} on {s.server} has no value {s.to!r} "
+                           f"(values: {', '.join(files[s.name].values)})")]
+    return []
 
 
 def _steps(site: Site, state: SiteState, s: SwitchStep, why: str, order: Sequence[str] | None) -> list[Step]:
