@@ -176,6 +176,10 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
     for extra in ("checklists", "drills"):  # runbooks and site drills, as the operator wrote them
         if (source / extra).is_dir():
             shutil.copytree(source / extra, cfg / extra)
+    if not layout.servers and (cfg / "checklists").is_dir():  # a runbook acting on the servers needs them
+        for runbook in (cfg / "checklists").glob("*.yaml"):
+            if "plan: server" in runbook.read_text():
+                runbook.unlink()
     if (source / "drills.yaml").is_file():
         shutil.copy2(source / "drills.yaml", cfg / "drills.yaml")
     if layout.servers and (source / "switches.yaml").is_file():  # the switches name the servers

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from agents.jobs import CronJobs, JobSpec
 from ccfo.config.loader import load_config
+from controller.checklists.loader import load_checklist
 from lab.labconfig import LabLayout, build
 from lab.site import _write_cron
 
@@ -18,6 +19,9 @@ def test_the_default_lab_keeps_the_ipc_pair_only(tmp_path: Path) -> None:
     site = build(REPO / "config", layout)
     assert "servers" not in site and layout.server_addresses == {}
     assert load_config(layout.config).site_model.servers == {}
+    assert not (layout.config / "switches.yaml").exists(), "the switches name the servers"
+    runbooks = sorted(p.name for p in (layout.config / "checklists").glob("*.yaml"))
+    assert runbooks == ["weekend-upgrade.yaml"], "the migration runbook acts on the servers: only with them"
 
 
 def test_with_servers_every_server_gets_an_agent_address_token_and_lab_paths(tmp_path: Path) -> None:
@@ -40,6 +44,12 @@ def test_with_servers_every_server_gets_an_agent_address_token_and_lab_paths(tmp
         assert sorted(server.jobs) == sorted(shipped[name].jobs)
         for job in server.jobs.values():  # systemd timers too: the lab has no systemd, every job is a cron file
             assert job.backend.value == "cron" and Path(job.cron_file or "").parent == layout.host_dir(name) / "cron.d"
+    assert (layout.config / "switches.yaml").exists()
+    migration = load_checklist(layout.config / "checklists" / "datacenter-migration.yaml", loaded.site)
+    assert migration.step("stop-shanghai-app").kind.value == "action", "the runbook's server names fit the lab"
+    entry = servers["cs-sz"].switch_files[0]
+    assert entry.reload is not None and entry.reload[-2:] == ["reload", f"http://{layout.server_addresses['cs-sz']}:"
+                                                                        f"{layout.entry_port}"]
     tokens = (layout.config / "secrets" / "tokens.yaml").read_text()
     assert all(f"host: {name}" in tokens for name in servers)
 
