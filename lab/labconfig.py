@@ -62,6 +62,10 @@ class LabLayout:
     # The site's managed servers (site.yaml `servers`) as agents at NET.11, NET.12, ...: off by default, so the
     # IPC-only lab (and every test that needs nothing more) starts as fast as before.
     servers: bool = False
+    # With servers: the site as before the Shanghai -> Shenzhen migration (the migration runbook's start): the
+    # Shanghai servers serve (services running, jobs enabled), the Shenzhen ones are ready but idle, the switch
+    # files and the database config name shanghai, the active database site.
+    before_migration: bool = False
     entry_port: int = 8088  # a server's HTTP entry point stand-in (lab/entry.py), for a switch file with a reload
     hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
     server_addresses: dict[str, str] = field(default_factory=dict)  # server -> address, filled by build()
@@ -138,6 +142,8 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
         token = _secret(cfg / "secrets" / f"agent-token-{name}")
         _register_agent_token(tokens, name, token)
         _lab_host(host, name, addr, layout, ami_secret)
+    if layout.before_migration and "shanghai" in site["databases"]["sites"]:
+        site["databases"]["active"] = "shanghai"
     if layout.servers:
         for i, (name, server) in enumerate(site.get("servers", {}).items(), start=SERVER_BASE):
             addr = f"{layout.net}.{i}"

@@ -182,9 +182,11 @@ class LabSite:
 
     async def _boot_server(self, name: str, *, timeout: float) -> None:
         """A managed server: its cron files (enabled on an active server, commented out on a backup one, as a
-        kept-ready environment), its services (running on an active server), then its agent."""
+        kept-ready environment), its services (running on an active server), then its agent. Before the
+        migration (LabLayout.before_migration) the Shanghai servers are the active ones."""
         lay, spec = self.layout, self.site["servers"][name]
-        active = spec.get("role", "active") == "active"
+        active = (spec["datacenter"] == "shanghai" if lay.before_migration  # the migration runbook's start
+                  else spec.get("role", "active") == "active")
         for job, j in spec["jobs"].items():
             _write_cron(Path(j["cron_file"]), job, f"{j['schedule']} {j['user']} {j['command']}", active)
         if active:
