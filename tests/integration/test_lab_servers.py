@@ -76,7 +76,8 @@ async def test_the_servers_report_per_datacenter_with_their_services_and_real_cr
     cron_sz = (lab.layout.host_dir("ta-sz") / "cron.d" / "ta-import").read_text()
     cron_sh = (lab.layout.host_dir("ta-sh") / "cron.d" / "ta-import").read_text()
     assert f"\n{line['schedule']} {line['user']} {line['command']}\n" in cron_sz
-    assert f"\n#ccfo-disabled# {line['schedule']} {line['user']} {line['command']}\n" in cron_sh
+    sh = lab.site["servers"]["ta-sh"]["jobs"]["ta-import"]
+    assert f"\n#ccfo-disabled# {sh['schedule']} {sh['user']} {sh['command']}\n" in cron_sh
     # The job's command is real: run as cron would (sh -c), it writes what it did.
     assert subprocess.run(["/bin/sh", "-c", line["command"]], check=False).returncode == 0
     assert (lab.layout.host_dir("ta-sz") / "jobs.log").read_text() == "ta-sz ta-import ran\n"
