@@ -1,6 +1,8 @@
 """The agent's actions (start, stop, restart, isolate_board, restore_board, repoint_db, route_inbound,
-line_test, and on a managed server job_enable, job_disable): request validation, execution, and
-idempotency by the client-chosen action_id.
+line_test, and on a managed server job_enable, job_disable, set_file): request validation, execution, and
+idempotency by the client-chosen action_id. set_file points a whitelisted switch file at one of its named
+values (backup, atomic rewrite, verify: the repoint mechanism), then runs the file's reload command; a reload
+that fails puts the old content back and fails the action.
 
 A repeated action_id returns the stored result of the first execution and runs nothing; a request with
 the same id that is still running waits for it; the same id with a different action or arguments is
@@ -25,6 +27,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agents.files import ConfigFiles, RepointError
+from agents.files.switch import SwitchFileError, SwitchFiles
 from agents.idempotency import ResultStore
 from agents.jobs import JobError, JobManager
 from agents.ports import AmiPort
@@ -47,11 +50,15 @@ class ActionKind(StrEnum):
     LINE_TEST = "line_test"
     JOB_ENABLE = "job_enable"
     JOB_DISABLE = "job_disable"
+    SET_FILE = "set_file"
 
 
-NEEDS = {ActionKind.START: "service", ActionKind.STOP: "service", ActionKind.RESTART: "service",
-         ActionKind.REPOINT_DB: "to_site", ActionKind.ROUTE_INBOUND: "hosts", ActionKind.JOB_ENABLE: "job",
-         ActionKind.JOB_DISABLE: "job"}
+# The request fields each action needs (and no others).
+NEEDS: dict[ActionKind, tuple[str, ...]] = {
+    ActionKind.START: ("service",), ActionKind.STOP: ("service",), ActionKind.RESTART: ("service",),
+    ActionKind.REPOINT_DB: ("to_site",), ActionKind.ROUTE_INBOUND: ("hosts",), ActionKind.JOB_ENABLE: ("job",),
+    ActionKind.JOB_DISABLE: ("job",), ActionKind.SET_FILE: ("file", "value")}
+FIELDS = ("service", "to_site", "hosts", "job", "file", "value")
 # What a managed server (no AMI, no board) cannot do.
 BOARD_ACTIONS = frozenset({ActionKind.ISOLATE_BOARD, ActionKind.RESTORE_BOARD, ActionKind.ROUTE_INBOUND,
                            ActionKind.LINE_TEST})
@@ -68,17 +75,19 @@ class ActionRequest(BaseModel):
     to_site: Name | None = None
     hosts: Annotated[list[Name], Field(min_length=1, max_length=16)] | None = None
     job: Name | None = None  # job_enable / job_disable: a scheduled job of this server
+    file: Name | None = None  # set_file: a whitelisted switch file of this server
+    value: Name | None = None  # set_file: the name of one of the file's values
     reason: Annotated[str, Field(max_length=500)] | None = None
     term: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None  # the leader's term (agents/terms.py)
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> ActionRequest:
-        needed = NEEDS.get(self.action)
-        for field in ("service", "to_site", "hosts", "job"):
+        needed = NEEDS.get(self.action, ())
+        for field in FIELDS:
             given = getattr(self, field) is not None
-            if field == needed and not given:
+            if field in needed and not given:
                 raise ValueError(f"{self.action.value} needs {field}")
-            if field != needed and given:
+            if field not in needed and given:
                 raise ValueError(f"{field} does not apply to {self.action.value}")
         return self
 
@@ -151,8 +160,10 @@ class ActionExecutor:
                  hosts: Sequence[str], routing_method: str = "astdb", astdb_family: str = "ccfo",
                  astdb_key: str = "inbound_hosts", line_test: Mapping[str, Any] | None = None,
                  store: ResultStore | None = None, clock: Callable[[], float] = time.time,
-                 terms: TermStore | None = None, jobs: JobManager | None = None, board: bool = True) -> None:
+                 terms: TermStore | None = None, jobs: JobManager | None = None, board: bool = True,
+                 switch_files: SwitchFiles | None = None) -> None:
         self.host = host
+        self.switch_files = switch_files  # a managed server's switch files (None: none)
         self.jobs = jobs  # a managed server's scheduled jobs (None: none)
         self.board = board  # False on a managed server: no board, no AMI
         self.fence: Any = None  # fencing.method self: agents.selffence.SelfFence, refusing CTI/IVR starts
@@ -172,13 +183,14 @@ class ActionExecutor:
             ActionKind.ISOLATE_BOARD: self._isolate, ActionKind.RESTORE_BOARD: self._restore,
             ActionKind.REPOINT_DB: self._repoint, ActionKind.ROUTE_INBOUND: self._route,
             ActionKind.LINE_TEST: self._line_test, ActionKind.JOB_ENABLE: self._job,
-            ActionKind.JOB_DISABLE: self._job,
+            ActionKind.JOB_DISABLE: self._job, ActionKind.SET_FILE: self._set_file,
         }
 
     def kinds(self) -> list[ActionKind]:
         """The actions this host can run (a managed server: no board actions; jobs only with jobs)."""
         return [k for k in ActionKind if (self.board or k not in BOARD_ACTIONS)
-                and (self.jobs is not None or k not in (ActionKind.JOB_ENABLE, ActionKind.JOB_DISABLE))]
+                and (self.jobs is not None or k not in (ActionKind.JOB_ENABLE, ActionKind.JOB_DISABLE))
+                and (bool(self.switch_files and self.switch_files.files) or k is not ActionKind.SET_FILE)]
 
     # --- entry point ---------------------------------------------------------------------------------
     def check(self, req: ActionRequest) -> None:
@@ -192,6 +204,13 @@ class ActionExecutor:
         if req.job is not None and (self.jobs is None or not self.jobs.has(req.job)):
             known = ", ".join(self.jobs.specs) if self.jobs is not None and self.jobs.specs else "none"
             raise ActionRefused(f"unknown job {req.job!r} on {self.host} (jobs: {known})")
+        if req.file is not None:
+            known = self.switch_files.values if self.switch_files is not None else {}
+            if req.file not in known:
+                raise ActionRefused(f"{req.file!r} is not a whitelisted switch file of {self.host} "
+                                    f"(switch files: {', '.join(known) or 'none'})")
+            if req.value not in known[req.file]:
+                raise ActionRefused(f"{req.file} has no value {req.value!r} (values: {', '.join(known[req.file])})")
         if req.service is not None and not self.services.has(req.service):
             raise ActionRefused(f"unknown service {req.service!r} on {self.host} "
                                 f"(services: {', '.join(self.services.names())})")
@@ -242,7 +261,7 @@ class ActionExecutor:
     async def _execute(self, req: ActionRequest, caller: str, fingerprint: str) -> ActionResult:
         what = req.action.value + (f" {req.service}" if req.service else "") + (
             f" to {req.to_site}" if req.to_site else "") + (f" to {','.join(req.hosts)}" if req.hosts else "") + (
-            f" {req.job}" if req.job else "")
+            f" {req.job}" if req.job else "") + (f" {req.file} to {req.value}" if req.file else "")
         log.info("action %s %s by %s%s: start", req.action_id, what, caller,
                  f" (reason: {req.reason})" if req.reason else "")
         started = self._clock()
@@ -250,7 +269,7 @@ class ActionExecutor:
         try:
             detail, data = await self._handlers[req.action](req)
             status = ActionStatus.DONE
-        except (ServiceError, RepointError, ActionFailed, JobError) as exc:
+        except (ServiceError, RepointError, ActionFailed, JobError, SwitchFileError) as exc:
             detail, data, status = str(exc), getattr(exc, "data", {}), ActionStatus.FAILED
         except Exception as exc:  # an adapter bug must become a failed action, not a dead agent
             log.exception("action %s %s by %s: unexpected error", req.action_id, what, caller)
@@ -301,6 +320,14 @@ class ActionExecutor:
         st = await self.jobs.set(req.job or "", req.action is ActionKind.JOB_ENABLE)
         when = f", next run {st.to_dict()['next_run_text']}" if st.next_run is not None else ""
         return f"job {st.name} {st.state} ({st.where}){when}", st.to_dict()
+
+    async def _set_file(self, req: ActionRequest) -> tuple[str, dict[str, Any]]:
+        assert self.switch_files is not None  # check() refused a file on a server without switch files
+        result, reload = await self.switch_files.set(req.file or "", req.value or "")
+        detail = (f"{result.id} now {req.value} ({result.new_value})" if result.changed
+                  else f"{result.id} already {req.value}: nothing changed")
+        return detail + (f"; reloaded: {reload}" if reload is not None else ""), {
+            "file": result.to_dict(), "value": req.value, "reload": reload}
 
     def _ami(self, what: str) -> AmiPort:
         if self.ami is None:

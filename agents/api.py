@@ -116,6 +116,8 @@ def create_app(host: str, tokens: Sequence[Token], report: Callable[[], Awaitabl
     openapi.install(app, actions=executor.kinds(), services=executor.services.names(),
                     sites=list(executor.files.sites), hosts=executor.hosts,
                     jobs=list(executor.jobs.specs) if executor.jobs is not None else [],
+                    files={f: list(v) for f, v in executor.switch_files.values.items()}
+                    if executor.switch_files is not None else None,
                     authenticated=("/v1/report", "/v1/actions", "/v1/jobs"))
     allow.install(app)
     return app

@@ -6,7 +6,8 @@ must be able to trust it (schemathesis checks it with every check against the li
 * Authentication: the bearer token is read by a dependency of our own, so FastAPI declares no security.
   The document declares the bearer scheme on every route that needs it, and its 401 answer.
 * The cross-field rule of `POST /v1/actions` (start/stop/restart name a `service`, repoint_db a `to_site`,
-  route_inbound `hosts`, job_enable/job_disable a `job`, the other actions none of them) is a `oneOf` by
+  route_inbound `hosts`, job_enable/job_disable a `job`, set_file a `file` and a `value`, the other actions
+  none of them) is a `oneOf` by
   action, and the names a request may use are this host's own (`enum`: its actions — a managed server has
   no board actions —, services, database sites, the site's hosts and its scheduled jobs), so a request the
   document allows is one the agent runs.
@@ -21,7 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from agents.actions import NEEDS, ActionKind
+from agents.actions import FIELDS, NEEDS, ActionKind
 
 BEARER = {"type": "http", "scheme": "bearer", "description": "the agent token (agent.token_file)"}
 DETAIL = {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}}}
@@ -32,11 +33,11 @@ CLIENT_ERRORS = {
            "(header X-Ccfo-Highest-Term names the highest term seen)",
     "413": "request body over 64 kB",
 }
-FIELDS = ("service", "to_site", "hosts", "job")
 
 
 def install(app: FastAPI, *, actions: Sequence[ActionKind], services: Sequence[str], sites: Sequence[str],
-            hosts: Sequence[str], jobs: Sequence[str], authenticated: Sequence[str]) -> None:
+            hosts: Sequence[str], jobs: Sequence[str], authenticated: Sequence[str],
+            files: dict[str, list[str]] | None = None) -> None:
     """Make `app.openapi()` return the corrected document (built once, like FastAPI's own)."""
 
     def openapi() -> dict[str, Any]:
@@ -49,7 +50,9 @@ def install(app: FastAPI, *, actions: Sequence[ActionKind], services: Sequence[s
             request = doc["components"].get("schemas", {}).get("ActionRequest")
             if request is not None:
                 _actions(request, list(actions), {"service": list(services), "to_site": list(sites),
-                                                  "hosts": list(hosts), "job": list(jobs)})
+                                                  "hosts": list(hosts), "job": list(jobs),
+                                                  "file": list(files or {}),
+                                                  "value": sorted({v for vs in (files or {}).values() for v in vs})})
             app.openapi_schema = doc
         return app.openapi_schema
 
@@ -78,15 +81,15 @@ def _actions(schema: dict[str, Any], actions: list[ActionKind], names: dict[str,
         if values:
             target["enum"] = values
     branches = []
-    by_need: dict[str | None, list[str]] = {}
+    by_need: dict[tuple[str, ...], list[str]] = {}
     for kind in actions:
-        by_need.setdefault(NEEDS.get(kind), []).append(kind.value)
+        by_need.setdefault(NEEDS.get(kind, ()), []).append(kind.value)
     for need, kinds in by_need.items():
         branch: dict[str, Any] = {"properties": {"action": {"enum": kinds}}}
         for field in FIELDS:
-            branch["properties"][field] = {"type": "null"} if field != need else {
+            branch["properties"][field] = {"type": "null"} if field not in need else {
                 "type": "array" if field == "hosts" else "string"}
-        if need is not None:
-            branch["required"] = [need]
+        if need:
+            branch["required"] = list(need)
         branches.append(branch)
     schema["oneOf"] = branches

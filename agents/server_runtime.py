@@ -2,9 +2,10 @@
 
 The same agent, without AMI, board, SNMP or FastAGI: the service manager over the server's services (no
 board driver), its whitelisted database config files (the hosts' repoint mechanism), its scheduled jobs
-(agents/jobs.py), the same actions (start, stop, restart, repoint_db, job_enable, job_disable; the board
-and AMI actions are refused), the same control API (plus GET /v1/jobs) and the same reporter pushing a
-report every heartbeat and on every change. Start-up refuses what the IPC agent refuses (no token, a secret
+(agents/jobs.py), its whitelisted switch files (agents/files/switch.py), the same actions (start, stop,
+restart, repoint_db, job_enable, job_disable, set_file; the board and AMI actions are refused), the same
+control API (plus GET /v1/jobs) and the same reporter pushing a report every heartbeat and on every
+change. Start-up refuses what the IPC agent refuses (no token, a secret
 file others can read, an unusable certificate). SIGTERM stops the reporter, the poller and the API; the
 managed services keep running.
 """
@@ -22,6 +23,7 @@ from agents.actions import ActionExecutor
 from agents.api import create_app
 from agents.auth import Token, TokenError, lab_token, load_token
 from agents.files import from_host_config
+from agents.files.switch import switch_files_from_config
 from agents.idempotency import ResultStore
 from agents.jobs import jobs_from_model
 from agents.metrics import AgentMetrics
@@ -78,7 +80,8 @@ class ServerAgentRuntime:
             raise ServerStartupError(f"{exc}; refusing to start") from exc
         self.executor = ActionExecutor(opts.host, self.services, self.files, None, hosts=list(site.hosts),
                                        routing_method="none", store=ResultStore(path=self.state_dir / "actions.json"),
-                                       terms=terms, jobs=self.jobs, board=False)
+                                       terms=terms, jobs=self.jobs, board=False,
+                                       switch_files=switch_files_from_config(loaded, opts.host))
         self.metrics = AgentMetrics(opts.host)
         self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, None,
                                     jobs=self.jobs.list)

@@ -63,9 +63,11 @@ class AgentClient(Protocol):
 
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None,
-                     reason: str | None = None, timeout_s: float = 30.0, term: int | None = None) -> ActionResult:
-        """Run an agent action, idempotent by `action_id`. `term`: the leader's fencing token (controller
-        HA); an agent that has seen a newer term refuses with TermRefused, an AgentActionFailed."""
+                     reason: str | None = None, timeout_s: float = 30.0, term: int | None = None,
+                     job: str | None = None, file: str | None = None, value: str | None = None) -> ActionResult:
+        """Run an agent action, idempotent by `action_id` (job: job_enable/job_disable; file and value:
+        set_file). `term`: the leader's fencing token (controller HA); an agent that has seen a newer term
+        refuses with TermRefused, an AgentActionFailed."""
         ...
 
 

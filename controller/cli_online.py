@@ -71,6 +71,19 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     _confirm(p)
     p.set_defaults(func=client.cmd_failback)
 
+    p = sub.add_parser("switch", help="run a named switch of the managed servers (switches.yaml), or its inverse")
+    _conn(p)
+    _follow(p)
+    p.add_argument("name", metavar="NAME", help="the switch (`ccfo switches` lists them)")
+    p.add_argument("--inverse", action="store_true", help="run the switch's way back")
+    p.add_argument("--reason", required=True)
+    _confirm(p)
+    p.set_defaults(func=client.cmd_switch)
+
+    p = sub.add_parser("switches", help="list the named switches and their steps")
+    _conn(p)
+    p.set_defaults(func=client.cmd_switches)
+
     p = sub.add_parser("plans", help="list plans (pending, running, history)")
     _conn(p)
     p.add_argument("--status", help="comma-separated: proposed,running,finished,failed,interrupted,...")

@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -232,6 +233,22 @@ def cmd_switchover(args: argparse.Namespace) -> int:
 
 def cmd_failback(args: argparse.Namespace) -> int:
     return _submit(args, "/api/v1/failback", {"reason": args.reason, "drain_timeout_s": args.drain_timeout})
+
+
+def cmd_switch(args: argparse.Namespace) -> int:
+    """`ccfo switch NAME [--inverse]`: a named switch of the managed servers (switches.yaml) as a plan."""
+    return _submit(args, f"/api/v1/switches/{quote(args.name, safe='')}",
+                   {"reason": args.reason, "inverse": args.inverse})
+
+
+def cmd_switches(args: argparse.Namespace) -> int:
+    data = call(args, "GET", "/api/v1/switches")
+    lines = []
+    for s in data["switches"]:
+        lines.append(f"{s['id']}: {s['description']} ({len(s['steps'])} steps; --inverse: "
+                     f"{s['inverse_description']}, {len(s['inverse'])} steps)")
+    _out(args, data, "\n".join(lines) or "no switches (switches.yaml)")
+    return 0
 
 
 def cmd_plans(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from ccfo.config.models import RulesFileModel, SiteFileModel
+from ccfo.config.models import RulesFileModel, SiteFileModel, SwitchesFileModel
 from controller.checklists.loader import ChecklistModel
 from drills.model import DrillsConfigModel, ScenarioModel
 
@@ -34,6 +34,9 @@ FILES: tuple[tuple[str, type[BaseModel], str], ...] = (
      "capacity rules, the controller, fencing and inbound routing. `ccfo check-config` validates it."),
     ("rules.yaml", RulesFileModel,
      "The failover rules: which faults on which role lead to which action, with debounce and approval."),
+    ("switches.yaml", SwitchesFileModel,
+     "Optional: the named switches of the managed servers (source plan III), each with its inverse; "
+     "`ccfo switch NAME [--inverse]` runs one."),
     ("drills/*.yaml (scenarios)", ScenarioModel,
      "One drill scenario (the library ships in drills/scenarios/; a site adds its own under config/drills/)."),
     ("drills.yaml", DrillsConfigModel,

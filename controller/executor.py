@@ -187,6 +187,14 @@ class Executor:
                 res = await self.agents.action(host, action_id, "repoint_db", to_site=step.target, timeout_s=timeout,
                                                term=self.leadership.term)
                 return res.detail
+            case StepKind.JOB_ENABLE | StepKind.JOB_DISABLE:  # the agent reads the job's state back
+                res = await self.agents.action(host, action_id, step.kind.value, job=step.job, timeout_s=timeout,
+                                               term=self.leadership.term)
+                return res.detail
+            case StepKind.SET_FILE:  # the agent verifies the file and runs its reload command
+                res = await self.agents.action(host, action_id, "set_file", file=step.file, value=step.target,
+                                               timeout_s=timeout, term=self.leadership.term)
+                return res.detail
             case StepKind.ROUTE_INBOUND:
                 return await self._route(action_id, step, timeout)
             case StepKind.VERIFY:

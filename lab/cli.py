@@ -60,7 +60,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     log = open(root / "supervisor.log", "ab")  # noqa: SIM115 - the child keeps it
     proc = subprocess.Popen([sys.executable, "-m", "lab.supervisor", "--dir", str(root.resolve()), "--net", args.net,
                              "--controller-listen", args.controller_listen, "--control-port", str(args.control_port),
-                             "--telephony", getattr(args, "telephony", "dahdi")],
+                             "--telephony", getattr(args, "telephony", "dahdi"),
+                             *(["--servers"] if args.servers else [])],
                             cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     deadline = time.monotonic() + args.timeout
@@ -148,6 +149,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     q.add_argument("--timeout", type=float, default=120.0)
     q.add_argument("--telephony", choices=["dahdi", "sip"], default="dahdi",
                    help="the hosts' lines: DAHDI E1 spans, or SIP trunks of the same channels")
+    q.add_argument("--servers", action="store_true",
+                   help="also start the managed servers (site.yaml servers) as agents per data center")
     q.set_defaults(func=cmd_up)
     q = lsub.add_parser("down", help="stop every process of the lab")
     common(q)

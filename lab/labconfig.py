@@ -30,6 +30,8 @@ import yaml
 from ccfo.platform.auth import add_token
 
 LAB_SERVICES = Path(__file__).resolve().parent.parent / "agents" / "lab_services.py"
+LAB_ENTRY = Path(__file__).resolve().parent / "entry.py"
+SERVER_BASE = 11  # the managed servers' addresses: NET.11, NET.12, ... (hosts NET.1.., databases NET.101..)
 
 
 @dataclass
@@ -58,7 +60,16 @@ class LabLayout:
     debounce_s: float | None = None  # tests shorten every rule's debounce
     mode: str | None = None  # start in this mode instead of the site's
     telephony: str = "dahdi"  # "sip": the hosts' spans become SIP trunks of the same channels (see sip_trunks)
+    # The site's managed servers (site.yaml `servers`) as agents at NET.11, NET.12, ...: off by default, so the
+    # IPC-only lab (and every test that needs nothing more) starts as fast as before.
+    servers: bool = False
+    # With servers: the site as before the Shanghai -> Shenzhen migration (the migration runbook's start): the
+    # Shanghai servers serve (services running, jobs enabled), the Shenzhen ones are ready but idle, the switch
+    # files and the database config name shanghai, the active database site.
+    before_migration: bool = False
+    entry_port: int = 8088  # a server's HTTP entry point stand-in (lab/entry.py), for a switch file with a reload
     hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
+    server_addresses: dict[str, str] = field(default_factory=dict)  # server -> address, filled by build()
 
     @property
     def config(self) -> Path:
@@ -137,9 +148,16 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
             host["board"]["spans"] = []
         elif layout.telephony != "dahdi":
             raise ValueError(f"LabLayout.telephony must be dahdi or sip, got {layout.telephony!r}")
-    # The lab does not start the managed servers' agents yet (issue #17, item 5): without them a repoint plan
-    # would fail on its first server step, so the lab's site keeps the IPC pair only, as before.
-    site.pop("servers", None)
+    if layout.before_migration and "shanghai" in site["databases"]["sites"]:
+        site["databases"]["active"] = "shanghai"
+    if layout.servers:
+        for i, (name, server) in enumerate(site.get("servers", {}).items(), start=SERVER_BASE):
+            addr = f"{layout.net}.{i}"
+            layout.server_addresses[name] = addr
+            _register_agent_token(tokens, name, _secret(cfg / "secrets" / f"agent-token-{name}"))
+            _lab_server(server, name, addr, layout)
+    else:  # without their agents a repoint plan would fail on its first server step: the IPC pair only
+        site.pop("servers", None)
     for role in ("viewer", "operator", "admin"):
         _secret(cfg / "secrets" / f"{role}.token", add_token(tokens, f"lab-{role}", role))
     for i, db in enumerate(site["databases"]["sites"].values(), start=101):
@@ -170,8 +188,14 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
     for extra in ("checklists", "drills"):  # runbooks and site drills, as the operator wrote them
         if (source / extra).is_dir():
             shutil.copytree(source / extra, cfg / extra)
+    if not layout.servers and (cfg / "checklists").is_dir():  # a runbook acting on the servers needs them
+        for runbook in (cfg / "checklists").glob("*.yaml"):
+            if "plan: server" in runbook.read_text():
+                runbook.unlink()
     if (source / "drills.yaml").is_file():
         shutil.copy2(source / "drills.yaml", cfg / "drills.yaml")
+    if layout.servers and (source / "switches.yaml").is_file():  # the switches name the servers
+        shutil.copy2(source / "switches.yaml", cfg / "switches.yaml")
     return site
 
 
@@ -227,3 +251,32 @@ def _lab_host(host: dict[str, Any], name: str, addr: str, layout: LabLayout, ami
         f["path"] = str(hdir / "etc" / Path(f["path"]).name)
         files.append(f)
     host["db_config_files"] = files
+
+
+def _lab_server(server: dict[str, Any], name: str, addr: str, layout: LabLayout) -> None:
+    """A managed server in the lab: its agent on its own address, its services as stand-in daemons, its
+    whitelisted files (database and switch files) under hosts/NAME/etc, and every job a real cron file under
+    hosts/NAME/cron.d (a systemd timer becomes a cron job: the lab has no systemd) whose command appends a
+    line to hosts/NAME/jobs.log. A switch file with a reload command (an entry point) is followed by the
+    server's lab/entry.py stand-in on NET.x:entry_port; its reload command is that stand-in's."""
+    hdir, run = layout.host_dir(name), layout.run_dir(name)
+    for sub in ("etc", "cron.d"):
+        (hdir / sub).mkdir(parents=True, exist_ok=True)
+    run.mkdir(parents=True, exist_ok=True)
+    server.update(service_backend="command", backup_dir=str(hdir / "backups"))
+    server["agent"] = {"url": f"http://{addr}:{layout.agent_port}", "token_file": f"secrets/agent-token-{name}"}
+    server["services"] = {svc: {"start": _svc_cmd("start", svc, run), "stop": _svc_cmd("stop", svc, run),
+                                "status": _svc_cmd("status", svc, run), "kill": _svc_cmd("kill", svc, run),
+                                "stop_timeout_s": layout.stop_timeout_s}
+                          for svc in server.get("services", {})}
+    server["db_config_files"] = [{**f, "path": str(hdir / "etc" / Path(f["path"]).name)}
+                                 for f in server.get("db_config_files", [])]
+    entry = [sys.executable, "-S", str(LAB_ENTRY), "reload", f"http://{addr}:{layout.entry_port}"]
+    server["switch_files"] = [{**f, "path": str(hdir / "etc" / Path(f["path"]).name),
+                               **({"reload": entry} if f.get("reload") else {})}
+                              for f in server.get("switch_files", [])]
+    log = hdir / "jobs.log"
+    server["jobs"] = {job: {"backend": "cron", "schedule": spec.get("schedule") or "*/5 * * * *",
+                            "user": spec.get("user", "root"), "cron_file": str(hdir / "cron.d" / job),
+                            "command": f"echo {name} {job} ran >> {log}"}
+                      for job, spec in server.get("jobs", {}).items()}

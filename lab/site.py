@@ -2,7 +2,9 @@
 
 Per host, on its own loopback address: a lab AMI server (the simulated Asterisk with its DAHDI board),
 the managed services as real stand-in daemons (cti, ivr, kcxp, kcbp, replicas, the board driver), and
-the real agent; then the database sites (TCP endpoints), the lab PDU (SNMP, one outlet per host), the
+the real agent; with LabLayout(servers=True) the site's managed servers too (their agents with the server
+profile at NET.11, NET.12, ..., stand-in services, whitelisted files and real cron files); then the
+database sites (TCP endpoints), the lab PDU (SNMP, one outlet per host), the
 SIP front (a real Kamailio on NET.200, lab/front.py: every lab call enters there) and the real controller.
 `LabSite` owns these processes; `ccfo lab up` runs it in a background supervisor
 and `ccfo lab inject` talks to its control API. Tests use it in-process on their own 127.x.y network.
@@ -15,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -24,7 +27,7 @@ from typing import Any
 import httpx
 
 from lab.front import FrontError, kamailio_argv, kamailio_binary, lab_router, wait_ready
-from lab.labconfig import LabLayout, _svc_cmd, build
+from lab.labconfig import LAB_ENTRY, LabLayout, _svc_cmd, build
 from lab.pdu import LabDatabase, start_pdu
 
 log = logging.getLogger("lab.site")
@@ -125,13 +128,14 @@ class LabSite:
                                                         {n: h for h, n in outlets.items()}, community, self.power)
         for host in self.site["hosts"]:
             await self._boot_host(host, start_services=True, timeout=timeout)
+        await asyncio.gather(*(self._boot_server(s, timeout=timeout) for s in self.site.get("servers", {})))
         await self._start_front(timeout)
         await self._start_controller(timeout)
 
     def _write_db_files(self) -> None:
         active = self.site["databases"]["active"]
         db = self.site["databases"]["sites"][active]
-        for host in self.site["hosts"].values():
+        for host in [*self.site["hosts"].values(), *self.site.get("servers", {}).values()]:
             for f in host["db_config_files"]:
                 value = f.get("value", "{host}").format(host=db["host"], port=db["port"], site=active)
                 path = Path(f["path"])
@@ -181,8 +185,67 @@ class LabSite:
         self.procs[agent.name] = agent
         await _wait_file(agent_ready, agent, timeout)
 
+    async def _boot_server(self, name: str, *, timeout: float) -> None:
+        """A managed server: its cron files (enabled on an active server, commented out on a backup one, as a
+        kept-ready environment), its services (running on an active server), then its agent. Before the
+        migration (LabLayout.before_migration) the Shanghai servers are the active ones."""
+        lay, spec = self.layout, self.site["servers"][name]
+        active = (spec["datacenter"] == "shanghai" if lay.before_migration  # the migration runbook's start
+                  else spec.get("role", "active") == "active")
+        for job, j in spec["jobs"].items():
+            _write_cron(Path(j["cron_file"]), job, f"{j['schedule']} {j['user']} {j['command']}", active)
+        if active:
+            await asyncio.gather(*(self._lab_service(name, "start", svc) for svc in spec["services"]))
+        for f in spec.get("switch_files", []):
+            await self._start_entry(name, f, timeout)
+        ready = lay.host_dir(name) / "agent.ready"
+        ready.unlink(missing_ok=True)
+        agent = Proc(f"{name}-agent", [sys.executable, "-m", "controller", "agent", "--config", str(lay.config),
+                                       "--host", name, "--lab", "--state-dir", str(lay.host_dir(name) / "agent"),
+                                       "--ready-file", str(ready)], lay.root / "logs" / f"{name}-agent.log")
+        await agent.start()
+        self.procs[agent.name] = agent
+        await _wait_file(ready, agent, timeout)
+
+    async def _start_entry(self, name: str, f: dict[str, Any], timeout: float) -> None:
+        """A switch file's first content (the value named after the active database site, else its first), and
+        for an entry point (a file with a reload command) its HTTP stand-in, which reads the file (lab/entry.py)."""
+        values = f["values"]
+        value = values.get(self.site["databases"]["active"], next(iter(values.values())))
+        path = Path(f["path"])
+        if f["format"] == "ini":
+            path.write_text(f"# lab copy of {path.name}\n[{f['section']}]\n{f['key']} = {value}\n")
+        elif f["format"] == "keyvalue":
+            path.write_text(f"# lab copy of {path.name}\n{f['key']}={value}\n")
+        else:  # the pattern's line with its group replaced by the value (the lab's patterns are that simple)
+            line = re.sub(r"\([^)]*\)", lambda _m: value, f["pattern"], count=1).strip("^$")
+            path.write_text(f"# lab copy of {path.name}\n{line}\n")
+            if re.findall(f["pattern"], path.read_text(), re.MULTILINE) != [value]:
+                raise LabError(f"{name} {f['id']}: cannot write a line that {f['pattern']!r} reads")
+        if not f.get("reload"):
+            return
+        ready = self.layout.host_dir(name) / f"entry-{f['id']}.ready"
+        ready.unlink(missing_ok=True)
+        addr = self.site["servers"][name]["agent"]["url"].split("//", 1)[1].rsplit(":", 1)[0]
+        proc = Proc(f"{name}-entry", [sys.executable, "-S", str(LAB_ENTRY), "serve", "--listen",
+                                      f"{addr}:{self.layout.entry_port}", "--file", str(path), "--pattern",
+                                      f["pattern"], "--ready-file", str(ready)],
+                    self.layout.root / "logs" / f"{name}-entry.log")
+        await proc.start()
+        self.procs[proc.name] = proc
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if not proc.alive or time.monotonic() > deadline:
+                raise LabError(f"{proc.name} did not start; see {proc.log_path}")
+            await asyncio.sleep(0.05)
+
+    def entry_url(self, server: str) -> str:
+        """The server's HTTP entry point stand-in (GET it: 302 to the URL its file names)."""
+        addr = self.site["servers"][server]["agent"]["url"].split("//", 1)[1].rsplit(":", 1)[0]
+        return f"http://{addr}:{self.layout.entry_port}/"
+
     async def _lab_service(self, host: str, verb: str, name: str, control: bool = False) -> int:
-        addr = self.site["hosts"][host]["address"]
+        addr = self.site["hosts"][host]["address"] if control else ""
         argv = _svc_cmd(verb, name, self.layout.run_dir(host),
                         f"http://{addr}:{self.layout.control_port}" if control else None)
         proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
@@ -362,14 +425,14 @@ class LabSite:
         return {"host": host, "ivr": ivr, "agent": agent}
 
     async def down(self) -> None:
-        for name in ["controller", "front", *[n for n in self.procs if n.endswith("-agent")],
+        for name in ["controller", "front", *[n for n in self.procs if n.endswith(("-agent", "-entry"))],
                      *[n for n in self.procs if n.endswith("-ami")]]:
             if name in self.procs:
                 t0 = time.monotonic()
                 await self.procs[name].stop()
                 log.info("lab down: %s stopped in %.2f s", name, time.monotonic() - t0)
         t0 = time.monotonic()
-        for host in self.site.get("hosts", {}):
+        for host in [*self.site.get("hosts", {}), *self.site.get("servers", {})]:
             await self._kill_services(host)
         log.info("lab down: the hosts' stand-ins killed in %.2f s", time.monotonic() - t0)
         t0 = time.monotonic()
@@ -392,8 +455,18 @@ class LabSite:
                           "rpc_socket": str(self.layout.front_socket),
                           "list_file": str(self.layout.front_dir / "dispatcher.list"),
                           "log": str(self.layout.root / "logs" / "front.log")},
+                "servers": {n: {"datacenter": s["datacenter"], "kind": s["kind"], "agent": s["agent"]["url"],
+                                "dir": str(self.layout.host_dir(n))} for n, s in self.site.get("servers", {}).items()},
                 "tokens": {r: str(self.layout.config / "secrets" / f"{r}.token")
                            for r in ("viewer", "operator", "admin")}}
+
+
+def _write_cron(path: Path, job: str, line: str, enabled: bool) -> None:
+    """A job's cron file exactly as the agent writes it (agents/jobs.py CronJobs: its header, and a disabled
+    job's line commented out with its marker), so the agent's first change is not taken for foreign content."""
+    head = f"# Managed by ccfo (server job {job}): enable and disable it through ccfo, not by hand.\n"
+    path.write_text(head + ("" if enabled else "#ccfo-disabled# ") + line + "\n")
+    path.chmod(0o644)
 
 
 def _pids_naming(text: str) -> list[int]:

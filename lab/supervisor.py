@@ -120,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--controller-listen", default="127.0.0.1:8080")
     p.add_argument("--control-port", type=int, default=8090)
     p.add_argument("--telephony", choices=["dahdi", "sip"], default="dahdi")
+    p.add_argument("--servers", action="store_true", help="also start the managed servers' agents")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     layout = LabLayout(Path(args.dir).resolve(), net=args.net, controller_listen=args.controller_listen,
-                       lab_control_port=args.control_port, telephony=args.telephony)
+                       lab_control_port=args.control_port, telephony=args.telephony, servers=args.servers)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(layout))
     return 1

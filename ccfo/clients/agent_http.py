@@ -101,14 +101,15 @@ class AgentHttpClient:
 
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
-                     timeout_s: float = 30.0, term: int | None = None) -> ActionResult:
+                     timeout_s: float = 30.0, term: int | None = None, job: str | None = None,
+                     file: str | None = None, value: str | None = None) -> ActionResult:
         """Run one action; `term` is the leader's fencing token (controller HA). TermRefused when the
         agent has seen a newer leader."""
         body: dict[str, Any] = {"action_id": action_id, "action": action}
-        for key, value in (("service", service), ("to_site", to_site), ("hosts", hosts), ("reason", reason),
-                           ("term", term)):
-            if value is not None:
-                body[key] = value
+        for key, given in (("service", service), ("to_site", to_site), ("hosts", hosts), ("reason", reason),
+                           ("term", term), ("job", job), ("file", file), ("value", value)):
+            if given is not None:
+                body[key] = given
         try:
             r = await self._client.post(self._url(host, "/v1/actions"), json=body, timeout=timeout_s + 5.0)
         except httpx.HTTPError as exc:

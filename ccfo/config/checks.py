@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ccfo.config.cluster import check_cluster
-from ccfo.config.models import RulesFileModel, SiteFileModel
+from ccfo.config.models import RulesFileModel, SiteFileModel, SwitchesFileModel
 from ccfo.config.yamlpos import Located, Problem
 from ccfo.domain.faults import FaultKind
 from ccfo.domain.plan import DEFAULT_REPOINT_ORDER, Action
@@ -172,6 +172,20 @@ def _check_servers(m: SiteFileModel, loc: Located) -> list[Problem]:
                                             "the command backend needs start, stop and status commands"))
         for jname, job in server.jobs.items():
             problems += _check_job(job, (*base, "jobs", jname), loc)
+        problems += _check_switch_files(server, base, loc)
+    return problems
+
+
+def _check_switch_files(server, base, loc: Located) -> list[Problem]:  # type: ignore[no-untyped-def]
+    problems = []
+    ids = Counter(f.id for f in server.switch_files)
+    for i, f in enumerate(server.switch_files):
+        path = (*base, "switch_files", i)
+        if not f.path.startswith("/"):
+            problems.append(loc.problem((*path, "path"), f"must be an absolute path, got {f.path!r}"))
+        problems += _check_db_file(f, path, set(), ids, loc)
+        if f.reload is not None and not f.reload:
+            problems.append(loc.problem((*path, "reload"), "an empty command: leave reload out instead"))
     return problems
 
 
@@ -218,7 +232,7 @@ def _check_db_file(f, path, services: set[str], ids: Counter, loc: Located) -> l
         import re
         if re.compile(f.pattern).groups != 1:
             problems.append(loc.problem((*path, "pattern"), "needs exactly one group (the value to replace)"))
-    for j, reader in enumerate(f.readers):
+    for j, reader in enumerate(getattr(f, "readers", ())):
         if reader not in services:
             problems.append(loc.problem((*path, "readers", j), f"unknown service {reader!r}"))
     return problems
@@ -325,6 +339,52 @@ def check_rules(r: RulesFileModel, loc: Located, site: SiteFileModel) -> list[Pr
             problems.append(loc.problem((*base, "match", "faults"), "db_down is matched with role active_db"))
         problems += _check_repoint_order(rule, base, loc, site)
     return problems
+
+
+def check_switches(r: SwitchesFileModel, loc: Located, site: SiteFileModel) -> list[Problem]:
+    """Every name a switch step uses exists: the server, and on it the service, job or switch file and the
+    file's value; a repoint_db names a database site."""
+    problems = []
+    ids = Counter(w.id for w in r.switches)
+    for i, switch in enumerate(r.switches):
+        if ids[switch.id] > 1:
+            problems.append(loc.problem(("switches", i, "id"), f"duplicate switch id {switch.id!r}"))
+        for part in ("steps", "inverse"):
+            for j, step in enumerate(getattr(switch, part)):
+                problems += _check_switch_step(step, ("switches", i, part, j), loc, site)
+    return problems
+
+
+def _check_switch_step(step, path, loc: Located, site: SiteFileModel) -> list[Problem]:  # type: ignore[no-untyped-def]
+    verb, name = step.verb, step.name
+    if verb == "repoint_db":
+        if name not in site.databases.sites:
+            return [loc.problem((*path, verb), f"unknown database site {name!r} "
+                                f"(sites: {', '.join(site.databases.sites)})")]
+        return []
+    server = site.servers.get(step.server)
+    if server is None:
+        hint = " (an IPC host: switches act on managed servers)" if step.server in site.hosts else ""
+        return [loc.problem((*path, "server"), f"unknown server {step.server!r}{hint} "
+                            f"(servers: {', '.join(site.servers) or 'none'})")]
+    if verb in ("start", "stop", "restart"):
+        known = list(server.services)
+        what = "service"
+    elif verb in ("job_enable", "job_disable"):
+        known, what = list(server.jobs), "job"
+    else:
+        files = {f.id: f for f in server.switch_files}
+        if name not in files:
+            return [loc.problem((*path, verb), f"{name!r} is not in {step.server}'s whitelist of switch files "
+                                f"(switch_files: {', '.join(files) or 'none'})")]
+        if step.to not in files[name].values:
+            return [loc.problem((*path, "to"), f"{name} on {step.server} has no value {step.to!r} "
+                                f"(values: {', '.join(files[name].values)})")]
+        return []
+    if name not in known:
+        return [loc.problem((*path, verb), f"unknown {what} {name!r} on {step.server} "
+                            f"({what}s: {', '.join(known) or 'none'})")]
+    return []
 
 
 def _check_repoint_order(rule, base, loc: Located, site: SiteFileModel) -> list[Problem]:  # type: ignore[no-untyped-def]

@@ -13,10 +13,11 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from ccfo.config import secretfiles
-from ccfo.config.checks import check_rules, check_site, production_warnings
-from ccfo.config.models import DbFileModel, RulesFileModel, SiteFileModel
+from ccfo.config.checks import check_rules, check_site, check_switches, production_warnings
+from ccfo.config.models import DbFileModel, RulesFileModel, SiteFileModel, SwitchesFileModel
 from ccfo.config.yamlpos import ConfigError, Located, Problem, load_yaml
 from ccfo.domain.faults import FlapPolicy
+from ccfo.domain.plan import Action
 from ccfo.domain.rules import Policy, RoleMatch, Rule
 from ccfo.domain.site import (
     Board,
@@ -34,12 +35,15 @@ from ccfo.domain.site import (
     SipTrunk,
     Site,
     Span,
+    SwitchFile,
 )
+from ccfo.domain.switches import Switch, SwitchStep, SwitchVerb
 
 M = TypeVar("M", bound=BaseModel)
 
 SITE_FILE = "site.yaml"
 RULES_FILE = "rules.yaml"
+SWITCHES_FILE = "switches.yaml"  # optional: the named switches of the managed servers
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +55,16 @@ class LoadedConfig:
     policy: Policy
     flap: FlapPolicy
     warnings: tuple[Problem, ...] = ()
+    switches: tuple[Switch, ...] = ()  # switches.yaml: the named switches of the managed servers
+
+    def switch(self, name: str) -> Switch | None:
+        return next((s for s in self.switches if s.id == name), None)
+
+    @property
+    def repoint_order(self) -> tuple[str, ...] | None:
+        """The database rule's repoint_order (a switch's repoint_db follows it), or None for the default."""
+        rule = next((r for r in self.rules_model.rules if r.action is Action.REPOINT_DB), None)
+        return tuple(rule.repoint_order) if rule is not None and rule.repoint_order is not None else None
 
     def resolve(self, relative: str) -> Path:
         """A path from the config (token files, journal) relative to the config directory."""
@@ -87,13 +101,17 @@ def parse_model(model: type[M], located: Located) -> M:
 
 
 def load_config(directory: str | Path, display_dir: str | None = None) -> LoadedConfig:
-    """Validate site.yaml and rules.yaml in `directory`; raise ConfigError with every problem found."""
+    """Validate site.yaml, rules.yaml and (when present) switches.yaml in `directory`; raise ConfigError with
+    every problem found."""
     root = Path(directory)
     shown = display_dir if display_dir is not None else str(directory).rstrip("/")
     problems: list[Problem] = []
     models: dict[str, Any] = {}
     located: dict[str, Located] = {}
-    for fname, model in ((SITE_FILE, SiteFileModel), (RULES_FILE, RulesFileModel)):
+    files: list[tuple[str, type[BaseModel]]] = [(SITE_FILE, SiteFileModel), (RULES_FILE, RulesFileModel)]
+    if (root / SWITCHES_FILE).exists():
+        files.append((SWITCHES_FILE, SwitchesFileModel))
+    for fname, model in files:
         try:
             located[fname] = load_yaml(root / fname, f"{shown}/{fname}")
             models[fname] = parse_model(model, located[fname])
@@ -103,6 +121,8 @@ def load_config(directory: str | Path, display_dir: str | None = None) -> Loaded
         problems += check_site(models[SITE_FILE], located[SITE_FILE], root)
         if RULES_FILE in models:
             problems += check_rules(models[RULES_FILE], located[RULES_FILE], models[SITE_FILE])
+        if SWITCHES_FILE in models:
+            problems += check_switches(models[SWITCHES_FILE], located[SWITCHES_FILE], models[SITE_FILE])
     errors = [p for p in problems if p.severity == "error"]
     if errors:
         raise ConfigError(errors)
@@ -112,7 +132,21 @@ def load_config(directory: str | Path, display_dir: str | None = None) -> Loaded
     warnings += tuple(secretfiles.warnings(site_model, located[SITE_FILE], root))  # others can read a secret
     return LoadedConfig(root, site_model, rules_model, to_site(site_model), to_policy(rules_model),
                         FlapPolicy(rules_model.policy.flap.window_s, rules_model.policy.flap.max_transitions),
-                        warnings)
+                        warnings, to_switches(models.get(SWITCHES_FILE)))
+
+
+def to_switch_steps(models: list[Any]) -> tuple[SwitchStep, ...]:
+    """Validated switch steps (SwitchStepModel) as the core's values."""
+    return tuple(SwitchStep(SwitchVerb(s.verb), s.server, None if s.verb == "repoint_db" else s.name,
+                            s.repoint_db if s.verb == "repoint_db" else s.to, s.best_effort) for s in models)
+
+
+def to_switches(m: SwitchesFileModel | None) -> tuple[Switch, ...]:
+    """switches.yaml's switches as the core's values (names checked against the site by check_switches)."""
+    if m is None:
+        return ()
+    return tuple(Switch(w.id, w.description, to_switch_steps(w.steps), to_switch_steps(w.inverse),
+                        w.inverse_description, w.source) for w in m.switches)
 
 
 def to_site(m: SiteFileModel) -> Site:
@@ -130,7 +164,8 @@ def to_site(m: SiteFileModel) -> Site:
     servers = tuple(
         ManagedServer(HostId(name), s.datacenter, s.kind, tuple(ServiceName(n) for n in s.services),
                       _db_files(s.db_config_files),
-                      tuple(ScheduledJob(j, job.backend, job.schedule) for j, job in s.jobs.items()), s.role)
+                      tuple(ScheduledJob(j, job.backend, job.schedule) for j, job in s.jobs.items()), s.role,
+                      tuple(SwitchFile(f.id, tuple(f.values)) for f in s.switch_files))
         for name, s in m.servers.items())
     cap = CapacityPolicy(m.capacity.channels_per_ivr_call, m.capacity.channels_per_agent_call,
                          m.capacity.reserve_for_transfers)

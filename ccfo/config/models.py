@@ -387,6 +387,31 @@ class JobModel(Strict):
     """cron: the cron file's absolute path (default /etc/cron.d/ccfo-NAME)."""
 
 
+class SwitchFileModel(Strict):
+    """A whitelisted file a named switch may point at one of its values (rules.yaml switches): an entry point
+    (a web server's redirect file, then its reload command) or a setting naming a machine (the SMS gateway)."""
+
+    id: Name
+    """The file's id (a switch's set_file names it)."""
+    path: str
+    """The file's absolute path on the server."""
+    format: Literal["ini", "keyvalue", "regex"]
+    """How the value is written in it: an ini key, a key=value line, or a regular expression's one group."""
+    section: str | None = None
+    """ini: the section holding key."""
+    key: str | None = None
+    """ini and keyvalue: the key whose value the switch sets."""
+    pattern: Regex | None = None
+    """regex: a regular expression with one group, replaced by the value."""
+    values: dict[Name, str] = Field(min_length=2)
+    """The values the file may hold, by name (e.g. shanghai: the Shanghai URL); a switch names one."""
+    reload: list[str] | None = None
+    """The argv run after the file changed (e.g. [systemctl, reload, apache2.service]); a failing reload puts
+    the old content back."""
+    reload_timeout_s: Annotated[float, Range(0.1, 300)] = 15.0
+    """How long the reload command may take."""
+
+
 class ServerModel(Strict):
     """A machine of the site besides the IPCs: it runs the agent without AMI or board."""
 
@@ -408,6 +433,8 @@ class ServerModel(Strict):
     """Where repoint_db keeps its timestamped backups."""
     jobs: dict[Name, JobModel] = Field(default_factory=dict)
     """The server's scheduled jobs, by name."""
+    switch_files: list[SwitchFileModel] = Field(default_factory=list)
+    """The whitelisted files named switches point at one of their values (entry points, gateway settings)."""
 
 
 class DatacenterModel(Strict):
@@ -621,8 +648,81 @@ class PolicyModel(Strict):
     """Flap detection."""
 
 
+SWITCH_VERBS = ("start", "stop", "restart", "job_enable", "job_disable", "set_file", "repoint_db")
+
+
+class SwitchStepModel(Strict):
+    """One step of a switch: exactly one verb, naming its object; `server` for all but repoint_db."""
+
+    server: Name | None = None
+    """The managed server the step acts on (servers in site.yaml)."""
+    start: Name | None = None
+    """Start this service on the server."""
+    stop: Name | None = None
+    """Stop this service on the server."""
+    restart: Name | None = None
+    """Restart this service on the server."""
+    job_enable: Name | None = None
+    """Enable this scheduled job on the server."""
+    job_disable: Name | None = None
+    """Disable this scheduled job on the server."""
+    set_file: Name | None = None
+    """Point this switch file of the server at the value named by `to` (then run its reload command)."""
+    repoint_db: Name | None = None
+    """Repoint the whole site's database config files to this database site (rule 4's steps; no server)."""
+    to: Name | None = None
+    """set_file: the name of one of the file's values."""
+    best_effort: bool = False
+    """The step may fail without failing the switch (a step on the machine that failed)."""
+
+    @model_validator(mode="after")
+    def _one_verb(self) -> SwitchStepModel:
+        verbs = [v for v in SWITCH_VERBS if getattr(self, v) is not None]
+        if len(verbs) != 1:
+            raise ValueError(f"a switch step has exactly one of {', '.join(SWITCH_VERBS)}, got "
+                             + (", ".join(verbs) if verbs else "none"))
+        if verbs[0] == "repoint_db" and self.server is not None:
+            raise ValueError("repoint_db acts on the whole site: it names no server")
+        if verbs[0] != "repoint_db" and self.server is None:
+            raise ValueError(f"{verbs[0]} needs server")
+        if (verbs[0] == "set_file") != (self.to is not None):
+            raise ValueError("set_file needs to (a value name)" if verbs[0] == "set_file"
+                             else f"to applies to set_file only, not {verbs[0]}")
+        return self
+
+    @property
+    def verb(self) -> str:
+        return next(v for v in SWITCH_VERBS if getattr(self, v) is not None)
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self, self.verb))
+
+
+class SwitchModel(Strict):
+    """A named switch (source plan III): its steps and the steps of its inverse."""
+
+    id: Name
+    """The switch's name (`ccfo switch NAME`, POST /api/v1/switches/NAME)."""
+    description: str
+    """What it does, one sentence (the plan's title)."""
+    source: str = ""
+    """Where it comes from (a section of the source plan)."""
+    steps: list[SwitchStepModel] = Field(min_length=1)
+    """The steps, in order."""
+    inverse_description: str = ""
+    """What the inverse does, one sentence."""
+    inverse: list[SwitchStepModel] = Field(min_length=1)
+    """The steps that undo it (`--inverse`), in order."""
+
+
 class RulesFileModel(Strict):
     policy: PolicyModel = PolicyModel()
     """Site-wide decision policy."""
     rules: list[RuleModel] = Field(min_length=1)
     """The rules, in priority order: when faults match several rules, the earliest one acts first."""
+
+
+class SwitchesFileModel(Strict):
+    switches: list[SwitchModel] = Field(default_factory=list)
+    """Named switches of the managed servers an operator runs (source plan III), each with its inverse."""

@@ -31,6 +31,9 @@ class StepKind(StrEnum):
     WAIT_DRAINED = "wait_drained"
     SET_STATE = "set_state"
     NOTIFY = "notify"
+    JOB_ENABLE = "job_enable"
+    JOB_DISABLE = "job_disable"
+    SET_FILE = "set_file"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +51,12 @@ class Step:
     message: str | None = None
     state: Mapping[str, Any] | None = None  # set_state: {"duties": {...}, "board_isolated": {...}, ...}
     targets: tuple[str, ...] = ()  # route_inbound: the hosts inbound calls go to
+    job: str | None = None  # job_enable / job_disable: a managed server's scheduled job
+    file: str | None = None  # set_file: a managed server's switch file (its value name is `target`)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": self.kind.value}
-        for name in ("host", "service", "target", "timeout_s", "message"):
+        for name in ("host", "service", "target", "timeout_s", "message", "job", "file"):
             value = getattr(self, name)
             if value is not None:
                 out[name] = value
@@ -84,6 +89,9 @@ class Step:
             if self.timeout_s is not None else f"wait until the calls on {h} have ended",
             StepKind.SET_STATE: f"record the new site state: {_state_text(self.state or {})}",
             StepKind.NOTIFY: f"notify: {self.message}",
+            StepKind.JOB_ENABLE: f"enable job {self.job} on {h}",
+            StepKind.JOB_DISABLE: f"disable job {self.job} on {h}",
+            StepKind.SET_FILE: f"back up and point {self.file} on {h} at {self.target} (then its reload command)",
         }[self.kind]
         return text + (" (best effort; a later step guarantees it)" if self.best_effort else "")
 
@@ -105,6 +113,7 @@ class Action(StrEnum):
     REPOINT_DB = "repoint_db"
     SWITCHOVER = "switchover"
     FAILBACK = "failback"
+    SWITCH = "switch"  # a named switch of the site's other machines (rules.yaml switches, source plan III)
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,7 +428,8 @@ def step_from_dict(d: Mapping[str, Any]) -> Step:
     if kind is StepKind.ROUTE_INBOUND and target and not targets:
         target, targets = None, tuple(h for h in target.split(",") if h)
     return Step(kind, d.get("host"), d.get("service"), target, tuple(parse_check(c) for c in d.get("checks", ())),
-                d.get("timeout_s"), bool(d.get("best_effort", False)), d.get("message"), d.get("state"), targets)
+                d.get("timeout_s"), bool(d.get("best_effort", False)), d.get("message"), d.get("state"), targets,
+                d.get("job"), d.get("file"))
 
 
 def plan_from_dict(d: Mapping[str, Any]) -> Plan:

@@ -206,6 +206,14 @@ class ScheduledJob:
 
 
 @dataclass(frozen=True, slots=True)
+class SwitchFile:
+    """A whitelisted file a switch points at one of its named values (an entry point, a gateway setting)."""
+
+    id: str
+    values: tuple[str, ...]  # the value names
+
+
+@dataclass(frozen=True, slots=True)
 class ManagedServer:
     """A machine of the site other than the IPCs, in one data center, managed through its agent."""
 
@@ -216,6 +224,7 @@ class ManagedServer:
     db_files: tuple[DbConfigFile, ...] = ()
     jobs: tuple[ScheduledJob, ...] = ()
     role: ServerRole = ServerRole.ACTIVE
+    switch_files: tuple[SwitchFile, ...] = ()
 
     @property
     def readers(self) -> tuple[ServiceName, ...]:

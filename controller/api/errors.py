@@ -2,7 +2,7 @@
 
 * 409 Conflict: the engine refuses (one plan at a time, a plan in the wrong state), a plan makes no sense
   in the site's state (`PlanRefused`), a checklist run refuses an operation, a drill is not started now.
-* 404 Not Found: no such plan, checklist, run, step, drill or drill run.
+* 404 Not Found: no such plan, checklist, run, step, drill, drill run or switch.
 * 422: a checklist or drill that exists but does not validate (`{message, problems}` for checklists).
 * 405: `Allow` lists the methods the OpenAPI document gives the path (ccfo.platform.allow).
 Every body is `{"detail": ...}`, as FastAPI's own HTTPException answers are.
@@ -22,6 +22,7 @@ from controller.checklists.model import Refused as ChecklistRefused
 from controller.checklists.runner import InvalidChecklist
 from controller.checklists.runner import NotFound as ChecklistNotFound
 from controller.operations import PlanNotFound, Refused
+from controller.operator_plans import UnknownSwitch
 from drills.manager import DrillInvalid, DrillNotFound, DrillNotStarted
 
 
@@ -47,6 +48,7 @@ HANDLERS: dict[type[Exception], Callable[[Request, Exception], Any]] = {
     ChecklistRefused: _answer(409),
     DrillNotStarted: _answer(409),
     PlanNotFound: _answer(404),
+    UnknownSwitch: _answer(404),
     ChecklistNotFound: _answer(404, _first_arg),
     DrillNotFound: _answer(404),
     DrillInvalid: _answer(422),

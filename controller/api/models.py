@@ -80,6 +80,16 @@ class FailbackRequest(Body):
     drain_timeout_s: DrainTimeout = 300.0
 
 
+SwitchName = Annotated[str, Path(min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9_.-]*$",
+                                  description="a switch's name (switches.yaml, `GET /api/v1/switches`)")]
+
+
+class SwitchRequest(Body):
+    reason: Reason
+    inverse: StrictBool = False
+    """Run the switch's inverse (its way back)."""
+
+
 class ModeRequest(Body):
     mode: Mode
     reason: Reason

@@ -35,6 +35,8 @@ class StepOut(TypedDict):
     checks: NotRequired[list[Any]]
     best_effort: NotRequired[bool]
     state: NotRequired[dict[str, Any]]
+    job: NotRequired[str]
+    file: NotRequired[str]
 
 
 @with_config(OPEN)
@@ -74,6 +76,22 @@ class DryRunOut(TypedDict):
     dry_run: Literal[True]
     site: str
     plan: PlanOut
+
+
+@with_config(OPEN)
+class SwitchOut(TypedDict):
+    """A named switch: its steps and its inverse's, as the plans that would run now."""
+    id: str
+    description: str
+    inverse_description: str
+    source: str
+    steps: list[StepOut]
+    inverse: list[StepOut]
+
+
+@with_config(OPEN)
+class SwitchesOut(TypedDict):
+    switches: list[SwitchOut]
 
 
 @with_config(OPEN)

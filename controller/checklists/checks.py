@@ -29,6 +29,7 @@ from ccfo.domain.plan import (
 )
 from ccfo.domain.site import Site
 from ccfo.domain.state import SiteState
+from ccfo.domain.switches import build_server_steps
 from controller.checklists.specs import ActionKind, ActionSpec, CheckKind, CheckSpec
 
 STOPPED = ("inactive", "failed")
@@ -103,6 +104,9 @@ def build_plan(spec: ActionSpec, site: Site, state: SiteState, why: str, *, sour
             return build_stop_services(site, state, spec.hosts, why)
         case ActionKind.START_SERVICES:
             return build_start_services(site, state, spec.hosts, why)
+        case ActionKind.SERVER:
+            return build_server_steps(site, state, spec.steps, f"on the managed servers: {spec.describe()}", why,
+                                      {"checklist": True}, f"server steps done: {why}", repoint_order)
     raise PlanRefused(f"unknown action {spec.action}")
 
 

@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from ccfo.config.loader import validation_problems
+from ccfo.config.loader import to_switch_steps, validation_problems
+from ccfo.config.models import SwitchStepModel
 from ccfo.config.yamlpos import ConfigError, Located, Problem, load_yaml
 from ccfo.domain.site import Site
+from ccfo.domain.switches import step_problems
 from controller.checklists.model import WEEKDAYS, Checklist, PhaseDef, PlannedStart, Rollback, StepDef, StepKind
 from controller.checklists.specs import (
     ActionKind,
@@ -127,13 +129,16 @@ _NEEDS_TO = (ActionKind.SWITCHOVER, ActionKind.FAILOVER, ActionKind.REPOINT_DB)
 
 class ActionModel(Strict):
     plan: ActionKind
-    """The plan to run: switchover, failover, failback, repoint_db, stop_services or start_services."""
+    """The plan to run: switchover, failover, failback, repoint_db, stop_services, start_services or server."""
     to: Name | None = None
     """switchover/failover: the host that takes over; repoint_db: the database site."""
     drain_timeout: Duration = 60.0
     """How long calls may drain before services move (a duration)."""
     hosts: list[Name] = Field(default_factory=list)
     """stop_services/start_services: only these hosts (default: all)."""
+    steps: list[SwitchStepModel] = Field(default_factory=list)
+    """server: the steps on the managed servers, in order (switches.yaml's step forms: {server: ta-sh,
+    job_disable: ta-import}, {server: cs-sz, set_file: cs-entry, to: shenzhen}, ...)."""
 
     @model_validator(mode="after")
     def _fields_fit(self) -> ActionModel:
@@ -141,10 +146,13 @@ class ActionModel(Strict):
             raise ValueError(f"{self.plan.value} {'needs' if self.plan in _NEEDS_TO else 'takes no'} 'to'")
         if self.hosts and self.plan not in (ActionKind.STOP_SERVICES, ActionKind.START_SERVICES):
             raise ValueError(f"{self.plan.value} takes no 'hosts'")
+        if (self.plan is ActionKind.SERVER) != bool(self.steps):
+            raise ValueError("server needs 'steps'" if self.plan is ActionKind.SERVER
+                             else f"{self.plan.value} takes no 'steps'")
         return self
 
     def spec(self) -> ActionSpec:
-        return ActionSpec(self.plan, self.to, self.drain_timeout, tuple(self.hosts))
+        return ActionSpec(self.plan, self.to, self.drain_timeout, tuple(self.hosts), to_switch_steps(self.steps))
 
 
 class CallTestModel(Strict):
@@ -400,6 +408,8 @@ def _refs(spec: CheckModel | ActionModel | CallTestModel, site: Site) -> list[tu
                 if h in hosts and ref and ref.service not in {x.name for x in site.host(h or "").services}:
                     out.append(([name, "service"], f"{h} has no service {ref.service!r}"))
     elif isinstance(spec, ActionModel):
+        for i, step in enumerate(to_switch_steps(spec.steps)):
+            out += [(["steps", i, field], message) for field, message in step_problems(site, step)]
         (db if spec.plan is ActionKind.REPOINT_DB else host)(["to"], spec.to)
         for i, h in enumerate(spec.hosts):
             host(["hosts", i], h)

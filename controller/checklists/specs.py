@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from ccfo.domain.switches import SwitchStep, SwitchVerb, describe_step
+
 
 class CheckKind(StrEnum):
     SITE_STATE = "site_state"  # the status banner: normal, degraded, failed over, maintenance, down
@@ -31,6 +33,7 @@ class ActionKind(StrEnum):
     REPOINT_DB = "repoint_db"
     STOP_SERVICES = "stop_services"  # every managed service of the hosts, CTI/IVR first
     START_SERVICES = "start_services"  # every host's services as its duty says, middleware first
+    SERVER = "server"  # steps on the managed servers (services, jobs, switch files), as a switch's
 
 
 class CallKind(StrEnum):
@@ -67,9 +70,12 @@ class ActionSpec:
     to: str | None = None  # switchover / failover: a host; repoint_db: a database site
     drain_timeout_s: float = 60.0
     hosts: tuple[str, ...] = ()  # stop_services / start_services: these hosts (default: all)
+    steps: tuple[SwitchStep, ...] = ()  # server: the steps on the managed servers, in order
 
     def describe(self) -> str:
         where = f" on {', '.join(self.hosts)}" if self.hosts else ""
+        if self.action is ActionKind.SERVER:
+            return "; ".join(describe_step(s) for s in self.steps)
         return {
             ActionKind.SWITCHOVER: f"planned switchover to {self.to}",
             ActionKind.FAILOVER: f"fail over to {self.to}",
@@ -111,7 +117,9 @@ def spec_to_dict(spec: Spec) -> dict[str, Any] | None:
                     "value": spec.value, "channels": spec.channels}
         case ActionSpec():
             return {"type": "action", "action": spec.action.value, "to": spec.to,
-                    "drain_timeout_s": spec.drain_timeout_s, "hosts": list(spec.hosts)}
+                    "drain_timeout_s": spec.drain_timeout_s, "hosts": list(spec.hosts),
+                    "steps": [{"verb": s.verb.value, "server": s.server, "name": s.name, "to": s.to,
+                               "best_effort": s.best_effort} for s in spec.steps]}
         case CallTestSpec():
             return {"type": "call_test", "call": spec.call.value, "host": spec.host, "calls": spec.calls}
         case DrillSpec():
@@ -128,7 +136,9 @@ def spec_from_dict(d: Mapping[str, Any] | None) -> Spec:
                              d.get("channels"))
         case "action":
             return ActionSpec(ActionKind(d["action"]), d.get("to"), float(d.get("drain_timeout_s", 60.0)),
-                              tuple(d.get("hosts") or ()))
+                              tuple(d.get("hosts") or ()),
+                              tuple(SwitchStep(SwitchVerb(s["verb"]), s.get("server"), s.get("name"), s.get("to"),
+                                               bool(s.get("best_effort", False))) for s in d.get("steps") or ()))
         case "call_test":
             return CallTestSpec(CallKind(d["call"]), d.get("host"), int(d.get("calls", 1)))
         case "drill":

@@ -31,6 +31,8 @@ class FakeHost:
     span_alarm: str = "ok"
     dchannel: bool | None = True  # None: unknown (the agent's AMI is not connected)
     fail_actions: set[str] = field(default_factory=set)  # "start:cti" makes that action fail
+    jobs: dict[str, bool] = field(default_factory=dict)  # a server's scheduled jobs: enabled?
+    files: dict[str, str] = field(default_factory=dict)  # a server's switch files: the value name they hold
     ignore_stop: set[str] = field(default_factory=set)  # a hung service: stop "succeeds" but it keeps running
     highest_term: int = 0  # the newest leader term this agent has seen (controller HA)
 
@@ -45,7 +47,8 @@ class FakeWorld:
         self.servers: dict[str, FakeHost] = {}  # the managed servers' agents, apart from the IPC pair
         for server in site.servers:
             up = ServiceState.ACTIVE if server.role is ServerRole.ACTIVE else ServiceState.INACTIVE
-            self.servers[server.id] = FakeHost({s: up for s in server.services}, spans=0)
+            self.servers[server.id] = FakeHost({s: up for s in server.services}, spans=0,
+                                               jobs={j.name: server.role is ServerRole.ACTIVE for j in server.jobs})
         self.log: list[tuple[str, str, str | None]] = []  # (machine, action, service) in the order they ran
         self.ran: list[str] = []
         self.terms: list[tuple[str, str, int | None]] = []  # (machine, action id, the term it carried)
@@ -69,7 +72,8 @@ class FakeWorld:
 
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
-                     timeout_s: float = 30.0, term: int | None = None) -> ActionResult:
+                     timeout_s: float = 30.0, term: int | None = None, job: str | None = None,
+                     file: str | None = None, value: str | None = None) -> ActionResult:
         h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")
@@ -81,8 +85,8 @@ class FakeWorld:
         if action_id in self._results:
             return self._results[action_id]
         self.ran.append(action_id)
-        self.log.append((host, action, service))
-        key = f"{action}:{service}" if service else action
+        self.log.append((host, action, service or job or file))
+        key = f"{action}:{service or job or file}" if service or job or file else action
         if key in h.fail_actions:
             raise AgentActionFailed(f"{key} failed on {host}")
         if action == "stop" and service not in h.ignore_stop:
@@ -95,6 +99,12 @@ class FakeWorld:
             h.driver = DriverState.UP
         elif action == "repoint_db":
             h.db_site = to_site or ""
+        elif action in ("job_enable", "job_disable"):
+            if job not in h.jobs:
+                raise AgentActionFailed(f"{host}: unknown job {job!r}")
+            h.jobs[job] = action == "job_enable"
+        elif action == "set_file":
+            h.files[file or ""] = value or ""
         elif action == "route_inbound":
             self.routes.append((host, tuple(hosts or ())))
         result = ActionResult(True, f"{key} ok", {})

@@ -122,3 +122,22 @@ def test_yes_runs_without_asking(ctl: Server) -> None:
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["status"] == "running" and "Run these" not in r.stdout + r.stderr
     assert [p.reason for p in ctl.plans()] == ["scripted"]
+
+
+def test_ccfo_switches_lists_and_ccfo_switch_dry_runs_runs_and_inverts_a_named_switch(ctl: Server) -> None:
+    r = ccfo(ctl, "switches")
+    assert r.returncode == 0, r.stderr
+    assert "app-shanghai-restart: Restart the Shanghai application server environment (2 steps;" in r.stdout
+    r = ccfo(ctl, "switch", "app-shanghai-restart", "--reason", "look first", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "start appserver on app-sh" in r.stdout and r.stdout.splitlines()[-1] == "(dry run: nothing was run)"
+    assert ctl.plans() == []
+    r = ccfo(ctl, "switch", "app-shanghai-restart", "--reason", "Shenzhen app server down", "--yes")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    r = ccfo(ctl, "switch", "app-shanghai-restart", "--inverse", "--reason", "Shenzhen repaired", "--yes")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    plans = sorted(ctl.plans(), key=lambda p: p.created)
+    assert [(p.plan.meta["inverse"], p.status) for p in plans] == [(False, PlanStatus.FINISHED),
+                                                                   (True, PlanStatus.FINISHED)]
+    r = ccfo(ctl, "switch", "no-such", "--reason", "try it", "--yes")
+    assert r.returncode != 0 and "unknown switch 'no-such'" in r.stderr
