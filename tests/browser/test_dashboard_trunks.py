@@ -17,7 +17,8 @@ from tests.integration.labkit import Api, layout
 from tests.support import async_wait_until
 
 __all__ = ["browser"]  # the fixture, imported for its name
-pytestmark = [pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
+# Slow (`make test-slow`, run by CI): make test has the trunks on the live lab in tests/integration/test_lab_trunks.py.
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(180)]
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

@@ -18,7 +18,8 @@ from lab.site import LabSite
 from tests.integration.labkit import Api, layout, running
 from tests.support import async_wait_until
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(420)]
+# Slow (`make test-slow`, run by CI): the runbook on a lab with its nine servers, about two minutes.
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(420)]
 RUNS = "/api/v1/checklist-runs"
 SKIP_PHASES = ("batch-1-online-service", "batch-3-app-db-test")
 HALF_WAY = ("stop-shanghai-app", "start-shenzhen-app")  # batch 4 stops after these: then the rollback

@@ -17,7 +17,8 @@ from lab.site import LabSite
 from tests.integration.labkit import Api, layout, running
 from tests.support import async_wait_until
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(240)]
+# Slow (`make test-slow`, run by CI): nine server agents beside the IPC lab, three minutes on the 2-core box.
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(240)]
 REPOINTED = ("ipc-a", "ipc-b", "dbconn-sz", "app-sz", "app-sh")  # every machine with database config files
 
 
