@@ -485,6 +485,12 @@ class Campaign:
         return f"done: controller killed ({when}), restarted after {dead_s:.2f} s"
 
     async def restart_agent(self, host: str) -> str:
+        # under the host's power lock: a plan's fence (PDU off) during the restart once killed the old agent
+        # object only, the new agent kept the SNMP port, and the repair's boot died on it
+        async with self.lab.power_lock(host):
+            return await self._restart_agent(host)
+
+    async def _restart_agent(self, host: str) -> str:
         if not self.lab.powered.get(host, True):
             return "skipped: host powered off"
         name = f"{host}-agent"

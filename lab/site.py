@@ -106,6 +106,7 @@ class LabSite:
         self.pdu: Any = None
         self._pdu_transport: Any = None
         self.powered: dict[str, bool] = {}
+        self._power_locks: dict[str, asyncio.Lock] = {}
         self.http = httpx.AsyncClient(timeout=5.0)
 
     # --- bring-up -------------------------------------------------------------------------------
@@ -326,7 +327,18 @@ class LabSite:
         return f"http://{self.layout.controller_listen}"
 
     async def power(self, host: str, on: bool) -> None:
-        """The PDU switched this host's outlet: kill everything on it, or boot it (services stay down)."""
+        """The PDU switched this host's outlet: kill everything on it, or boot it (services stay down).
+        One switch at a time per host: two "on"s arriving together (the PDU's and a campaign repair's) once
+        booted two agents, and the second died on the SNMP port the first held ("exited during start-up")."""
+        async with self.power_lock(host):
+            await self._power(host, on)
+
+    def power_lock(self, host: str) -> asyncio.Lock:
+        """Held while a host's processes change (power, an agent restart), so a PDU switch never lands in
+        the middle of a restart and misses the agent just started."""
+        return self._power_locks.setdefault(host, asyncio.Lock())
+
+    async def _power(self, host: str, on: bool) -> None:
         if not on:
             self.powered[host] = False
             for name in (f"{host}-agent", f"{host}-ami"):
