@@ -180,9 +180,13 @@ async def test_section_iii_switches_run_on_the_servers_and_their_inverses_restor
     assert "#ccfo-disabled# " in (lab.layout.host_dir("sms-sz") / "cron.d" / "sms-send").read_text()
     gateway = lab.site["servers"]["app-sz"]["switch_files"][0]["values"]["shanghai"]
     assert f"sms.gateway={gateway}\n" in (lab.layout.host_dir("app-sz") / "etc" / "messaging.properties").read_text()
-    s = await api.status()
-    jobs = {j["name"]: j["state"] for j in s["servers"]["sms-sh"]["jobs"]}
-    assert jobs == {"sms-send": "enabled", "mail-send": "enabled"}
+
+    async def jobs_enabled() -> dict | None:  # the status shows the server's next pushed report (a heartbeat)
+        s = await api.status()
+        jobs = {j["name"]: j["state"] for j in s["servers"]["sms-sh"]["jobs"]}
+        return jobs if jobs == {"sms-send": "enabled", "mail-send": "enabled"} else None
+
+    assert await async_wait_until(jobs_enabled, timeout=10)
 
     await _switch(api, "sms-email-from-shanghai", inverse=True)
     await _switch(api, "customer-service-to-shanghai", inverse=True)
