@@ -2,38 +2,22 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ccfo.config.loader import load_config
-from ccfo.config.yamlpos import ConfigError
 from ccfo.domain.site import Duty
+from tests.configkit import copy_config, edit, problems
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def cfg_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "config"
-    shutil.copytree(REPO / "config", d)
-    return d
+    return copy_config(tmp_path)
 
 
-def edit(path: Path, old: str, new: str, count: int = 1) -> int:
-    """Replace text in a file; return the 1-based line of the first replacement."""
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    line = text[: text.index(old)].count("\n") + 1
-    path.write_text(text.replace(old, new, count))
-    return line
-
-
-def problems(cfg_dir: Path) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load_config(cfg_dir, display_dir="config")
-    return [str(p) for p in exc.value.problems]
 
 
 def test_example_config_is_valid_and_matches_the_source_plan():

@@ -4,37 +4,22 @@ check-config error with file:line; the file is optional."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ccfo.config.loader import load_config
-from ccfo.config.yamlpos import ConfigError
 from ccfo.domain.switches import SwitchVerb
+from tests.configkit import copy_config, edit, problems
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def cfg_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "config"
-    shutil.copytree(REPO / "config", d)
-    return d
+    return copy_config(tmp_path)
 
 
-def edit(path: Path, old: str, new: str) -> int:
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    line = text[: text.index(old)].count("\n") + 1
-    path.write_text(text.replace(old, new, 1))
-    return line
-
-
-def problems(cfg_dir: Path) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load_config(cfg_dir, display_dir="config")
-    return [str(p) for p in exc.value.problems]
 
 
 def test_the_shipped_switches_are_section_iii_each_with_its_inverse() -> None:

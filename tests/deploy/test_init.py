@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grp
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from ccfo.config.loader import load_config
 from ccfo.platform.auth import Role, TokenStore
 from controller.cli import main
 from controller.init import GENERATED, data_root, write_tree
+from tests.configkit import copy_config, edit
 from tests.deploy.kit import REPO
 
 
@@ -87,15 +87,8 @@ def test_the_data_comes_from_the_checkout_here() -> None:
 
 @pytest.fixture
 def cfg_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "config"
-    shutil.copytree(REPO / "config", d)
-    return d
+    return copy_config(tmp_path)
 
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
 
 
 def warnings(cfg_dir: Path) -> list[str]:

@@ -3,14 +3,12 @@ and their translation into credentials and notification targets (secrets from fi
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from ccfo.config.loader import load_config
 from ccfo.config.models import ControllerModel, NotifyTargetModel, SnmpModel
-from ccfo.config.yamlpos import ConfigError
 from ccfo.snmp.security import Secret
 from ccfo.snmp.wiring import (
     SnmpConfigError,
@@ -20,6 +18,7 @@ from ccfo.snmp.wiring import (
     notify_target,
     trap_destination,
 )
+from tests.configkit import copy_config, edit, problems
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = "      auth_key_file: secrets/snmp-auth-key\n      priv_key_file: secrets/snmp-priv-key\n"
@@ -27,23 +26,9 @@ KEYS = "      auth_key_file: secrets/snmp-auth-key\n      priv_key_file: secrets
 
 @pytest.fixture
 def cfg_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "config"
-    shutil.copytree(REPO / "config", d)
-    return d
+    return copy_config(tmp_path)
 
 
-def edit(path: Path, old: str, new: str, count: int = 1) -> int:
-    """Replace text; return the 1-based line of the first replacement."""
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, count))
-    return text[: text.index(old)].count("\n") + 1
-
-
-def problems(cfg_dir: Path) -> list[str]:
-    with pytest.raises(ConfigError) as exc:
-        load_config(cfg_dir, display_dir="config")
-    return [str(p) for p in exc.value.problems]
 
 
 def add_targets(cfg_dir: Path, targets: str, host_keys: str = KEYS) -> int:
