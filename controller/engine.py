@@ -31,6 +31,7 @@ from ccfo.domain.proposals import (
     Propose,
     Supersede,
     Withdraw,
+    on_footing,
     reconcile,
 )
 from ccfo.domain.rules import Decision, Disposition, evaluate
@@ -284,6 +285,7 @@ class Engine(PlanOperations):
                                     status=PlanStatus.SUPERSEDED.value)
                 await self.events.publish("plan", {"id": rec.id, "status": PlanStatus.SUPERSEDED.value, "error": why})
             case Propose(plan, rule, reason):
+                plan = on_footing(plan, self.state)
                 rec = await asyncio.to_thread(self.store.add_plan, plan, status=PlanStatus.PROPOSED, source=rule,
                                               requested_by="controller", reason=reason, now=now)
                 await self._journal(EntryKind.PLAN_PROPOSED, plan_id=rec.id, actor="controller", reason=reason,

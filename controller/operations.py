@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from ccfo.domain.plan import Plan
-from ccfo.domain.proposals import Declined, situation
+from ccfo.domain.proposals import Change, Declined, Supersede, changed_footing, situation
 from ccfo.domain.rules import Decision
 from ccfo.domain.state import Mode, SiteState
 from ccfo.ports import Claim, Clock, Work, WorkClaim, WorkKind
@@ -58,6 +58,9 @@ class PlanOperations:
     def _must_act(self) -> None:
         raise NotImplementedError  # controller.engine.Engine._must_act: Refused on a follower
 
+    async def _carry_out(self, change: Change, now: float) -> None:
+        raise NotImplementedError  # controller.engine.Engine._carry_out
+
 
     @contextlib.asynccontextmanager
     async def _deciding(self, plan_id: str) -> AsyncIterator[None]:
@@ -89,6 +92,11 @@ class PlanOperations:
 
             async def prepare() -> PlanRecord:
                 rec = self._plan(plan_id, {PlanStatus.PROPOSED}, claimed=True)
+                stale = changed_footing(rec.plan, self.state)
+                if stale is not None:  # its steps are for roles the site no longer has: never run them
+                    await self._carry_out(Supersede(plan_id, stale), self.clock.now())
+                    raise Refused(f"plan {plan_id} is not run: {stale}; it is withdrawn, and the controller "
+                                  "proposes a new plan if the situation still needs one")
                 rec = await asyncio.to_thread(self.store.update_plan, rec, self.clock.now(),
                                               status=PlanStatus.RUNNING, decided_by=who, decided_reason=reason)
                 await self._journal(EntryKind.PLAN_APPROVED, plan_id=rec.id, actor=who, reason=reason)

@@ -8,17 +8,22 @@ made here purely from the cycle's Decision, the open proposals and what an opera
   failover nobody needs any more); operators' own proposals stay theirs to reject;
 * supersede the controller's proposals that a newer, different plan replaces;
 * never propose twice the same plan, nor the plan an operator rejected in this very situation; once
-  the situation changes (another decision), the rejection is forgotten and the plan may come back.
+  the situation changes (another decision), the rejection is forgotten and the plan may come back;
+* a proposal carries the site's footing (duties, boards, databases) it was built on: a plan built for
+  other roles must never run, so an approval on another footing is refused (`changed_footing`). This
+  covers what reconcile cannot see: a proposal that outlives a hold-down, or an operator's switchover
+  that ran while it waited, leaves the decision without a plan, yet its steps are for the old roles.
 
 The engine carries the returned changes out (store, journal, events) in order and decides nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ccfo.domain.plan import Plan, Step
 from ccfo.domain.rules import Decision, Disposition
+from ccfo.domain.state import SiteState
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +74,29 @@ class ForgetDeclined:
 Change = Propose | Withdraw | Supersede | ForgetDeclined
 
 SUPERSEDED_WHY = "the situation changed; a new plan was proposed"
+FOOTING_KEY = "footing"
+
+
+def footing(state: SiteState) -> str:
+    """The part of the site state a plan's steps are built from: each host's duty and board, the active
+    database and the database sites marked down (not the mode nor the automatic-action clock)."""
+    hosts = ",".join(f"{h}={s.duty.value}{'/isolated' if s.board_isolated else ''}"
+                     for h, s in sorted(state.hosts.items()))
+    return f"{hosts}|db={state.active_db}|down={','.join(sorted(state.down_db_sites))}"
+
+
+def on_footing(plan: Plan, state: SiteState) -> Plan:
+    """The plan stamped with the footing it is proposed on."""
+    return replace(plan, meta={**plan.meta, FOOTING_KEY: footing(state)})
+
+
+def changed_footing(plan: Plan, state: SiteState) -> str | None:
+    """Why the proposed plan must not run on this state (None: it may). A plan without a stamp (proposed
+    by an older version) is judged by reconcile alone."""
+    then = plan.meta.get(FOOTING_KEY)
+    if then is None or then == footing(state):
+        return None
+    return f"the site changed since this plan was proposed (proposed on {then}; now {footing(state)})"
 
 
 def situation(decision: Decision) -> str:

@@ -184,6 +184,25 @@ async def test_a_proposal_is_withdrawn_when_its_fault_clears(bench):
 
 
 @pytest.mark.asyncio
+async def test_a_proposal_built_for_other_roles_is_refused_at_approval(bench):
+    """Found in review: a proposal's steps are built for the roles of the moment it is proposed. When the
+    site changes before the next cycle withdraws it (here an operator's own failover runs first; a hold-down
+    also keeps the decision from withdrawing it), an approval must not run those steps."""
+    bench.crash("ipc-a", "cti")
+    proposed = await bench.proposed_after_debounce()
+    mine = await bench.engine.submit(build_failover(bench.engine.site, bench.engine.state, "ipc-b", "x"),
+                                     "bob", "the operator fails over himself")
+    await bench.engine.wait_idle(10)
+    assert bench.store.get_plan(mine.id).status is PlanStatus.FINISHED
+    with pytest.raises(Refused, match="the site changed since this plan was proposed"):
+        await bench.engine.approve(proposed.id, "alice", "late approval")
+    assert bench.store.get_plan(proposed.id).status is PlanStatus.SUPERSEDED
+    started = [e.plan_id for e in bench.journal.query(kinds="plan_started")]
+    assert started == [mine.id], "the stale proposal never started"
+    assert bench.world.critical_running() == ["ipc-b"]
+
+
+@pytest.mark.asyncio
 async def test_a_rejected_proposal_is_not_proposed_again_until_the_situation_changes(bench):
     bench.crash("ipc-a", "cti")
     first = await bench.proposed_after_debounce()
