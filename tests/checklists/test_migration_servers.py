@@ -32,8 +32,12 @@ CFG = load_config(REPO / "config")
 MIGRATION = REPO / "config" / "checklists" / "datacenter-migration.yaml"
 MACHINE_STEPS = {"batch-1-online-service": ["cs-switch-entry"],
                  "batch-2-ta-import": ["ta-stop-shanghai-tasks", "ta-create-shenzhen-tasks"],
+                 "batch-3-app-db-test": ["app-to-test-env"],  # its repoints are rule 4's plan (repoint_db)
                  "batch-4-app-db-cutover": ["stop-shanghai-app", "start-shenzhen-app"],
                  "batch-5-sms-email": ["sms-switch-sender"]}
+
+
+CLOSING = {"batch-3-app-db-test": ["app-back"]}
 
 
 def test_every_machine_step_is_a_server_action_with_a_server_rollback() -> None:
@@ -144,6 +148,10 @@ async def test_each_batch_forward_then_rolled_back_in_reverse_leaves_every_serve
         for i, step in enumerate(steps):
             await run(tmp_path, w, step.spec, f"{phase}-again{i}")  # type: ignore[arg-type]
         assert snapshot(w) == moved
+        for step_id in CLOSING.get(phase, ()):  # a test batch ends by putting its test environment away
+            await run(tmp_path, w, checklist.step(step_id).spec, f"{phase}-close")  # type: ignore[arg-type]
+        if phase in CLOSING:
+            assert snapshot(w) == before, f"{phase} is a test: it leaves the servers as it found them"
     after = snapshot(w)
     assert after["app-sz"][0]["appserver"] is ServiceState.ACTIVE
     assert after["app-sh"][0]["appserver"] is ServiceState.INACTIVE
