@@ -6,7 +6,9 @@ their services' processes, the IPCs' and servers' database files, and the custom
 stand-in (lab/entry.py), asked which data center it sends callers to.
 
 * Batch 1: the entry point switch (set_file + reload) on cs-sz and cs-sh: both answer with the Shenzhen URL.
-* Batch 2: the Shanghai import tasks' cron file commented out, the Shenzhen one live.
+* Batch 2: the Shanghai import tasks' cron file commented out, the Shenzhen one live. Bad input on the way:
+  the Shenzhen server's agent is stopped when its step is confirmed; the step fails naming it, the rollback
+  of the batch's completed step is offered in the status and not run; the agent restarted, a retry goes on.
 * Batch 3: the Shenzhen test environment started, every database file (IPCs, application servers, database
   connection service) on the Shenzhen database for the test calls (SIPp, for real), then all back: the servers
   are byte for byte and process for process as after batch 2.
@@ -189,7 +191,22 @@ async def test_every_batch_runs_its_machine_steps_batch_4_rolls_back_half_way_an
     after_1 = servers_state(lab)
     assert {n for n in after_1 if after_1[n] != before[n]} == {"cs-sz", "cs-sh"}
 
-    # batch 2: the import tasks move
+    # batch 2, the Shenzhen import server's agent down at first: its step fails naming it, the rollback of the
+    # completed step is offered and not run (the Shanghai tasks stay off); the agent back, a retry goes on
+    create = "ta-create-shenzhen-tasks"
+    await ops.work(lambda s: create in s["awaiting_confirmation"], hold=(create,))
+    agent, ready = lab.procs["ta-sz-agent"], lab.layout.host_dir("ta-sz") / "agent.ready"
+    await agent.stop()
+    await ops.post(f"/steps/{create}/confirm", {"note": "go"})
+    s = await ops.work(step_in(create, "failed"))
+    assert "AgentUnreachable: ta-sz" in by_id(s)[create]["note"], by_id(s)[create]["note"]
+    assert [(o["phase"], o["undoes"]) for o in s["rollback_offers"]] == [(B2, ["ta-stop-shanghai-tasks"])]
+    assert s["rollback"] is None and by_id(s)["ta-stop-shanghai-tasks"]["state"] == "done"
+    assert not cron_live(lab, "ta-sh", "ta-import") and not cron_live(lab, "ta-sz", "ta-import")
+    ready.unlink(missing_ok=True)
+    await agent.start()
+    await async_wait_until(ready.exists, timeout=60, describe=lambda: "the ta-sz agent is back")
+    await ops.post(f"/steps/{create}/retry", {"reason": "the ta-sz agent is back"})
     await ops.work(phase_done(B2))
     assert not cron_live(lab, "ta-sh", "ta-import") and cron_live(lab, "ta-sz", "ta-import")
     after_2 = servers_state(lab)
