@@ -36,7 +36,7 @@ def _config_arg(p: argparse.ArgumentParser) -> None:
 def _add_offline(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("check-config", help="validate the config directory (exit 0 valid, 2 invalid)")
     _config_arg(p)
-    p.set_defaults(func=offline.cmd_check_config)
+    p.set_defaults(func=checklist_cli.cmd_check_config)  # the site config, then its checklists
 
     p = sub.add_parser("capacity", help="X+2Y capacity per host and for the site, by scenario")
     _config_arg(p)

@@ -63,9 +63,12 @@ def evaluate(spec: CheckSpec, status: Mapping[str, Any], layout: Mapping[str, It
             return _as_planned(hosts, layout)
         case CheckKind.DB_SITE:
             seen = {h: v.get("db_site") for h, v in hosts.items() if v.get("reachable")}
-            wrong = {h: s for h, s in seen.items() if s != spec.value}
             if not seen:
                 return False, "no host reports its database config"
+            # the managed servers with database files (application servers, the database connection service)
+            servers: Mapping[str, Any] = status.get("servers", {})
+            seen |= {n: v["db_site"] for n, v in servers.items() if v.get("reachable") and v.get("db_site")}
+            wrong = {h: s for h, s in seen.items() if s != spec.value}
             return not wrong, ", ".join(f"{h} points at {s}" for h, s in seen.items())
         case CheckKind.LINE_TEST:
             raise ValueError("a line test runs on the host's agent, not against the status")

@@ -17,8 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ccfo.config.loader import load_config
-from controller import client
+from ccfo.config.yamlpos import ConfigError, Problem
+from ccfo.domain.site import Site
+from controller import client, offline
 from controller.checklists.loader import load_checklists
+from controller.checklists.model import Checklist
 from controller.checklists.ports import drill_names
 from controller.checklists.views import fmt_delta, fmt_duration
 
@@ -119,14 +122,36 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
-    directory = Path(args.config) / "checklists"
-    found, problems = load_checklists(directory, cfg.site, drill_names(Path(args.config)),
-                                      display_dir=f"{str(args.config).rstrip('/')}/checklists")
+    found, problems = _checklists(args.config, cfg.site)
     for p in problems:
         print(p, file=sys.stderr)
     for c in found.values():
         print(f"{c.name}: {len(c.phases)} phases, {len(c.steps)} steps, planned {fmt_duration(c.planned_total_s())}")
     return 2 if problems else 0
+
+
+def _checklists(config: str, site: Site) -> tuple[dict[str, Checklist], list[Problem]]:
+    return load_checklists(Path(config) / "checklists", site, drill_names(Path(config)),
+                           display_dir=f"{str(config).rstrip('/')}/checklists")
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    """`ccfo check-config`: the site config (controller.offline), then the runbooks in CONFIG/checklists against
+    it: a checklist step naming an unknown host, server, service, job or switch file is a config error too."""
+    try:
+        cfg = offline.load(args)
+    except ConfigError:
+        return offline.cmd_check_config(args)  # prints the site config's problems
+    found, problems = _checklists(args.config, cfg.site)
+    if problems:
+        for p in problems:
+            print(p, file=sys.stderr)
+        print(f"{len(problems)} problem(s) in {args.config}", file=sys.stderr)
+        return offline.EXIT_USAGE
+    rc = offline.cmd_check_config(args)
+    if rc == offline.EXIT_OK and found:
+        print("checklists OK: " + ", ".join(f"{c.name} ({len(c.steps)} steps)" for c in found.values()))
+    return rc
 
 
 def cmd_start(args: argparse.Namespace) -> int:

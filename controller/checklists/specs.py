@@ -22,7 +22,7 @@ class CheckKind(StrEnum):
     SERVICE_ACTIVE = "service_active"
     SERVICE_INACTIVE = "service_inactive"
     SERVICES_AS_PLANNED = "services_as_planned"  # every host runs exactly what its duty says
-    DB_SITE = "db_site"  # every reporting host's config files name this database site
+    DB_SITE = "db_site"  # every reporting host's (and server's, with database files) config files name this site
     LINE_TEST = "line_test"  # the agent's line dial test (AMI Originate) on a host
 
 

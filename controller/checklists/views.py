@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from controller.checklists.machine import Readiness, RunState, current_phase, readiness
-from controller.checklists.model import Checklist, StepStatus, phase_offsets
+from controller.checklists.machine import Readiness, RunState, current_phase, operator_event, readiness
+from controller.checklists.model import Checklist, Refused, StepStatus, phase_offsets
 from controller.checklists.model import describe as describe_event
 from controller.checklists.schedule import Schedule, schedule
 from controller.checklists.specs import describe
@@ -94,11 +94,33 @@ def run_status(run: RunState, now: float, *, timeline: bool = False) -> dict[str
         if run.maintenance else None,
         "rollback": {"phase": run.rollback.phase, "queue": list(run.rollback.queue), "by": run.rollback.by,
                      "reason": run.rollback.reason} if run.rollback else None,
+        "rollback_offers": rollback_offers(run),
     }
     out["line"] = _line(out)
     if timeline:
         out["timeline"] = [{"at": e.at, "actor": e.actor, "event": e.kind.value, "step": e.step, "phase": e.phase,
                             "outcome": e.outcome, "note": e.note, "text": describe_event(e)} for e in run.events]
+    return out
+
+
+def rollback_offers(run: RunState) -> list[dict[str, Any]]:
+    """For each phase with a failed step: the way back of its completed steps, offered to the operator (who
+    may also retry or skip the failed step). Never run by itself: `ccfo checklist rollback PHASE` runs it.
+    Only what the machine would accept now is offered (no rollback under way, no later phase started)."""
+    bad = (StepStatus.FAILED, StepStatus.ROLLBACK_FAILED)
+    out = []
+    for p in run.checklist.phases:
+        failed = [x.id for x in p.steps if run.steps[x.id].status in bad]
+        if not failed:
+            continue
+        try:
+            ev = operator_event(run, "rollback", p.id, "", "", run.started)
+        except Refused:
+            continue
+        queue = list(ev.data["queue"])
+        out.append({"phase": p.id, "failed": failed, "queue": queue,
+                    "undoes": [s for s in queue if run.checklist.step(s).rollback is not None],
+                    "command": f"ccfo checklist rollback {p.id} --reason TEXT"})
     return out
 
 
@@ -150,6 +172,9 @@ def _line(v: dict[str, Any]) -> str:
                        ("failed", "FAILED"), ("blocked", "blocked")):
         if v[key]:
             parts.append(f"{label}: {', '.join(v[key][:4])}{' ...' if len(v[key]) > 4 else ''}")
+    for offer in v.get("rollback_offers") or ():
+        parts.append(f"offered: roll back phase {offer['phase']} (undoes {', '.join(offer['undoes']) or 'nothing'}) "
+                     f"or retry or skip {', '.join(offer['failed'])}")
     if v["outcome"] is None:
         parts.append(f"projected finish {fmt_delta(v['slip_s'])} against the plan")
     return "; ".join(parts)

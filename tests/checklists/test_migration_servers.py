@@ -20,9 +20,11 @@ from controller.checklists.checks import build_plan
 from controller.checklists.loader import load_checklist
 from controller.checklists.model import StepKind
 from controller.checklists.specs import ActionKind, ActionSpec
+from controller.cli import main
 from controller.executor import Executor
 from controller.journal import Journal
 from controller.store import PlanStatus, Store
+from tests.configkit import copy_config, edit
 from tests.controller.fakeworld import FakeWorld
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,8 +32,12 @@ CFG = load_config(REPO / "config")
 MIGRATION = REPO / "config" / "checklists" / "datacenter-migration.yaml"
 MACHINE_STEPS = {"batch-1-online-service": ["cs-switch-entry"],
                  "batch-2-ta-import": ["ta-stop-shanghai-tasks", "ta-create-shenzhen-tasks"],
+                 "batch-3-app-db-test": ["app-to-test-env"],  # its repoints are rule 4's plan (repoint_db)
                  "batch-4-app-db-cutover": ["stop-shanghai-app", "start-shenzhen-app"],
                  "batch-5-sms-email": ["sms-switch-sender"]}
+
+
+CLOSING = {"batch-3-app-db-test": ["app-back"]}
 
 
 def test_every_machine_step_is_a_server_action_with_a_server_rollback() -> None:
@@ -47,12 +53,15 @@ def test_every_machine_step_is_a_server_action_with_a_server_rollback() -> None:
     assert checklist.step("ta-stop-shanghai-tasks").spec.describe() == "job disable ta-import on ta-sh"  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
+BAD_STEPS = [
     ("{server: ta-sh, job_disable: ta-import}]}\n        rollback", "{server: ta-nowhere, job_disable: ta-import}]}\n"
      "        rollback", "steps[0].server: unknown server 'ta-nowhere'"),
     ("- {server: cs-sz, set_file: cs-entry, to: shenzhen}", "- {server: app-sz, set_file: cs-entry, to: shenzhen}",
      "steps[0].set_file: 'cs-entry' is not in app-sz's whitelist of switch files (switch_files: sms-gateway)"),
-])
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BAD_STEPS)
 def test_a_wrong_server_or_file_is_an_error_with_file_and_line(tmp_path: Path, old: str, new: str,
                                                               message: str) -> None:
     path = tmp_path / "datacenter-migration.yaml"
@@ -65,6 +74,25 @@ def test_a_wrong_server_or_file_is_an_error_with_file_and_line(tmp_path: Path, o
         load_checklist(path, CFG.site, display="migration.yaml")
     found = [str(p) for p in exc.value.problems]
     assert any(p.startswith(f"migration.yaml:{line}: ") and message in p for p in found), found
+
+
+@pytest.mark.parametrize(("old", "new", "message"), BAD_STEPS)
+def test_check_config_refuses_a_batch_step_naming_an_unknown_server_or_file(tmp_path: Path, capsys, old: str,
+                                                                            new: str, message: str) -> None:
+    d = copy_config(tmp_path)
+    line = edit(d / "checklists" / "datacenter-migration.yaml", old, new)
+    assert main(["check-config", "--config", str(d)]) == 2
+    out = capsys.readouterr()
+    where = f"{d}/checklists/datacenter-migration.yaml:{line}: "
+    assert any(x.startswith(where) and message in x for x in out.err.splitlines()), out.err
+    assert "Traceback" not in out.err and "config OK" not in out.out
+
+
+def test_check_config_passes_the_shipped_config_and_its_checklists(capsys) -> None:
+    assert main(["check-config", "--config", str(REPO / "config")]) == 0
+    out = capsys.readouterr().out
+    assert "config OK: site fundco-callcenter" in out
+    assert "checklists OK: datacenter-migration (39 steps), weekend-upgrade (" in out
 
 
 def before_migration() -> FakeWorld:
@@ -120,6 +148,10 @@ async def test_each_batch_forward_then_rolled_back_in_reverse_leaves_every_serve
         for i, step in enumerate(steps):
             await run(tmp_path, w, step.spec, f"{phase}-again{i}")  # type: ignore[arg-type]
         assert snapshot(w) == moved
+        for step_id in CLOSING.get(phase, ()):  # a test batch ends by putting its test environment away
+            await run(tmp_path, w, checklist.step(step_id).spec, f"{phase}-close")  # type: ignore[arg-type]
+        if phase in CLOSING:
+            assert snapshot(w) == before, f"{phase} is a test: it leaves the servers as it found them"
     after = snapshot(w)
     assert after["app-sz"][0]["appserver"] is ServiceState.ACTIVE
     assert after["app-sh"][0]["appserver"] is ServiceState.INACTIVE
