@@ -83,14 +83,6 @@ class SitePort(Protocol):
 
     async def run_plan(self, spec: ActionSpec, who: str, reason: str, timeout_s: float) -> PlanOutcome: ...
 
-    def _plan(self, spec: ActionSpec, reason: str) -> Plan:
-        """Operator actions as the API builds them (controller.operator_plans); the others from the step."""
-        if spec.action in OPERATOR_ACTIONS:
-            return operator_plan(self.engine, OperatorAction(spec.action.value), reason, to=spec.to,
-                                 drain_timeout_s=spec.drain_timeout_s)
-        return build_plan(spec, self.engine.site, self.engine.state, reason,
-                          repoint_order=self.engine.policy.repoint_order)
-
     async def line_test(self, host: str, action_id: str, reason: str, timeout_s: float) -> tuple[bool, str]: ...
 
 
