@@ -9,7 +9,8 @@ under `/api/v1/` that reaches a member which is not the leader is
 2. **forwarded** to the leader (the holder of the leader key as this member's election saw it, else the
    member whose `GET /leader` answers 200) with the same method, path, query, body, `Authorization`,
    `Idempotency-Key`, `Content-Type` and `Accept`, over HTTPS verified with `controller.ca_file` when the
-   members serve TLS, under a short timeout, marked `X-Ccfo-Forwarded-By: <this member>`;
+   members serve TLS, under a short timeout, marked `X-Ccfo-Forwarded-By: <this member>` (`Origin` too, so
+   the leader's CORS answer is the one a browser gets);
 3. answered with the **leader's answer unchanged** (status, body, headers), plus `X-Ccfo-Forwarded-By`.
 
 Every answer of a member carries `X-Ccfo-Member: <name>`, the member that handled it, so a forwarded
@@ -50,7 +51,7 @@ App = Callable[[Scope, Receive, Send], Awaitable[None]]
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORWARDED_BY = "x-ccfo-forwarded-by"
 MEMBER = "x-ccfo-member"
-SENT_ON = ("authorization", "idempotency-key", "content-type", "accept")
+SENT_ON = ("authorization", "idempotency-key", "content-type", "accept", "origin")  # origin: the leader's CORS answers
 NOT_PASSED_BACK = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding",
                              "date", "server"})  # this member's server sets its own
 AGENT_REPORT = re.compile(r"^/api/v1/agents/[^/]+/report$")

@@ -33,7 +33,7 @@ def test_two_members_one_leader_and_a_takeover_after_kill_9(tmp_path: Path, etcd
     procs = {m: start_member(config, m, tmp_path) for m in urls}
     try:
         for m, (_, ready) in procs.items():
-            wait_until(lambda ready=ready: ready.exists(), timeout=30,
+            wait_until(lambda ready=ready: ready.exists(), timeout=60,  # a start under a load of 50 took > 30 s
                        describe=lambda m=m: (tmp_path / f"{m}.log").read_text()[-2000:])
             assert json.loads(ready.read_text())["api"] == urls[m]
         leaders = wait_until(lambda: [m for m, u in urls.items() if _leader(u)[0] == 200] or None, timeout=15)

@@ -9,6 +9,7 @@ tests/ha/test_follower_forwarding.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -118,7 +119,10 @@ async def members() -> AsyncIterator[Members]:
     finally:
         for w in held:
             w.close()
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
         hang.close()
+        await hang.wait_closed()
         for server in servers:
             server.should_exit = True
             await server.task  # type: ignore[attr-defined]
@@ -147,7 +151,7 @@ async def test_forwarded_as_sent_and_answered_unchanged(tmp_path: Path, members:
     async with client:
         r = await client.post("/api/v1/failover?dry_run=true", content=b'{"to": "ipc-b"}',
                               headers={**auth, "Content-Type": "application/json", "Idempotency-Key": "k1",
-                                       "X-Not-Sent": "dropped"})
+                                       "Origin": "https://ops.example", "X-Not-Sent": "dropped"})
         assert r.status_code == 201 and r.headers["x-upstream"] == "kept"
         assert r.headers["x-ccfo-member"] == "ctl-c" and r.headers["x-ccfo-forwarded-by"] == "ctl-a"
         got = r.json()
@@ -155,7 +159,7 @@ async def test_forwarded_as_sent_and_answered_unchanged(tmp_path: Path, members:
             "ctl-c", "POST", "/api/v1/failover", "dry_run=true", '{"to": "ipc-b"}')
         assert got["headers"]["authorization"] == auth["Authorization"]
         assert got["headers"]["idempotency-key"] == "k1" and got["headers"]["x-ccfo-forwarded-by"] == "ctl-a"
-        assert "x-not-sent" not in got["headers"]
+        assert got["headers"]["origin"] == "https://ops.example" and "x-not-sent" not in got["headers"]
         # reads, health checks and agents' report pushes are this member's own
         for method, path in (("GET", "/api/v1/status"), ("POST", "/api/v1/agents/ipc-a/report"),
                              ("POST", "/healthz")):
