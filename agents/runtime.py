@@ -131,7 +131,7 @@ class AgentRuntime:
         self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, self.ami)
         self.fence: SelfFence | None = None
         if site.fencing.method == "self":  # stop CTI/IVR when no controller answers (agents/selffence.py)
-            self.fence = SelfFence(self.services, loaded.site.host(opts.host).critical_services(),
+            self.fence = SelfFence(self.services, loaded.site.host(opts.host).critical_services,
                                    site.fencing.self_fence_after_s)
             self.executor.fence = self.fence
         self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,

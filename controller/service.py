@@ -40,6 +40,7 @@ from controller.adapters.snmp_glue import ControllerSnmp
 from controller.api.app import create_app
 from controller.api.cluster import cluster_router
 from controller.api.deps import need
+from controller.api.forward import Forwarding, ForwardSettings
 from controller.checklists.drills_port import PackageCalls, PackageDrills
 from controller.checklists.loader import load_checklists
 from controller.checklists.model import Checklist
@@ -122,14 +123,16 @@ def checklist_runner(engine: Engine) -> ChecklistRunner:
 
 
 def build_app(engine: Engine, tokens: TokenStore, clock: Any = time.time,
-              cluster: ClusterView | None = None) -> FastAPI:
+              cluster: ClusterView | None = None, forward: ForwardSettings | None = None) -> FastAPI:
     """The controller's API with its services: the drill manager and the checklist runner of this engine,
-    and, for a member of a controller cluster, the cluster routes (/api/v1/cluster, /leader). Their
-    background work (schedules, the journal replay) starts at the first request or with `start_services`."""
+    and, for a member of a controller cluster, the cluster routes (/api/v1/cluster, /leader) and the
+    forwarding of changes sent to a follower (controller.api.forward, outermost). Their background work
+    (schedules, the journal replay) starts at the first request or with `start_services`."""
     app = create_app(engine, tokens, drills=DrillManager(EngineDrillHost(engine)), checklists=checklist_runner(engine),
                      parse_report=parse_report, clock=clock)
     if cluster is not None:
         app.include_router(cluster_router(cluster, need))
+        app.add_middleware(Forwarding, view=cluster, tokens=tokens, clock=clock, settings=forward)
         app.openapi_schema = None  # the document is built again with the cluster routes
     return app
 
@@ -154,6 +157,12 @@ def _last_report(engine: Engine, host: str) -> float | None:
 def _member_listen(url: str) -> str:
     u = urlsplit(url)
     return f"{u.hostname}:{u.port or (443 if u.scheme == 'https' else 80)}"
+
+
+def _forward_settings(cfg: LoadedConfig) -> ForwardSettings:
+    """A follower reaches the leader as agents reach a controller: trusting controller.ca_file when set."""
+    ca = cfg.site_model.controller.ca_file
+    return ForwardSettings(verify=tls.client_context(cfg.resolve(ca)) if ca else True)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -223,7 +232,7 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
         node.election.on_change = lambda lead: _leadership_changed(engine, sync, lead)
     snmp = ControllerSnmp(cfg, engine, agents, notifier)
     await snmp.start()
-    app = build_app(engine, tokens, cluster=node.view if node else None)
+    app = build_app(engine, tokens, cluster=node.view if node else None, forward=_forward_settings(cfg))
     # a cluster member serves at its own URL in cluster.members (one site.yaml for every member)
     host, port = _listen(_member_listen(node.me.url) if node else ctl.listen)
     # timeout_graceful_shutdown: a dashboard's event stream never ends by itself; without a bound, uvicorn

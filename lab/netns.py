@@ -2,9 +2,10 @@
 
 A `NetnsLab` makes one hub namespace holding a bridge and, per node, a namespace with one veth link to
 the bridge and an address of the test's own (default 10.213.0.0/24) set INSIDE the namespace: nothing
-is added to the host's own network. `cut(node)` sets the node's link down on the hub side (packets
-are dropped, connections hang as in a real partition; no process is frozen), `restore(node)` sets it
-up again. `close()` deletes every namespace it made (which deletes the links); call it always.
+is added to the host's own network. `add_address(node, addr)` gives a node one more address of the
+subnet. `cut(node)` sets the node's link down on the hub side (packets are dropped, connections hang as
+in a real partition; no process is frozen), `restore(node)` sets it up again. `close()` deletes every
+namespace it made (which deletes the links); call it always.
 
 Needs root (or CAP_SYS_ADMIN/CAP_NET_ADMIN) and iproute2; `netns_available()` says whether this
 machine can create a namespace, so tests can skip with a clear reason where it cannot.
@@ -88,6 +89,11 @@ class NetnsLab:
         node = Node(name, ns, address, hub_link)
         self.nodes[name] = node
         return node
+
+    def add_address(self, name: str, address: str) -> None:
+        """One more address of the subnet on the node's link (a second service address, such as a lab
+        database site's), inside its namespace as the first one."""
+        _ip("-n", self.nodes[name].netns, "addr", "add", f"{address}/24", "dev", "eth0")
 
     def cut(self, name: str) -> None:
         """Partition the node from every other (its link to the bridge goes down)."""
