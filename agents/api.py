@@ -31,8 +31,9 @@ from agents import openapi
 from agents.actions import ActionConflict, ActionExecutor, ActionRefused, ActionRequest, ActionResult
 from agents.auth import Token, authenticate
 from agents.metrics import CONTENT_TYPE, AgentMetrics
-from agents.terms import TERM_HEADER, StaleTerm
+from agents.terms import StaleTerm
 from ccfo.platform import allow
+from ccfo.platform.headers import TERM_HEADER
 from ccfo.platform.limits import BodyLimit
 
 log = logging.getLogger("ccfo.agent.api")

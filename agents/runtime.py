@@ -47,7 +47,7 @@ from agents.ports import AmiPort
 from agents.probes import ProbeRunner
 from agents.probes import spec_from_model as probe_spec
 from agents.report import ReportBuilder
-from agents.reporter import Reporter, report_url
+from agents.reporter import Reporter, members, report_urls
 from agents.selffence import SelfFence
 from agents.server import ApiServer, ServerError, agent_bind
 from agents.server_runtime import ServerAgentRuntime, ServerStartupError
@@ -134,9 +134,10 @@ class AgentRuntime:
             self.fence = SelfFence(self.services, loaded.site.host(opts.host).critical_services,
                                    site.fencing.self_fence_after_s)
             self.executor.fence = self.fence
-        self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,
-                                                               opts.host), self.token, heartbeat_s=self.heartbeat_s,
-                                 transport=push_transport, on_push=self._pushed)
+        urls = report_urls(site.controller.url, site.controller.listen, opts.host, members(site))
+        self.reporter = Reporter(self.report.build, urls, self.token, heartbeat_s=self.heartbeat_s,
+                                 transport=push_transport, on_push=self.metrics.observe_push,
+                                 on_leader=self.fence.contact if self.fence is not None else None)
         self.services.add_listener(self.reporter.poke)
         self.snmp_agi = SnmpAgi(loaded, opts.host, self.services, lambda: self.ami)
         self.services.add_listener(self.snmp_agi.changed)
@@ -160,11 +161,6 @@ class AgentRuntime:
             return TermStore(self.state_dir / "term.json")
         except TermFileError as exc:
             raise StartupError(f"{exc}; refusing to start") from exc
-
-    def _pushed(self, seconds: float, ok: bool) -> None:
-        self.metrics.observe_push(seconds, ok)
-        if self.fence is not None:
-            self.fence.on_push(seconds, ok)
 
     def _token(self) -> Token:
         try:

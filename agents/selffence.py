@@ -36,17 +36,13 @@ class SelfFence:
         return self.fenced_at is not None
 
     def contact(self) -> None:
-        """A controller answered (a report push succeeded): the agent is in touch again."""
+        """The acting controller answered a report push (Reporter.on_leader; a follower's answer is not
+        contact, see agents/reporter.py): the agent is in touch again."""
         self.last_contact = self.clock()
         if self.fenced_at is not None:
             log.warning("a controller answers again after self-fencing %.1f s ago: CTI/IVR may be started again",
                         self.clock() - self.fenced_at)
             self.fenced_at = None
-
-    def on_push(self, _seconds: float, ok: bool) -> None:
-        """Reporter.on_push: a successful push is contact."""
-        if ok:
-            self.contact()
 
     def refusal(self, action: str, service: str | None) -> str | None:
         """Why a start of a critical service is refused now (None: allowed)."""

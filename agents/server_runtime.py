@@ -28,7 +28,7 @@ from agents.idempotency import ResultStore
 from agents.jobs import jobs_from_model
 from agents.metrics import AgentMetrics
 from agents.report import ReportBuilder
-from agents.reporter import Reporter, report_url
+from agents.reporter import Reporter, members, report_urls
 from agents.server import ApiServer, ServerError, agent_bind
 from agents.services import ServiceManager, make_backend, spec_from_model
 from agents.terms import TermFileError, TermStore
@@ -85,8 +85,8 @@ class ServerAgentRuntime:
         self.metrics = AgentMetrics(opts.host)
         self.report = ReportBuilder(opts.host, self.model.role.value, self.services, self.files, None,
                                     jobs=self.jobs.list)
-        self.reporter = Reporter(self.report.build, report_url(site.controller.url, site.controller.listen,
-                                                               opts.host), self.token, heartbeat_s=self.heartbeat_s,
+        urls = report_urls(site.controller.url, site.controller.listen, opts.host, members(site))
+        self.reporter = Reporter(self.report.build, urls, self.token, heartbeat_s=self.heartbeat_s,
                                  transport=push_transport, on_push=self.metrics.observe_push)
         self.services.add_listener(self.reporter.poke)
         self.metrics.bind(services=lambda: {n: s.state.value for n, s in self.services.services().items()})

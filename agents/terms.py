@@ -24,9 +24,6 @@ from ccfo.platform.jsonfile import write_json_atomic
 
 log = logging.getLogger("ccfo.agent.terms")
 
-TERM_HEADER = "X-Ccfo-Highest-Term"  # sent with a 409 for a stale term: the highest term the agent has seen
-
-
 class TermFileError(RuntimeError):
     """The term file exists but cannot be read: the agent does not know which terms are stale."""
 

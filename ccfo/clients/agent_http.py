@@ -18,6 +18,7 @@ from ccfo.config import tls
 from ccfo.config.loader import LoadedConfig
 from ccfo.domain.health import DriverState, HostHealth, ServiceState, SpanHealth, TrunkHealth
 from ccfo.platform.auth import TokenFileError, read_secret
+from ccfo.platform.headers import TERM_HEADER
 from ccfo.ports import ActionResult, AgentActionFailed, AgentUnreachable, TermRefused
 
 _SERVICE = {s.value: s for s in ServiceState}
@@ -54,9 +55,6 @@ def _parse_report(host: str, body: Mapping[str, Any], received_at: float) -> Hos
                    for t in (body.get("trunks") or ()))
     return HostHealth(host, received_at, ami, driver, spans, services, int(calls.get("ivr", 0)),
                       int(calls.get("agent", 0)), int(calls.get("fax", 0)), db.get("site"), ami_hung, trunks)
-
-
-TERM_HEADER = "X-Ccfo-Highest-Term"  # agents/terms.py: on a 409, the highest leader term the agent has seen
 
 
 class AgentHttpClient:

@@ -310,6 +310,43 @@ async def test_reporter_logs_failures_once_per_kind(caplog: pytest.LogCaptureFix
     assert "tok-secret" not in caplog.text
 
 
+
+@pytest.mark.asyncio
+async def test_reporter_pushes_to_every_member_and_counts_only_the_acting_leader_as_contact() -> None:
+    """A cluster: each report goes to every member; a follower's 2xx is a taken report but not leader
+    contact (a primary that reaches only a follower must fence itself); no header is a controller alone."""
+    from agents.auth import Token
+    from agents.reporter import Reporter, report_urls
+
+    urls = report_urls("http://vip:8080", "0.0.0.0:8080", "ipc-a", ["http://ctl-a:8080", "http://ctl-b:8081/"])
+    assert urls == ["http://ctl-a:8080/api/v1/agents/ipc-a/report", "http://ctl-b:8081/api/v1/agents/ipc-a/report"]
+    answers: dict[str, httpx.Response | None] = {}
+    got: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        got.append(request.url.host)
+        answer = answers[request.url.host]
+        if answer is None:
+            raise httpx.ConnectError("connection refused", request=request)
+        return answer
+
+    contacts: list[int] = []
+    reporter = Reporter(lambda: None, urls, Token("t", "tok-secret"),  # type: ignore[arg-type]
+                        on_leader=lambda: contacts.append(1))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+        answers.update({"ctl-a": None, "ctl-b": httpx.Response(204, headers={"X-Ccfo-Acting": "no"})})
+        assert await reporter.push(client, _report(1)), "a follower took the report"
+        assert sorted(got) == ["ctl-a", "ctl-b"] and contacts == [], "a follower's answer is no contact"
+        answers["ctl-a"] = httpx.Response(204, headers={"X-Ccfo-Acting": "yes"})
+        assert await reporter.push(client, _report(2)) and contacts == [1]
+        answers.update({"ctl-a": httpx.Response(503), "ctl-b": None})
+        assert not await reporter.push(client, _report(3)) and contacts == [1]
+        assert reporter.failed == 1 and reporter.last_error is not None and "http://ctl-" in reporter.last_error
+    alone = Reporter(lambda: None, "http://ctl/api/v1/agents/ipc-a/report", Token("t", "s"),  # type: ignore[arg-type]
+                     on_leader=lambda: contacts.append(2))
+    async with httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(204))) as client:
+        assert await alone.push(client, _report(4)) and contacts == [1, 2], "no header: a controller alone acts"
+
 def test_runtime_wiring_in_process(tmp_path: Path) -> None:
     from types import SimpleNamespace
 

@@ -36,7 +36,6 @@ async def test_no_controller_for_after_s_stops_cti_ivr_and_refuses_them_until_on
         clock.t += 9.9
         await fence.check()
         assert not fence.fenced and host.services.effective("cti").state is ServiceState.ACTIVE
-        fence.on_push(0.01, False)  # a failed push is no contact
         clock.t += 0.2
         await fence.check()
         assert fence.fenced
@@ -45,7 +44,7 @@ async def test_no_controller_for_after_s_stops_cti_ivr_and_refuses_them_until_on
         with pytest.raises(ActionRefused, match="self-fenced: no controller answered for 10 s; cti stays stopped"):
             await host.executor.run(ActionRequest(action_id="s1", action="start", service="cti"), "controller")
         assert host.services.effective("cti").state is ServiceState.INACTIVE
-        fence.on_push(0.01, True)  # a controller answers again
+        fence.contact()  # the acting controller answers again
         assert not fence.fenced
         done = await host.executor.run(ActionRequest(action_id="s2", action="start", service="cti"), "controller")
         assert done.ok and host.services.effective("cti").state is ServiceState.ACTIVE
@@ -62,7 +61,7 @@ async def test_a_push_that_succeeds_keeps_the_agent_from_fencing(tmp_path: Path)
         await host.services.start("cti")
         for _ in range(5):
             clock.t += 6.0
-            fence.on_push(0.01, True)
+            fence.contact()
             await fence.check()
         assert not fence.fenced and host.services.effective("cti").state is ServiceState.ACTIVE
         assert fence.refusal("start", "cti") is None and fence.refusal("start", "kcxp") is None

@@ -182,7 +182,10 @@ async def test_twenty_simultaneous_requests_start_exactly_one_plan(live: Live) -
     refused = [r.json()["detail"] for r in answers if not r.is_success]
     assert all(r.status_code == 409 for r in answers if not r.is_success)
     drills = [d for op, d in zip(ops, refused, strict=False) if op == "drill"]
-    assert all(f"plan {started[0].plan_id}" in d for d in refused if d not in drills), refused
+    # a request that arrives after the winner ended (a loaded machine) reads the state it left: the proposal
+    # superseded, or refused because its footing changed (the switchover ran)
+    assert all(f"plan {started[0].plan_id}" in d or any(f" is {s.value};" in d for s in PlanStatus)
+               or "the site changed since this plan was proposed" in d for d in refused if d not in drills), refused
     assert all("not started" in d for d in drills), drills  # their guard: a plan waits or runs
 
 

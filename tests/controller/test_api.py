@@ -127,6 +127,19 @@ async def test_agent_report_push_is_bound_to_its_host(api):
     assert r.status_code == 422
     r = await api.post("/api/v1/agents/ipc-a/report", json=body, headers=auth(api, "agent"))
     assert r.status_code == 204
+    assert r.headers["X-Ccfo-Acting"] == "yes", "a controller alone acts: its answer is contact for self-fencing"
+
+
+@pytest.mark.asyncio
+async def test_a_follower_takes_a_report_and_says_it_does_not_act(api):
+    """An agent counts only the acting leader's answer as contact (self-fencing, agents/reporter.py)."""
+    from tests.controller.test_leadership import Lead
+
+    api.h.engine.set_leadership(Lead(acting=False))
+    body = {"host": "ipc-a", "ami": {"connected": True}, "board": {"driver": "up"}, "spans": [],
+            "services": {}, "calls": {"ivr": 3, "agent": 0, "fax": 0}, "db": {"site": "shenzhen"}}
+    r = await api.post("/api/v1/agents/ipc-a/report", json=body, headers=auth(api, "agent"))
+    assert r.status_code == 204 and r.headers["X-Ccfo-Acting"] == "no"
 
 
 @pytest.mark.asyncio

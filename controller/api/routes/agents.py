@@ -1,11 +1,13 @@
 """POST /api/v1/agents/{host}/report: an agent pushes its host's (or managed server's) health report (agent
-tokens only). A server's report is kept for the status view; a host's goes to the engine's decisions."""
+tokens only). A server's report is kept for the status view; a host's goes to the engine's decisions. The
+answer says whether this controller is the acting leader (`X-Ccfo-Acting`), for the agent's self-fencing."""
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Response
 
 from ccfo.platform.auth import Role
+from ccfo.platform.headers import ACTING_HEADER
 from controller.api.deps import Caller, ClockDep, EngineDep, get_report_parser, known_agent
 from controller.api.models import AgentReport
 from controller.api.responses import AUTH, errors
@@ -26,7 +28,10 @@ def reporter(host: HostPath, who: Caller, engine: EngineDep) -> str:
 
 @router.post("/{host}/report", status_code=204, response_class=Response, response_model=None)
 async def push_report(host: Annotated[str, Depends(reporter)], body: AgentReport, engine: EngineDep, clock: ClockDep,
-                      parse: Annotated[Any, Depends(get_report_parser)]) -> None:
+                      parse: Annotated[Any, Depends(get_report_parser)], response: Response) -> None:
+    # whether this controller acts now: the agent counts only the acting leader's answer as contact for
+    # self-fencing (agents/reporter.py); a follower takes the report too, it observes the site
+    response.headers[ACTING_HEADER] = "yes" if engine.leadership.is_acting() else "no"
     if body.host != host:
         raise HTTPException(409, f"the report is for {body.host!r}, not {host!r}")
     try:
