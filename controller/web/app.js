@@ -5,7 +5,8 @@
  * from the SSE stream, read with fetch() because EventSource cannot send an Authorization header; an
  * event only says "something changed": the page re-reads the JSON it shows, debounced. Everything the
  * server sends is inserted as text, never as HTML. The drills and checklists panels live in runbooks.js,
- * which registers its own parts (see `parts`) and role renderers before the page starts.
+ * which registers its own parts (see `parts`) and role renderers before the page starts; the managed servers
+ * and the section-III switches live in servers.js, which also draws from each status read (statusRenderers).
  */
 "use strict";
 
@@ -236,6 +237,8 @@ const CYCLE_PARTS = { drills: 3000 };
 
 // What depends on the role (buttons): re-rendered when the signed-in role changes.
 const roleRenderers = [];
+// What other scripts draw from the status (servers.js: the managed servers): called with each status read.
+const statusRenderers = [];
 
 function refresh(names, delay) {
   for (const n of names) if (parts[n]) parts[n].request(delay);
@@ -398,6 +401,7 @@ function renderStatus(s) {
   if (changed("hosts", [s.hosts, s.active_host].map(withoutAge))) renderHosts(s);
   if (changed("capacity", [s.capacity, Object.values(s.hosts).map((x) => x.capacity)])) renderCapacity(s);
   renderJournalHosts(Object.keys(s.hosts));
+  for (const render of statusRenderers) render(s);
   if (S.roleRendered !== S.role) {
     S.roleRendered = S.role;
     renderActions();
