@@ -131,3 +131,83 @@ async def test_a_change_on_a_server_shows_in_its_panel(servers_site, browser):
         await expect(page.get_by_test_id("server-ta-sh-health")).to_have_text("reporting")
         await expect(page.get_by_test_id("dc-shanghai-summary")).to_have_text("4 servers · all reporting")
     await async_wait_until(lambda: _all_reporting(api), timeout=20)
+
+
+# --- section III: the named switches ------------------------------------------------------------------------
+
+SWITCH = "sms-email-from-shanghai"
+
+
+def _cron(lab: LabSite, server: str, job: str) -> str:
+    return (lab.layout.host_dir(server) / "cron.d" / job).read_text()
+
+
+async def _run_from_dialog(page: Any, card: Any, button: str, steps: list[str], reason: str) -> None:
+    await card.get_by_test_id(f"switch-{SWITCH}-{button}").click()
+    dialog = page.locator("dialog#dialog")
+    await expect(dialog.get_by_test_id("dlg-steps").locator("li")).to_have_text(steps)  # the controller's dry run
+    submit = dialog.locator("#dlg-submit")
+    await dialog.get_by_label("Reason").fill(reason)
+    await expect(submit).to_be_disabled()  # not before the operator confirms
+    await dialog.get_by_label(re.compile(r"^I confirm")).check()
+    await expect(submit).to_be_enabled()
+    await submit.click()
+    await expect(dialog).to_be_hidden()
+
+
+async def test_a_switch_dry_runs_runs_and_its_inverse_restores_from_the_switches_panel(servers_site, browser):
+    """sms-email-from-shanghai from the page: the dry run lists its steps and changes nothing; the run (confirmed,
+    with a reason) enables the Shanghai sender's cron jobs and disables the Shenzhen ones, the card shows the
+    journaled steps and the servers panel the jobs; the inverse puts the cron files back byte for byte."""
+    lab, api = servers_site
+    listing = (await api.c.get("/api/v1/switches", headers=api._h("viewer"))).json()["switches"]
+    sw = next(s for s in listing if s["id"] == SWITCH)
+    forward, inverse = [st["text"] for st in sw["steps"]], [st["text"] for st in sw["inverse"]]
+    assert "enable job sms-send on sms-sh" in forward and "disable job sms-send on sms-sh" in inverse
+    before = {(srv, job): _cron(lab, srv, job) for srv in ("sms-sh", "sms-sz") for job in ("sms-send", "mail-send")}
+    assert "#ccfo-disabled# " in before[("sms-sh", "sms-send")] and "#ccfo-disabled# " not in before[("sms-sz",
+                                                                                                       "sms-send")]
+
+    async with dashboard(browser, lab, "viewer") as page:  # a viewer sees the switches, with no button
+        card = page.get_by_test_id(f"switch-{SWITCH}")
+        await expect(card.get_by_test_id(f"switch-{SWITCH}-steps").locator("li")).to_have_text(forward)
+        await expect(card.get_by_role("button")).to_have_count(0)
+        await expect(page.get_by_test_id("switches").locator("article.switch")).to_have_count(len(listing))
+
+    async with dashboard(browser, lab, "operator") as page:
+        card = page.get_by_test_id(f"switch-{SWITCH}")
+        await expect(card.get_by_test_id(f"switch-{SWITCH}-state")).to_have_text("NEVER RUN FROM THIS CONTROLLER")
+        await card.get_by_test_id(f"switch-{SWITCH}-dry").click()
+        dry = card.get_by_test_id(f"switch-{SWITCH}-dry-result")
+        await expect(dry).to_contain_text(f"would run these {len(forward)} steps")
+        await expect(dry.locator("li")).to_have_text(forward)
+        assert {k: _cron(lab, *k) for k in before} == before, "a dry run changes nothing"
+        assert not await api.plans("running,finished,failed")
+
+        await _run_from_dialog(page, card, "run", forward, "section III rehearsal from the dashboard")
+        await expect(card.get_by_test_id(f"switch-{SWITCH}-last-status")).to_have_text("FINISHED", timeout=60_000)
+        await expect(card.get_by_test_id(f"switch-{SWITCH}-state")).to_have_text("SWITCHED")
+        journal = card.get_by_test_id(f"switch-{SWITCH}-journal")
+        await expect(journal.locator('[data-kind="step_finished"]')).to_have_count(len(forward))
+        await expect(journal.locator('[data-kind="plan_finished"]')).to_have_count(1)
+        await expect(journal).to_contain_text("enable job sms-send on sms-sh")
+        await expect(card.get_by_test_id(f"switch-{SWITCH}-last")).to_contain_text("by lab-operator")
+        # its effect, on the disk and in the servers panel
+        assert "#ccfo-disabled# " not in _cron(lab, "sms-sh", "sms-send")
+        assert "#ccfo-disabled# " in _cron(lab, "sms-sz", "sms-send")
+        for job in ("sms-send", "mail-send"):
+            await expect(page.get_by_test_id(f"job-sms-sh-{job}").locator(".job-state")).to_have_text("enabled")
+            await expect(page.get_by_test_id(f"job-sms-sz-{job}").locator(".job-state")).to_have_text("disabled")
+
+        await _run_from_dialog(page, card, "run-inverse", inverse, "back to Shenzhen after the rehearsal")
+        await expect(card.get_by_test_id(f"switch-{SWITCH}-state")).to_have_text("UNDONE (INVERSE RAN LAST)",
+                                                                                 timeout=60_000)
+        await expect(card.get_by_test_id(f"switch-{SWITCH}-last")).to_contain_text(sw["inverse_description"])
+        await expect(journal.locator('[data-kind="step_finished"]')).to_have_count(len(inverse))
+        for job in ("sms-send", "mail-send"):
+            await expect(page.get_by_test_id(f"job-sms-sh-{job}").locator(".job-state")).to_have_text("disabled")
+            await expect(page.get_by_test_id(f"job-sms-sz-{job}").locator(".job-state")).to_have_text("enabled")
+        await _shot(page, "dashboard-switches.png")
+    assert {k: _cron(lab, *k) for k in before} == before, "the inverse put the cron files back"
+    actions = [e["data"]["title"] for e in await api.journal(kind="operator_action")]
+    assert sorted(actions) == sorted([sw["description"], sw["inverse_description"]]), actions
