@@ -39,6 +39,7 @@ from ccfo.platform.sdnotify import Notifier
 from controller.adapters.snmp_glue import ControllerSnmp
 from controller.api.app import create_app
 from controller.api.cluster import cluster_router
+from controller.api.cors import allow_members
 from controller.api.deps import need
 from controller.checklists.drills_port import PackageCalls, PackageDrills
 from controller.checklists.loader import load_checklists
@@ -124,12 +125,14 @@ def checklist_runner(engine: Engine) -> ChecklistRunner:
 def build_app(engine: Engine, tokens: TokenStore, clock: Any = time.time,
               cluster: ClusterView | None = None) -> FastAPI:
     """The controller's API with its services: the drill manager and the checklist runner of this engine,
-    and, for a member of a controller cluster, the cluster routes (/api/v1/cluster, /leader). Their
+    and, for a member of a controller cluster, the cluster routes (/api/v1/cluster, /leader) and CORS for the
+    other members' origins (controller.api.cors). Their
     background work (schedules, the journal replay) starts at the first request or with `start_services`."""
     app = create_app(engine, tokens, drills=DrillManager(EngineDrillHost(engine)), checklists=checklist_runner(engine),
                      parse_report=parse_report, clock=clock)
     if cluster is not None:
         app.include_router(cluster_router(cluster, need))
+        allow_members(app, [m.url for m in cluster.members])  # the dashboard goes on with another member
         app.openapi_schema = None  # the document is built again with the cluster routes
     return app
 

@@ -98,10 +98,27 @@ async def _leader(urls: dict[str, str]) -> tuple[str, int] | None:
     return found[0] if len(found) == 1 else None
 
 
+async def _agreed(urls: dict[str, str], token: str) -> tuple[str, int] | None:
+    """(leader, term) once one member answers 200 on /leader and every member's cluster view names it with that
+    term and sees every member (the election settled: on a loaded machine the first lease can change hands)."""
+    found = await _leader(urls)
+    if found is None:
+        return None
+    async with httpx.AsyncClient(timeout=2, headers={"Authorization": f"Bearer {token}"}) as c:
+        for url in urls.values():
+            try:
+                view = (await c.get(url + "/api/v1/cluster")).json()
+            except httpx.HTTPError:
+                return None
+            if (view["leader"], view["term"]) != found or any(m["role"] == "unreachable" for m in view["members"]):
+                return None
+    return found
+
+
 async def test_the_page_shows_the_cluster_and_moves_to_another_member_when_its_own_dies(members, browser):
     config, urls, procs = members
-    leader, term = await async_wait_until(lambda: _leader(urls), timeout=20, interval=0.2)
     token = (config / "secrets" / "viewer.token").read_text().strip()
+    leader, term = await async_wait_until(lambda: _agreed(urls, token), timeout=30, interval=0.2)
     context = await browser.new_context(viewport=VIEWPORT)
     page = await context.new_page()
     errors: list[str] = []
@@ -122,6 +139,7 @@ async def test_the_page_shows_the_cluster_and_moves_to_another_member_when_its_o
             await expect(member).to_have_attribute("data-role", "leader" if name == leader else "follower")
             await expect(member).to_contain_text(url)
         await _shot(page, "dashboard-cluster.png")
+        assert await _leader(urls) == (leader, term), "the leadership changed under the test: kill the leader"
 
         os.kill(procs[leader].pid, signal.SIGKILL)
         survivors = {n: u for n, u in urls.items() if n != leader}
@@ -132,6 +150,7 @@ async def test_the_page_shows_the_cluster_and_moves_to_another_member_when_its_o
         talking_to = await me.inner_text()
         assert talking_to in survivors
         await expect(page.get_by_test_id("member")).to_have_text(f"via {talking_to}")
+        await expect(page.get_by_test_id("cluster-moved")).to_have_count(1)
         await expect(page.get_by_test_id("cluster-moved")).to_contain_text(
             f"{urls[leader]} stopped answering; now talking to {talking_to}")
         await expect(page.get_by_test_id("cluster-leader")).to_have_text(new_leader, timeout=20_000)
@@ -144,6 +163,7 @@ async def test_the_page_shows_the_cluster_and_moves_to_another_member_when_its_o
         first = await page.locator("#updated").inner_text()
         await expect(page.locator("#updated")).not_to_have_text(first, timeout=15_000)
         await expect(page.get_by_test_id("site-state")).not_to_have_text("…")
+        await expect(page.get_by_test_id("cluster")).not_to_contain_text("null")
         await _shot(page, "dashboard-cluster-moved.png")
         assert not errors, f"the page reported errors: {errors}"
     except BaseException:

@@ -91,6 +91,8 @@ async def test_a_panel_per_datacenter_lists_its_servers_with_heartbeat_services_
         await expect(page.get_by_test_id("job-ta-sz-ta-import-next")).to_contain_text(re.compile(r"^next \d{4}-"))
         await expect(page.get_by_test_id("job-ta-sh-ta-import")).to_contain_text("disabled")
         await expect(page.get_by_test_id("job-ta-sh-ta-import-next")).to_have_text("no next run")
+        await expect(page.locator("#cluster-panel")).to_be_hidden()  # a single controller: no cluster view
+        await expect(page.get_by_test_id("member")).to_be_hidden()
         await _shot(page, "dashboard-servers.png")
 
 
