@@ -84,6 +84,7 @@ roleRenderers.push(renderSwitches);
 const SWITCH_PLAN_LIMIT = 100;
 
 async function loadSwitches(generation) {
+  if (S.switches && !S.switches.length) return; // no switches.yaml: it is read when the controller starts
   const [list, plans] = await Promise.all([api("/switches"), api(`/plans?limit=${SWITCH_PLAN_LIMIT}`)]);
   const runs = new Map();
   for (const p of plans.plans) { // newest first: the first plan naming a switch is its last run
