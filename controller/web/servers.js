@@ -82,10 +82,20 @@ for (const kind of ["state", "plan", "step", "journal"]) EVENT_PARTS[kind].push(
 roleRenderers.push(renderSwitches);
 
 const SWITCH_PLAN_LIMIT = 100;
+const SWITCH_RETRY_MS = 2000;
 
 async function loadSwitches(generation) {
   if (S.switches && !S.switches.length) return; // no switches.yaml: it is read when the controller starts
-  const [list, plans] = await Promise.all([api("/switches"), api(`/plans?limit=${SWITCH_PLAN_LIMIT}`)]);
+  let list;
+  let plans;
+  try {
+    [list, plans] = await Promise.all([api("/switches"), api(`/plans?limit=${SWITCH_PLAN_LIMIT}`)]);
+  } catch (err) { // no event may come for a long while on a quiet site: the first read tries again soon
+    if (S.switches === null && !(err instanceof ApiError && err.status === 401)) {
+      setTimeout(() => parts.switches.request(0), SWITCH_RETRY_MS);
+    }
+    throw err;
+  }
   const runs = new Map();
   for (const p of plans.plans) { // newest first: the first plan naming a switch is its last run
     const id = p.meta && p.meta.switch;

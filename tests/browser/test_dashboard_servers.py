@@ -28,6 +28,7 @@ from tests.support import async_wait_until
 __all__ = ["browser"]  # the fixture, imported for its name
 # Slow (`make test-slow`, run by CI), like the other lab-with-servers tests: the lab alone takes a minute here.
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="module"), pytest.mark.timeout(300)]
+LIVE = 30_000  # ms: a change reaches the page with the server's next report (heartbeat 1 s; a loaded CI box is slower)
 BY_DC = {"shanghai": ["app-sh", "cs-sh", "sms-sh", "ta-sh"],
          "shenzhen": ["app-sz", "cs-sz", "dbconn-sz", "sms-sz", "ta-sz"]}  # sorted; the page keeps site.yaml's order
 
@@ -103,35 +104,37 @@ async def test_a_change_on_a_server_shows_in_its_panel(servers_site, browser):
     async with dashboard(browser, lab, "viewer") as page:
         job = page.get_by_test_id("job-ta-sz-ta-import")
         svc = page.get_by_test_id("srvsvc-dbconn-sz-dbconn")
-        await expect(job.locator(".job-state")).to_have_text("enabled")
-        await expect(svc.locator(".svc-state")).to_have_text("active")
+        await expect(job.locator(".job-state")).to_have_text("enabled", timeout=LIVE)
+        await expect(svc.locator(".svc-state")).to_have_text("active", timeout=LIVE)
         try:
             await _agent_action(lab, "ta-sz", action="job_disable", job="ta-import")
             cron = (lab.layout.host_dir("ta-sz") / "cron.d" / "ta-import").read_text()
             assert "#ccfo-disabled# " in cron, cron
-            await expect(job.locator(".job-state")).to_have_text("disabled")
-            await expect(page.get_by_test_id("job-ta-sz-ta-import-next")).to_have_text("no next run")
+            await expect(job.locator(".job-state")).to_have_text("disabled", timeout=LIVE)
+            await expect(page.get_by_test_id("job-ta-sz-ta-import-next")).to_have_text("no next run", timeout=LIVE)
             await _agent_action(lab, "dbconn-sz", action="stop", service="dbconn")
             assert not running(lab, "dbconn-sz", "dbconn")
-            await expect(svc.locator(".svc-state")).to_have_text("inactive")
-            await expect(svc).to_have_class(re.compile(r"\bsvc-inactive\b"))
+            await expect(svc.locator(".svc-state")).to_have_text("inactive", timeout=LIVE)
+            await expect(svc).to_have_class(re.compile(r"\bsvc-inactive\b"), timeout=LIVE)
         finally:
             await _agent_action(lab, "ta-sz", action="job_enable", job="ta-import")
             await _agent_action(lab, "dbconn-sz", action="start", service="dbconn")
-        await expect(job.locator(".job-state")).to_have_text("enabled")
-        await expect(page.get_by_test_id("job-ta-sz-ta-import-next")).to_contain_text(re.compile(r"^next \d{4}-"))
-        await expect(svc.locator(".svc-state")).to_have_text("active")
+        await expect(job.locator(".job-state")).to_have_text("enabled", timeout=LIVE)
+        await expect(page.get_by_test_id("job-ta-sz-ta-import-next")).to_contain_text(re.compile(r"^next \d{4}-"),
+                                                                                     timeout=LIVE)
+        await expect(svc.locator(".svc-state")).to_have_text("active", timeout=LIVE)
 
         agent = lab.procs["ta-sh-agent"]
         agent.signal(signal.SIGSTOP)
         try:
-            await expect(page.get_by_test_id("server-ta-sh-health")).to_contain_text("UNREACHABLE (last report")
+            health = page.get_by_test_id("server-ta-sh-health")
+            await expect(health).to_contain_text("UNREACHABLE (last report", timeout=LIVE)
             await expect(page.get_by_test_id("server-ta-sh")).to_have_class(re.compile(r"\bserver-down\b"))
             await expect(page.get_by_test_id("dc-shanghai-summary")).to_have_text("4 servers · 1 unreachable")
         finally:
             agent.signal(signal.SIGCONT)
-        await expect(page.get_by_test_id("server-ta-sh-health")).to_have_text("reporting")
-        await expect(page.get_by_test_id("dc-shanghai-summary")).to_have_text("4 servers · all reporting")
+        await expect(page.get_by_test_id("server-ta-sh-health")).to_have_text("reporting", timeout=LIVE)
+        await expect(page.get_by_test_id("dc-shanghai-summary")).to_have_text("4 servers · all reporting", timeout=LIVE)
     await async_wait_until(lambda: _all_reporting(api), timeout=20)
 
 
@@ -177,8 +180,13 @@ async def test_a_switch_dry_runs_runs_and_its_inverse_restores_from_the_switches
         await expect(page.get_by_test_id("switches").locator("article.switch")).to_have_count(len(listing))
 
     async with dashboard(browser, lab, "operator") as page:
+        warnings: list[str] = []  # a failed refresh is a console warning: said if the panel does not come
+        page.on("console", lambda msg: warnings.append(msg.text) if msg.type == "warning" else None)
         card = page.get_by_test_id(f"switch-{SWITCH}")
-        await expect(card.get_by_test_id(f"switch-{SWITCH}-state")).to_have_text("NEVER RUN FROM THIS CONTROLLER")
+        try:
+            await expect(card.get_by_test_id(f"switch-{SWITCH}-state")).to_have_text("NEVER RUN FROM THIS CONTROLLER")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nthe page's warnings: {warnings}") from exc
         await card.get_by_test_id(f"switch-{SWITCH}-dry").click()
         dry = card.get_by_test_id(f"switch-{SWITCH}-dry-result")
         await expect(dry).to_contain_text(f"would run these {len(forward)} steps")
@@ -198,7 +206,8 @@ async def test_a_switch_dry_runs_runs_and_its_inverse_restores_from_the_switches
         assert "#ccfo-disabled# " not in _cron(lab, "sms-sh", "sms-send")
         assert "#ccfo-disabled# " in _cron(lab, "sms-sz", "sms-send")
         for job in ("sms-send", "mail-send"):
-            await expect(page.get_by_test_id(f"job-sms-sh-{job}").locator(".job-state")).to_have_text("enabled")
+            await expect(page.get_by_test_id(f"job-sms-sh-{job}").locator(".job-state")).to_have_text("enabled",
+                                                                                                     timeout=LIVE)
             await expect(page.get_by_test_id(f"job-sms-sz-{job}").locator(".job-state")).to_have_text("disabled")
 
         await _run_from_dialog(page, card, "run-inverse", inverse, "back to Shenzhen after the rehearsal")
@@ -207,7 +216,8 @@ async def test_a_switch_dry_runs_runs_and_its_inverse_restores_from_the_switches
         await expect(card.get_by_test_id(f"switch-{SWITCH}-last")).to_contain_text(sw["inverse_description"])
         await expect(journal.locator('[data-kind="step_finished"]')).to_have_count(len(inverse))
         for job in ("sms-send", "mail-send"):
-            await expect(page.get_by_test_id(f"job-sms-sh-{job}").locator(".job-state")).to_have_text("disabled")
+            await expect(page.get_by_test_id(f"job-sms-sh-{job}").locator(".job-state")).to_have_text("disabled",
+                                                                                                     timeout=LIVE)
             await expect(page.get_by_test_id(f"job-sms-sz-{job}").locator(".job-state")).to_have_text("enabled")
         await _shot(page, "dashboard-switches.png")
     assert {k: _cron(lab, *k) for k in before} == before, "the inverse put the cron files back"
