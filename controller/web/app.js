@@ -42,7 +42,7 @@ const KIND_LABEL = {
 const S = {
   token: null, status: null, role: null, roleRendered: null, pending: [], plan: null, planSteps: new Map(),
   journal: [], stream: null, pollTimer: null, generation: 0, sigs: {},
-  base: "", member: null, memberMoves: 0, cluster: null, // the member the page talks to ("": this page's origin)
+  base: "", member: null, cluster: null, // the member the page talks to ("": this page's origin)
 };
 
 // ---- small helpers --------------------------------------------------------------------------------
@@ -190,7 +190,6 @@ async function findMember(deadBase) {
     if (S.base !== deadBase) return true; // moved meanwhile
     S.base = memberOrigin(m.url) === location.origin ? "" : memberOrigin(m.url);
     S.member = m.name;
-    S.memberMoves += 1;
     for (const render of memberRenderers) render(`${dead} stopped answering; now talking to ${m.name}`);
     return true;
   }

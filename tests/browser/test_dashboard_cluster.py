@@ -70,10 +70,9 @@ def members(tmp_path: Path, etcd: EtcdCluster) -> Iterator[tuple[Path, dict[str,
                                              "--member", m, "--ready-file", str(tmp_path / f"{m}.ready")],
                                             cwd=REPO, stdout=log, stderr=log)
         for m in urls:
-            ready = tmp_path / f"{m}.ready"
-            wait_until(lambda ready=ready: ready.exists(), timeout=40,
-                       describe=lambda m=m: (tmp_path / f"{m}.log").read_text()[-2000:])
-            assert json.loads(ready.read_text())["api"] == urls[m]
+            ready = wait_until(lambda m=m: _ready(tmp_path / f"{m}.ready"), timeout=40,
+                               describe=lambda m=m: (tmp_path / f"{m}.log").read_text()[-2000:])
+            assert ready["api"] == urls[m]
         yield config, urls, procs
     finally:
         for proc in procs.values():
@@ -84,6 +83,14 @@ def members(tmp_path: Path, etcd: EtcdCluster) -> Iterator[tuple[Path, dict[str,
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def _ready(path: Path) -> dict | None:
+    """The member's ready file once it is written whole (it can be seen created and still empty)."""
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
 
 
 async def _leader(urls: dict[str, str]) -> tuple[str, int] | None:
