@@ -39,6 +39,7 @@ from ccfo.platform.sdnotify import Notifier
 from controller.adapters.snmp_glue import ControllerSnmp
 from controller.api.app import create_app
 from controller.api.cluster import cluster_router
+from controller.api.cors import allow_members
 from controller.api.deps import need
 from controller.api.forward import Forwarding, ForwardSettings
 from controller.checklists.drills_port import PackageCalls, PackageDrills
@@ -125,14 +126,16 @@ def checklist_runner(engine: Engine) -> ChecklistRunner:
 def build_app(engine: Engine, tokens: TokenStore, clock: Any = time.time,
               cluster: ClusterView | None = None, forward: ForwardSettings | None = None) -> FastAPI:
     """The controller's API with its services: the drill manager and the checklist runner of this engine,
-    and, for a member of a controller cluster, the cluster routes (/api/v1/cluster, /leader) and the
-    forwarding of changes sent to a follower (controller.api.forward, outermost). Their background work
-    (schedules, the journal replay) starts at the first request or with `start_services`."""
+    and, for a member of a controller cluster, the cluster routes (/api/v1/cluster, /leader), the forwarding
+    of changes sent to a follower (controller.api.forward) and, outermost so that a forwarded answer gets
+    them too, CORS for the members' origins (controller.api.cors). Their background work (schedules, the
+    journal replay) starts at the first request or with `start_services`."""
     app = create_app(engine, tokens, drills=DrillManager(EngineDrillHost(engine)), checklists=checklist_runner(engine),
                      parse_report=parse_report, clock=clock)
     if cluster is not None:
         app.include_router(cluster_router(cluster, need))
         app.add_middleware(Forwarding, view=cluster, tokens=tokens, clock=clock, settings=forward)
+        allow_members(app, [m.url for m in cluster.members])  # the dashboard goes on with another member
         app.openapi_schema = None  # the document is built again with the cluster routes
     return app
 

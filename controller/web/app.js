@@ -5,7 +5,9 @@
  * from the SSE stream, read with fetch() because EventSource cannot send an Authorization header; an
  * event only says "something changed": the page re-reads the JSON it shows, debounced. Everything the
  * server sends is inserted as text, never as HTML. The drills and checklists panels live in runbooks.js,
- * which registers its own parts (see `parts`) and role renderers before the page starts.
+ * which registers its own parts (see `parts`) and role renderers before the page starts; the managed servers
+ * and the section-III switches live in servers.js, which also draws from each status read (statusRenderers);
+ * the controller cluster's members in cluster.js (the page moves to another member when its own dies: apiFetch).
  */
 "use strict";
 
@@ -40,6 +42,7 @@ const KIND_LABEL = {
 const S = {
   token: null, status: null, role: null, roleRendered: null, pending: [], plan: null, planSteps: new Map(),
   journal: [], stream: null, pollTimer: null, generation: 0, sigs: {},
+  base: "", member: null, cluster: null, // the member the page talks to ("": this page's origin)
 };
 
 // ---- small helpers --------------------------------------------------------------------------------
@@ -128,11 +131,76 @@ function newKey() {
   return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+// ---- the member the page talks to ----------------------------------------------------------------
+//
+// A single controller: always this page's origin (S.base ""). In a controller cluster (cluster.js reads GET
+// /cluster into S.cluster) the page remembers the last members list; when the member it talks to stops
+// answering (the request fails without an HTTP answer: connection refused or reset), it moves to the first other
+// member whose /healthz answers and goes on there (the members allow each other's origins: controller.api.cors).
+// A read is sent again to the new member; a change is not (it may have reached the dead member): the operator
+// sees the error and decides.
+
+const MEMBER_PROBE_MS = 2000;
+let switching = null; // one move at a time: every part's failed request waits for the same one
+
+function memberOrigin(url) {
+  return new URL(url).origin;
+}
+
+function currentOrigin() {
+  return S.base || location.origin;
+}
+
+async function apiFetch(path, init) {
+  for (let attempt = 0; ; attempt += 1) {
+    const base = S.base;
+    try {
+      return await fetch(base + API + path, init);
+    } catch (err) {
+      if ((init.signal && init.signal.aborted) || !(err instanceof TypeError)) throw err;
+      const moved = await moveToAnotherMember(base);
+      if (!moved || attempt >= 2 || (init.method || "GET") !== "GET") throw err;
+    }
+  }
+}
+
+// Move off `deadBase` (unless another request already did); true when the page talks to a live member now.
+function moveToAnotherMember(deadBase) {
+  if (S.base !== deadBase) return Promise.resolve(true);
+  if (!switching) {
+    switching = findMember(deadBase).finally(() => { switching = null; });
+  }
+  return switching;
+}
+
+async function findMember(deadBase) {
+  const members = (S.cluster && S.cluster.members) || [];
+  const dead = deadBase || location.origin;
+  const rank = { leader: 0, follower: 1, unreachable: 2 };
+  const candidates = members.filter((m) => memberOrigin(m.url) !== dead)
+    .sort((a, b) => (rank[a.role] ?? 3) - (rank[b.role] ?? 3));
+  for (const m of candidates) {
+    try {
+      const res = await fetch(`${memberOrigin(m.url)}/healthz`, { cache: "no-store",
+        signal: AbortSignal.timeout(MEMBER_PROBE_MS) });
+      if (!res.ok) continue;
+    } catch {
+      continue;
+    }
+    if (S.base !== deadBase) return true; // moved meanwhile
+    S.base = memberOrigin(m.url) === location.origin ? "" : memberOrigin(m.url);
+    S.member = m.name;
+    for (const render of memberRenderers) render(`${dead} stopped answering; now talking to ${m.name}`);
+    return true;
+  }
+  return false;
+}
+
 async function api(path, options = {}) {
   const headers = { Authorization: `Bearer ${S.token}`, Accept: "application/json" };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
   if ((options.method || "GET") !== "GET") headers["Idempotency-Key"] = pendingKey || newKey();
-  const res = await fetch(API + path, {
+  const res = await apiFetch(path, {
     method: options.method || "GET", headers, cache: "no-store",
     body: options.body === undefined ? undefined : JSON.stringify(options.body),
   });
@@ -236,6 +304,10 @@ const CYCLE_PARTS = { drills: 3000 };
 
 // What depends on the role (buttons): re-rendered when the signed-in role changes.
 const roleRenderers = [];
+// What other scripts draw from the status (servers.js: the managed servers): called with each status read.
+const statusRenderers = [];
+// Called when the page moved to another cluster member (cluster.js), with a sentence saying so.
+const memberRenderers = [];
 
 function refresh(names, delay) {
   for (const n of names) if (parts[n]) parts[n].request(delay);
@@ -258,7 +330,7 @@ function setConn(kind, text) {
 }
 
 async function readStream(signal) {
-  const res = await fetch(`${API}/events`, {
+  const res = await apiFetch("/events", {
     headers: { Authorization: `Bearer ${S.token}`, Accept: "text/event-stream" }, cache: "no-store", signal,
   });
   if (res.status === 401) {
@@ -398,6 +470,7 @@ function renderStatus(s) {
   if (changed("hosts", [s.hosts, s.active_host].map(withoutAge))) renderHosts(s);
   if (changed("capacity", [s.capacity, Object.values(s.hosts).map((x) => x.capacity)])) renderCapacity(s);
   renderJournalHosts(Object.keys(s.hosts));
+  for (const render of statusRenderers) render(s);
   if (S.roleRendered !== S.role) {
     S.roleRendered = S.role;
     renderActions();

@@ -90,6 +90,7 @@ def test_the_wheel_carries_the_data_the_services_need(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     data = "ccfo-0.1.0.data/data/share/ccfo/"
     for needed in ("controller/web/index.html", "controller/web/app.js", "controller/web/runbooks.js",
+                   "controller/web/servers.js", "controller/web/cluster.js",
                    "controller/web/app.css", "agents/mib/CCFO-MIB.txt",
                    "drills/sipp/uas_answer.xml", f"{data}config/site.yaml", f"{data}config/rules.yaml",
                    f"{data}config/checklists/weekend-upgrade.yaml", f"{data}config/asterisk/manager-ccfo.conf",
