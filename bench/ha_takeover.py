@@ -11,15 +11,23 @@
 2. **Step record**: one plan step record written N times as an etcd transaction guarded by the leader's
    term (`guarded_txn`) vs `controller.journal.Journal.append` (SQLite, committed and synced), in the
    same run, one after the other.
+3. **Lab cost** (`--lab-cost`): the live lab (lab/site.py) with 1 controller, then with 3 controllers on a
+   3-member etcd (`ccfo lab up --controllers 3`): bring-up time, the CPU the lab's processes use while the
+   site is idle (their utime + stime from /proc over `--idle` seconds, so other jobs on the machine do not
+   count), their memory (RSS), and a drill: a planned switchover to ipc-b and the failback, each timed
+   from the request to the plan finished.
 
     .venv/bin/python -m bench.ha_takeover [--rounds 10] [--ttl 5] [--records 300]
+    .venv/bin/python -m bench.ha_takeover --lab-cost [--idle 60]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import statistics
 import sys
@@ -30,11 +38,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import httpx  # noqa: E402
+
 from ccfo.clients.etcd import EtcdClient, Put  # noqa: E402
 from controller.cluster.election import Election  # noqa: E402
 from controller.journal import Journal  # noqa: E402
 from lab import contenders  # noqa: E402
 from lab.etcd import EtcdCluster  # noqa: E402
+from lab.labconfig import LabLayout  # noqa: E402
+from lab.site import LabSite  # noqa: E402
 
 
 def wait_for(pred, timeout: float, what: str):  # type: ignore[no-untyped-def]
@@ -96,6 +108,126 @@ async def records(cluster: EtcdCluster, n: int, tmp: Path) -> dict[str, list[flo
     return out
 
 
+# --- the live lab ----------------------------------------------------------------------------------------
+
+async def awaited(pred, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = await pred()
+        if got:
+            return got
+        await asyncio.sleep(0.02)
+    raise SystemExit(f"benchmark failed: {what} not within {timeout:g} s")
+
+
+class LabApi:
+    """The lab's controller API, sent to whichever member leads now."""
+
+    def __init__(self, lab: LabSite) -> None:
+        self.lab = lab
+        self.c = httpx.AsyncClient(timeout=10)
+        self.h = {"Authorization": f"Bearer {lab.token('operator')}"}
+
+    async def url(self) -> str:
+        lead = await awaited(self.lab.leader, 30, "a leading controller")
+        return str(lead.url)
+
+    async def get(self, path: str, **params: object) -> dict:  # type: ignore[type-arg]
+        r = await self.c.get(await self.url() + path, params=params, headers=self.h)
+        r.raise_for_status()
+        return r.json()  # type: ignore[no-any-return]
+
+    async def post(self, path: str, body: dict) -> dict:  # type: ignore[type-arg]
+        r = await self.c.post(await self.url() + path, json=body, headers=self.h)
+        if r.status_code >= 400:
+            raise SystemExit(f"benchmark failed: POST {path}: HTTP {r.status_code} {r.text}")
+        return r.json()  # type: ignore[no-any-return]
+
+    async def normal(self) -> bool:
+        with contextlib.suppress(httpx.HTTPError, SystemExit):
+            s = await self.get("/api/v1/status")
+            return s["state"] == "normal" and not s["faults"] and all(h["reachable"] for h in s["hosts"].values())
+        return False
+
+    async def finished(self, plan_id: str, timeout: float = 120) -> dict:  # type: ignore[type-arg]
+        async def done() -> dict | None:  # type: ignore[type-arg]
+            with contextlib.suppress(httpx.HTTPError):
+                p = await self.get(f"/api/v1/plans/{plan_id}")
+                return p if p["status"] in ("finished", "failed", "aborted") else None
+            return None
+        plan = await awaited(done, timeout, f"plan {plan_id} ended")
+        if plan["status"] != "finished":
+            raise SystemExit(f"benchmark failed: plan {plan_id} {plan['status']}")
+        return plan
+
+    async def aclose(self) -> None:
+        await self.c.aclose()
+
+
+def lab_layout(root: Path, net: str, controllers: int, **kw: object) -> LabLayout:
+    return LabLayout(root, net=net, controller_listen=f"{net}.100:8080", debounce_s=1.0, controllers=controllers,
+                     **kw)  # type: ignore[arg-type]
+
+
+def _proc_cpu(marker: str) -> dict[int, tuple[str, float, float]]:
+    """pid -> (kind, cpu seconds, RSS MiB) of this process and every process naming `marker`."""
+    tick, page = os.sysconf("SC_CLK_TCK"), os.sysconf("SC_PAGE_SIZE")
+    out = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            if marker not in cmd and int(entry.name) != os.getpid():
+                continue
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            rss = int((entry / "statm").read_text().split()[1]) * page / 2**20
+        except (OSError, ValueError, IndexError):
+            continue
+        kind = ("etcd" if "/etcd " in cmd or cmd.startswith("/usr/bin/etcd") else
+                "controller" if " controller controller " in cmd else
+                "bench (PDU, databases)" if int(entry.name) == os.getpid() else "site (agents, AMI, services, front)")
+        out[int(entry.name)] = (kind, (int(fields[11]) + int(fields[12])) / tick, rss)
+    return out
+
+
+async def lab_cost(controllers: int, net: str, idle_s: float, tmp: Path) -> dict[str, float]:
+    lab = LabSite(lab_layout(tmp / f"lab-{controllers}", net, controllers))
+    out: dict[str, float] = {}
+    t0 = time.monotonic()
+    try:
+        await lab.up(timeout=300)
+        api = LabApi(lab)
+        await awaited(api.normal, 120, "the site normal")
+        out["up_s"] = time.monotonic() - t0
+        marker = str(lab.layout.root)
+        before, t = _proc_cpu(marker), time.monotonic()
+        load0 = os.getloadavg()[0]
+        await asyncio.sleep(idle_s)  # the measured idle interval itself
+        after, dt = _proc_cpu(marker), time.monotonic() - t
+        for kind in sorted({k for k, _, _ in after.values()}):
+            used = sum(c - before[p][1] for p, (k, c, _) in after.items() if k == kind and p in before)
+            out[f"cpu_pct {kind}"] = 100 * used / dt
+            out[f"rss_mib {kind}"] = sum(r for k, _, r in after.values() if k == kind)
+        out["cpu_pct total"] = sum(v for k, v in out.items() if k.startswith("cpu_pct "))
+        out["rss_mib total"] = sum(v for k, v in out.items() if k.startswith("rss_mib "))
+        out["machine load average (1 min) at start"] = load0
+        t = time.monotonic()
+        plan = await api.post("/api/v1/switchover", {"to": "ipc-b", "reason": "bench", "drain_timeout_s": 2})
+        await api.finished(plan["id"])
+        out["switchover_s"] = time.monotonic() - t
+        t = time.monotonic()
+        plan = await api.post("/api/v1/failback", {"reason": "bench", "drain_timeout_s": 2})
+        await api.finished(plan["id"])
+        out["failback_s"] = time.monotonic() - t
+        await api.aclose()
+    finally:
+        t = time.monotonic()
+        await lab.down()
+        out["down_s"] = time.monotonic() - t
+    return out
+
+
 def summary(xs: list[float]) -> str:
     s = sorted(xs)
     p99 = s[min(len(s) - 1, int(len(s) * 0.99))]
@@ -108,7 +240,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ttl", type=float, default=5.0)
     ap.add_argument("--records", type=int, default=300)
     ap.add_argument("--net", default="127.201.9", help="loopback /24 for the etcd members (.1-.3)")
+    ap.add_argument("--lab-cost", action="store_true", help="measure the lab with 1 and 3 controllers instead")
+    ap.add_argument("--idle", type=float, default=60.0, help="--lab-cost: idle seconds measured")
+    ap.add_argument("--lab-net", default="127.202.1", help="loopback /24 of the bench's lab")
     a = ap.parse_args(argv)
+    if a.lab_cost:
+        with tempfile.TemporaryDirectory(prefix="ccfo-bench-lab-") as d:
+            for n in (1, 3):
+                got = asyncio.run(lab_cost(n, a.lab_net, a.idle, Path(d)))
+                print(f"lab with {n} controller(s): " + json.dumps({k: round(v, 2) for k, v in got.items()}, indent=2))
+        return 0
     with tempfile.TemporaryDirectory(prefix="ccfo-bench-ha-") as d:
         tmp = Path(d)
         cluster = EtcdCluster(tmp / "etcd", [f"{a.net}.{i}" for i in (1, 2, 3)])
