@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -54,9 +55,8 @@ class LabSite:
     async def up(self, timeout: float = 60.0) -> None:
         root = self.layout.root
         root.mkdir(parents=True, exist_ok=True)
-        for sub in ("hosts", "var", "logs"):
-            if (root / sub).exists() and sub != "logs":
-                import shutil
+        for sub in ("hosts", "var", "etcd"):  # a fresh site: etcd's data too (an old site state would be taken over)
+            if (root / sub).exists():
                 shutil.rmtree(root / sub)
         self.site = build(self.source, self.layout)
         self._write_db_files()
