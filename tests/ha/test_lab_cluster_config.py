@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ccfo.config.loader import load_config
+from lab.controllers import LabControllers
 from lab.labconfig import LabLayout, build
 from lab.running import running_lab
 
@@ -63,3 +64,17 @@ def test_the_cli_finds_every_member_of_a_running_lab(tmp_path: Path) -> None:
                                               "api_urls": urls[:1]}))
     found = running_lab(lab)
     assert found is not None and found.api == urls[0]
+
+
+def test_the_lab_summary_lists_one_controller_and_no_etcd_by_default(tmp_path: Path) -> None:
+    one = LabControllers(LabLayout(tmp_path / "one", net="127.9.1", controller_listen="127.9.1.100:8080"), {})
+    assert one.summary() == {"controllers": [{"name": "controller", "url": "http://127.9.1.100:8080", "pid": None,
+                                              "log": str(tmp_path / "one" / "logs" / "controller.log")}],
+                             "etcd": []}
+    three = LabControllers(LabLayout(tmp_path / "three", net="127.9.1", controller_listen="127.9.1.100:8080",
+                                     controllers=3), {})
+    assert [c["name"] for c in three.summary()["controllers"]] == ["ctl-a", "ctl-b", "ctl-c"]
+    assert [(e["name"], e["client_url"], e["pid"]) for e in three.summary()["etcd"]] == [
+        ("etcd1", "http://127.9.1.231:2379", None), ("etcd2", "http://127.9.1.232:2379", None),
+        ("etcd3", "http://127.9.1.233:2379", None)]
+    assert three.etcd is not None and three.etcd.base == tmp_path / "three" / "etcd"
