@@ -61,6 +61,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     proc = subprocess.Popen([sys.executable, "-m", "lab.supervisor", "--dir", str(root.resolve()), "--net", args.net,
                              "--controller-listen", args.controller_listen, "--control-port", str(args.control_port),
                              "--telephony", getattr(args, "telephony", "dahdi"),
+                             "--controllers", str(getattr(args, "controllers", 1)),
                              *(["--servers"] if args.servers else [])],
                             cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
@@ -82,6 +83,13 @@ def _print_summary(st: dict[str, Any]) -> None:
     print(f"lab up (supervisor pid {st['pid']})")
     print(f"  dashboard   {st['dashboard']}")
     print(f"  API         {st['api']}")
+    controllers = st.get("controllers", [])
+    if len(controllers) > 1:
+        for c in controllers:
+            print(f"  {c['name']:<11} {c['url']}  pid {c['pid']}  (controller member)")
+        for e in st.get("etcd", []):
+            print(f"  {e['name']:<11} {e['client_url']}  pid {e['pid']}  (etcd member)")
+        print(f"  CCFO_URL    {','.join(c['url'] for c in controllers)}  (the CLI sends a change to the leader)")
     print(f"  tokens      {', '.join(f'{r}: {p}' for r, p in st['tokens'].items())}")
     for host, h in st["hosts"].items():
         print(f"  {host:<11} {h['address']}  agent {h['agent']}  AMI {h['ami']}  AMI control {h['ami_control']}")
@@ -119,7 +127,15 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    _print_summary(_state(args))
+    st = _state(args)
+    with contextlib.suppress(httpx.HTTPError, ValueError, OSError):  # live (pids change); else the state file
+        r = httpx.get(st["control"] + "/lab", headers=_admin(args), timeout=5)
+        if r.status_code == 200:
+            st = {"pid": st["pid"], "control": st["control"], **r.json()}
+    if getattr(args, "json", False):
+        print(json.dumps(st, indent=2))
+    else:
+        _print_summary(st)
     return 0
 
 
@@ -151,18 +167,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="the hosts' lines: DAHDI E1 spans, or SIP trunks of the same channels")
     q.add_argument("--servers", action="store_true",
                    help="also start the managed servers (site.yaml servers) as agents per data center")
+    q.add_argument("--controllers", type=int, choices=[1, 3], default=1,
+                   help="1: one controller with its SQLite journal (the default); 3: a controller cluster "
+                        "(ctl-a, ctl-b, ctl-c on the controller's port and the next two) on a 3-member etcd "
+                        "(docs/ha.md)")
     q.set_defaults(func=cmd_up)
     q = lsub.add_parser("down", help="stop every process of the lab")
     common(q)
     q.set_defaults(func=cmd_down)
     q = lsub.add_parser("status", help="where everything is")
     common(q)
+    q.add_argument("--json", action="store_true", help="print it as JSON (controllers, etcd members, pids, ...)")
     q.set_defaults(func=cmd_status)
     q = lsub.add_parser("inject", help="HOST span N red|yellow|blue|clear, HOST board down|up, "
                                        "HOST trunk NAME down|up (a SIP trunk's reachability), "
                                        "HOST service NAME crash|hang|resume, HOST asterisk hang|resume, "
                                        "HOST unreachable|reachable, db SITE down|up, "
-                                       "front down|up (the SIP front, Kamailio)")
+                                       "front down|up (the SIP front, Kamailio), "
+                                       "controller NAME kill|start|pause|resume, etcd NAME kill|start "
+                                       "(a lab with --controllers 3)")
     common(q)
     q.add_argument("target", help="a host, db, or front")
     q.add_argument("what")

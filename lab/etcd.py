@@ -28,6 +28,7 @@ from pathlib import Path
 import httpx
 
 from ccfo.config.cluster import etcd_min_lease_ttl_s
+from lab import children
 
 ETCD = shutil.which("etcd") or "/usr/bin/etcd"
 ETCDCTL = shutil.which("etcdctl") or "/usr/bin/etcdctl"
@@ -77,8 +78,11 @@ class EtcdCluster:
     def __init__(self, base: Path, addresses: Sequence[str], *, names: Sequence[str] | None = None,
                  client_port: int = 2379, peer_port: int = 2380, netns: Sequence[str | None] | None = None,
                  heartbeat_ms: int = 100, election_ms: int = 1000, token: str | None = None,
-                 tls: Sequence[tuple[Path, Path]] | None = None, ca_file: Path | None = None) -> None:
-        """`tls`: per member (certificate, key) PEM files: clients then use https, verified with `ca_file`."""
+                 tls: Sequence[tuple[Path, Path]] | None = None, ca_file: Path | None = None,
+                 extra_args: Sequence[str] = (), die_with_parent: bool = False) -> None:
+        """`tls`: per member (certificate, key) PEM files: clients then use https, verified with `ca_file`.
+        `extra_args`: more etcd flags for every member (the lab's auto-compaction). `die_with_parent`: each
+        member gets SIGTERM when the thread that started it ends (lab/children.py: the lab's own processes)."""
         if not addresses:
             raise ValueError("an etcd cluster needs at least one member")
         names = list(names or [f"etcd{i + 1}" for i in range(len(addresses))])
@@ -93,6 +97,8 @@ class EtcdCluster:
             raise ValueError("tls needs one (certificate, key) per member and the CA file")
         self.tls = list(tls) if tls is not None else None
         self.ca_file = ca_file
+        self.extra_args = list(extra_args)
+        self.die_with_parent = die_with_parent
         self.members = [EtcdMember(n, a, self.base / f"{n}.etcd", self.base / f"{n}.log", client_port, peer_port, ns,
                                    scheme="https" if tls else "http")
                         for n, a, ns in zip(names, addresses, nss, strict=True)]
@@ -124,7 +130,7 @@ class EtcdCluster:
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", self.token,
                 "--heartbeat-interval", str(self.heartbeat_ms), "--election-timeout", str(self.election_ms),
-                "--logger", "zap", "--log-outputs", "stderr"]
+                "--logger", "zap", "--log-outputs", "stderr", *self.extra_args]
         if self.tls is not None:
             cert, key = self.tls[self.members.index(m)]
             argv += ["--cert-file", str(cert), "--key-file", str(key)]  # server TLS; no client certificates
@@ -152,7 +158,8 @@ class EtcdCluster:
         log = open(m.log_file, "ab")  # noqa: SIM115 - the child holds it; closed here right after the fork
         try:
             m.proc = subprocess.Popen(self._argv(m), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                      start_new_session=True)
+                                      start_new_session=True,
+                                      preexec_fn=children.die_with_parent if self.die_with_parent else None)
         finally:
             log.close()
         if wait:

@@ -19,7 +19,7 @@ DEFAULT_DIR = Path(".lab")
 class RunningLab:
     dir: Path
     pid: int
-    api: str  # the controller's base URL (without /api/v1)
+    api: str  # the controller's base URL (without /api/v1); with several controllers, all of them, comma-separated
 
     @property
     def config(self) -> Path:
@@ -40,6 +40,9 @@ def running_lab(directory: Path = DEFAULT_DIR) -> RunningLab | None:
         return None
     if not (directory / "config" / "site.yaml").is_file():
         return None
+    urls = state.get("api_urls")
+    if isinstance(urls, list) and len(urls) > 1:  # a controller cluster: the CLI finds the leader among them
+        return RunningLab(directory, pid, ",".join(str(u) for u in urls))
     return RunningLab(directory, pid, str(state.get("api", "")).removesuffix("/api/v1"))
 
 

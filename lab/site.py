@@ -5,7 +5,8 @@ the managed services as real stand-in daemons (cti, ivr, kcxp, kcbp, replicas, t
 the real agent; with LabLayout(servers=True) the site's managed servers too (their agents with the server
 profile at NET.11, NET.12, ..., stand-in services, whitelisted files and real cron files); then the
 database sites (TCP endpoints), the lab PDU (SNMP, one outlet per host), the
-SIP front (a real Kamailio on NET.200, lab/front.py: every lab call enters there) and the real controller.
+SIP front (a real Kamailio on NET.200, lab/front.py: every lab call enters there) and the real controller
+(with LabLayout(controllers=3): a 3-member etcd and three controller members, lab/controllers.py).
 `LabSite` owns these processes; `ccfo lab up` runs it in a background supervisor
 and `ccfo lab inject` talks to its control API. Tests use it in-process on their own 127.x.y network.
 """
@@ -14,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -26,75 +27,14 @@ from typing import Any
 
 import httpx
 
+from lab.children import LabError, Proc, wait_file
+from lab.controllers import LabControllers, Leader
 from lab.front import FrontError, kamailio_argv, kamailio_binary, lab_router, wait_ready
 from lab.labconfig import LAB_ENTRY, LabLayout, _svc_cmd, build
 from lab.pdu import LabDatabase, start_pdu
 
 log = logging.getLogger("lab.site")
 REPO = Path(__file__).resolve().parent.parent
-
-
-class LabError(Exception):
-    pass
-
-
-class Proc:
-    """A child process with its log file; stopped with SIGTERM, then SIGKILL."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.name, self.argv, self.log_path, self.env = name, argv, log_path, env
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
-        try:
-            self.proc = await asyncio.create_subprocess_exec(*self.argv, stdout=out, stderr=out, cwd=REPO,
-                                                             env={**os.environ, **(self.env or {})},
-                                                             start_new_session=True, preexec_fn=_die_with_parent)
-        finally:
-            out.close()
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.returncode is None
-
-    def signal(self, sig: int) -> None:
-        if self.alive and self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.proc.pid, sig)
-
-    async def stop(self, grace: float = 5.0) -> None:
-        if not self.alive or self.proc is None:
-            return
-        self.signal(signal.SIGCONT)
-        self.signal(signal.SIGTERM)
-        try:
-            async with asyncio.timeout(grace):
-                await self.proc.wait()
-        except TimeoutError:
-            self.signal(signal.SIGKILL)
-            await self.proc.wait()
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the lab's process dies, so a killed test run or
-    supervisor never leaves agents, AMI servers or a controller behind (Linux prctl PR_SET_PDEATHSIG)."""
-    import ctypes
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
-
-
-async def _wait_file(path: Path, proc: Proc, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists():
-            with contextlib.suppress(ValueError):
-                return json.loads(path.read_text())  # type: ignore[no-any-return]
-        if not proc.alive:
-            raise LabError(f"{proc.name} exited during start-up; see {proc.log_path}")
-        await asyncio.sleep(0.05)
-    raise LabError(f"{proc.name} not ready within {timeout:g} s; see {proc.log_path}")
 
 
 class LabSite:
@@ -108,15 +48,15 @@ class LabSite:
         self.powered: dict[str, bool] = {}
         self._power_locks: dict[str, asyncio.Lock] = {}
         self.http = httpx.AsyncClient(timeout=5.0)
+        self.controllers = LabControllers(layout, self.procs)
 
     # --- bring-up -------------------------------------------------------------------------------
 
     async def up(self, timeout: float = 60.0) -> None:
         root = self.layout.root
         root.mkdir(parents=True, exist_ok=True)
-        for sub in ("hosts", "var", "logs"):
-            if (root / sub).exists() and sub != "logs":
-                import shutil
+        for sub in ("hosts", "var", "etcd"):  # a fresh site: etcd's data too (an old site state would be taken over)
+            if (root / sub).exists():
                 shutil.rmtree(root / sub)
         self.site = build(self.source, self.layout)
         self._write_db_files()
@@ -131,7 +71,7 @@ class LabSite:
             await self._boot_host(host, start_services=True, timeout=timeout)
         await asyncio.gather(*(self._boot_server(s, timeout=timeout) for s in self.site.get("servers", {})))
         await self._start_front(timeout)
-        await self._start_controller(timeout)
+        await self.controllers.up(timeout)
 
     def _write_db_files(self) -> None:
         active = self.site["databases"]["active"]
@@ -167,7 +107,7 @@ class LabSite:
                    lay.root / "logs" / f"{host}-ami.log")
         await ami.start()
         self.procs[ami.name] = ami
-        await _wait_file(ready, ami, timeout)
+        await wait_file(ready, ami, timeout)
         self.powered[host] = True
         if start_services:
             await self._lab_service(host, "start", spec["board"]["driver_service"], control=True)
@@ -184,7 +124,7 @@ class LabSite:
                      lay.root / "logs" / f"{host}-agent.log")
         await agent.start()
         self.procs[agent.name] = agent
-        await _wait_file(agent_ready, agent, timeout)
+        await wait_file(agent_ready, agent, timeout)
 
     async def _boot_server(self, name: str, *, timeout: float) -> None:
         """A managed server: its cron files (enabled on an active server, commented out on a backup one, as a
@@ -206,7 +146,7 @@ class LabSite:
                                        "--ready-file", str(ready)], lay.root / "logs" / f"{name}-agent.log")
         await agent.start()
         self.procs[agent.name] = agent
-        await _wait_file(ready, agent, timeout)
+        await wait_file(ready, agent, timeout)
 
     async def _start_entry(self, name: str, f: dict[str, Any], timeout: float) -> None:
         """A switch file's first content (the value named after the active database site, else its first), and
@@ -295,27 +235,46 @@ class LabSite:
         return "SIP front (Kamailio) started; it read its list file"
 
     async def _start_controller(self, timeout: float) -> None:
-        ready = self.layout.root / "controller.ready"
-        ready.unlink(missing_ok=True)
-        ctl = Proc("controller", [sys.executable, "-m", "controller", "controller", "--config", str(self.layout.config),
-                                  "--ready-file", str(ready)], self.layout.root / "logs" / "controller.log")
-        await ctl.start()
-        self.procs["controller"] = ctl
-        await _wait_file(ready, ctl, timeout)
+        """Start the controller again (the campaign's repair); with several, every member not running."""
+        for name in self.controllers.names:
+            if not (self.procs.get(name) and self.procs[name].alive):
+                await self.controllers.start(name, timeout)
 
-    async def kill_controller(self) -> int:
-        """SIGKILL the controller process (no shutdown code runs, as in a power cut); its exit status."""
-        ctl = self.procs["controller"]
-        if ctl.proc is None or not ctl.alive:
-            raise LabError("the controller is not running")
-        ctl.signal(signal.SIGKILL)
-        return await ctl.proc.wait()
+    async def kill_controller(self, name: str | None = None, sig: int = signal.SIGKILL) -> int:
+        """Kill a controller (kill -9 by default: no shutdown code runs, as in a power cut); its exit status.
+        Without a name: the controller alone, or the member that leads now."""
+        if name is None:
+            lead = await self.controllers.leader()
+            if lead is None:
+                raise LabError("no controller leads now" if self.layout.clustered else "the controller is not running")
+            name = lead.name
+        return await self.controllers.kill(name, sig)
 
-    async def start_controller(self, timeout: float = 60.0) -> None:
-        """Start the controller again over the same config and journal (after `kill_controller`)."""
-        if self.procs.get("controller") and self.procs["controller"].alive:
-            raise LabError("the controller is already running")
-        await self._start_controller(timeout)
+    async def start_controller(self, name: str | None = None, timeout: float = 60.0) -> None:
+        """Start a controller again over the same config and journal (after `kill_controller`); without a name:
+        the controller alone (an error when it runs)."""
+        name = name or self.controllers.names[0]
+        await self.controllers.start(name, timeout)
+
+    async def leader(self) -> Leader | None:
+        """The controller that leads now (name, term, url), None during an election."""
+        return await self.controllers.leader()
+
+    def pause_controller(self, name: str) -> int:
+        """SIGSTOP one controller; its pid."""
+        return self.controllers.pause(name)
+
+    def resume_controller(self, name: str) -> int:
+        """SIGCONT a paused controller; its pid."""
+        return self.controllers.resume(name)
+
+    async def kill_etcd(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Kill one etcd member (several controllers only); the pid it had."""
+        return await self.controllers.kill_etcd(name, sig)
+
+    async def start_etcd(self, name: str, timeout: float = 30.0) -> None:
+        """Start a killed etcd member again on its data dir."""
+        await self.controllers.start_etcd(name, timeout)
 
     # --- operations ---------------------------------------------------------------------------
 
@@ -324,7 +283,14 @@ class LabSite:
 
     @property
     def api(self) -> str:
+        """The first controller's URL (the controller alone; with several, ctl-a, which may not lead: see
+        `leader()` and `api_urls`)."""
         return f"http://{self.layout.controller_listen}"
+
+    @property
+    def api_urls(self) -> list[str]:
+        """Every controller's URL, as CCFO_URL takes them (the CLI sends a change to the leader)."""
+        return self.controllers.urls
 
     async def power(self, host: str, on: bool) -> None:
         """The PDU switched this host's outlet: kill everything on it, or boot it (services stay down).
@@ -376,6 +342,8 @@ class LabSite:
         """The `ccfo lab inject` vocabulary; returns a sentence saying what was done."""
         if target == "front" and what in ("down", "up"):
             return await self.front(what)
+        if target in ("controller", "etcd"):
+            return await self._inject_cluster(target, what, *args)
         if target == "db":
             site, state = what, (args[0] if args else "")
             if site not in self.dbs or state not in ("down", "up"):
@@ -413,7 +381,27 @@ class LabSite:
         raise LabError("usage: HOST span N red|yellow|blue|clear | HOST dchannel N up|down | HOST board down|up | "
                        "HOST trunk NAME down|up | "
                        "HOST service NAME crash|hang|resume | HOST asterisk hang|resume | HOST unreachable|reachable | "
-                       "db SITE down|up | front down|up")
+                       "db SITE down|up | front down|up | controller NAME kill|start|pause|resume | "
+                       "etcd NAME kill|start")
+
+    async def _inject_cluster(self, target: str, name: str, *args: str) -> str:
+        how = args[0] if len(args) == 1 else ""
+        if target == "etcd" and how in ("kill", "start"):
+            if how == "kill":
+                return f"etcd member {name} killed (SIGKILL, pid {await self.kill_etcd(name)})"
+            await self.start_etcd(name)
+            return f"etcd member {name} started again on its data dir (healthy)"
+        if target == "controller" and how in ("kill", "start", "pause", "resume"):
+            if how == "kill":
+                pid = self.controllers.pid(name)
+                await self.kill_controller(name)
+                return f"controller {name} killed (SIGKILL, pid {pid})"
+            if how == "start":
+                await self.start_controller(name)
+                return f"controller {name} started (pid {self.controllers.pid(name)})"
+            pid = self.pause_controller(name) if how == "pause" else self.resume_controller(name)
+            return f"controller {name} {'paused (SIGSTOP)' if how == 'pause' else 'resumed (SIGCONT)'}, pid {pid}"
+        raise LabError("usage: controller NAME kill|start|pause|resume | etcd NAME kill|start")
 
     async def _service_fault(self, host: str, name: str, how: str) -> str:
         if name not in self.site["hosts"][host]["services"]:
@@ -437,7 +425,8 @@ class LabSite:
         return {"host": host, "ivr": ivr, "agent": agent}
 
     async def down(self) -> None:
-        for name in ["controller", "front", *[n for n in self.procs if n.endswith(("-agent", "-entry"))],
+        await self.controllers.down()
+        for name in ["front", *[n for n in self.procs if n.endswith(("-agent", "-entry"))],
                      *[n for n in self.procs if n.endswith("-ami")]]:
             if name in self.procs:
                 t0 = time.monotonic()
@@ -460,7 +449,8 @@ class LabSite:
                      "ami": f"{s['ami']['host']}:{s['ami']['port']}",
                      "ami_control": f"http://{s['address']}:{self.layout.control_port}",
                      "logs": str(self.layout.root / "logs")} for h, s in self.site["hosts"].items()}
-        return {"dashboard": self.api + "/", "api": self.api + "/api/v1", "config": str(self.layout.config),
+        return {"dashboard": self.api + "/", "api": self.api + "/api/v1", "api_urls": self.api_urls,
+                **self.controllers.summary(), "config": str(self.layout.config),
                 "hosts": hosts, "databases": {n: f"{d.host}:{d.port}" for n, d in self.dbs.items()},
                 "pdu": f"{self.layout.pdu_host}:{self.layout.pdu_port}",
                 "front": {"sip": f"{self.layout.front_host}:{self.layout.sip_port}",
