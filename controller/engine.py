@@ -81,6 +81,9 @@ class Engine(PlanOperations):
         self.started_at = self.clock.now()
         self._stopping = False
         self._to_resume: list[str] = []  # plans a new leader resumes by itself (automatic mode)
+        # (since, why): decide only on reports received after this (a plan ended, this member began to act)
+        self._settle: tuple[float, str] | None = None
+        self._was_acting = False
         executor.progress = self._progress
 
     # --- life cycle ---------------------------------------------------------------------------
@@ -168,12 +171,22 @@ class Engine(PlanOperations):
             self.decision = Decision(None, Action.NONE, Disposition.NONE, starting)
             return self.decision
         if not self.leadership.is_acting():  # observe only: the leader decides, journals and acts
+            self._was_acting = False
             self.decision = Decision(None, Action.NONE, Disposition.NONE,
                                      f"not acting: {self.leadership.describe()}")
             await self.events.publish("status", {"cycle": self.cycles})
             return self.decision
+        if not self._was_acting:
+            self._was_acting = True
+            if self.cycles > 1:  # a follower became the leader: its reports may be older than the world
+                self._settle = (now, "this member began to act")
         if self._to_resume and not self.claims.holders():
-            await self._resume_taken_over(self._to_resume.pop(0))
+            await self._resume_taken_over(self._to_resume.pop(0))  # its steps need no report: at once
+        settling = self._settling(now)
+        if settling:  # no fault is judged on a report older than the last change this controller made
+            self.decision = Decision(None, Action.NONE, Disposition.NONE, settling)
+            await self.events.publish("status", {"cycle": self.cycles})
+            return self.decision
         present = faults(self.site, self.state, self.snap)
         await self._journal_fault_changes(set(self.tracker.present()), present, now)
         self.tracker = self.tracker.observe(present, now)
@@ -227,6 +240,23 @@ class Engine(PlanOperations):
         plan = next((w for w in self.claims.holders() if w.kind is WorkKind.PLAN), None)
         if plan is not None:
             return f"plan {plan.id} running: {plan.title}"
+        return None
+
+    def _settling(self, now: float) -> str | None:
+        """Why this cycle waits for fresher reports: after a plan ended (or this member began to act), a
+        report received before that describes the world before the plan's last steps (a host just started
+        would look down, and in automatic mode that "fault" would move the site back). It waits for every
+        host that reports (one silent for the missed-heartbeat span is judged unreachable as usual) to
+        report again, at most that span."""
+        if self._settle is None:
+            return None
+        since, why = self._settle
+        span = self.missed * self.heartbeat_s
+        behind = [h for h in self.site.host_ids
+                  if (r := self.reports.get(h)) is not None and r.received_at < since and now - r.received_at < span]
+        if behind and now - since < span:
+            return f"settling: waiting for a report from {', '.join(behind)} received after {why}"
+        self._settle = None
         return None
 
     def _starting(self, now: float) -> str | None:
@@ -321,6 +351,7 @@ class Engine(PlanOperations):
         finally:
             self.running = None
             self.tracker = FaultTracker.empty(self.tracker.flap)  # faults are re-seen against the new roles
+            self._settle = (self.clock.now(), f"plan {rec.id} ended")  # ... on reports made after it
             await self.claims.release(claim)
             self.wake()
 
@@ -338,6 +369,9 @@ class Engine(PlanOperations):
             log.exception("plan %s: cannot record the executor's crash", rec.id)
 
     async def _set_state(self, state: SiteState) -> None:
+        """A plan's new site state. The plan owns the roles, boards and databases; the mode is the
+        operator's: a mode set while the plan ran stays (the plan's copy was taken when it started)."""
+        state = replace(state, mode=self.state.mode)
         self.state = state
         await asyncio.to_thread(self.store.save_state, state)
         await self.events.publish("state", state.to_dict())

@@ -407,3 +407,63 @@ async def test_a_database_site_fault_repoints_the_ipcs_and_the_servers_through_t
         assert b.engine.state.active_db == "shanghai"
     finally:
         await b.close()
+
+
+@pytest.mark.asyncio
+async def test_after_a_plan_no_fault_is_judged_on_a_report_from_before_it(tmp_path):
+    """Found by the takeover benchmark: a new leader finished a resumed switchover, then judged ipc-b on a
+    report polled before the plan started its CTI/IVR ("down" on the host now active) and, in automatic
+    mode, moved the site back. The engine now waits for every reporting host's next report first."""
+    b = await started(tmp_path, Mode.AUTOMATIC)
+    try:
+        b.clock.advance(0.5)  # the last reports are from before the plan
+        rec = await b.engine.submit(build_switchover(b.engine.site, b.engine.state, "ipc-b", 0, "x"), "bob", "r")
+        await b.engine.wait_idle(10)
+        assert b.store.get_plan(rec.id).status is PlanStatus.FINISHED and b.world.critical_running() == ["ipc-b"]
+        d = await b.engine.cycle()  # no report since the plan ended
+        assert d.reason == f"settling: waiting for a report from ipc-a, ipc-b received after plan {rec.id} ended"
+        assert b.journal.query(kinds="fault_seen") == [], "a fault was judged on a report from before the plan"
+        await b.report("ipc-b")
+        d = await b.engine.cycle()
+        assert d.reason == f"settling: waiting for a report from ipc-a received after plan {rec.id} ended"
+        d = await b.tick()
+        assert not d.reason.startswith("settling") and d.disposition is Disposition.NONE, d.reason
+        assert b.journal.query(kinds="fault_seen") == [] and b.world.critical_running() == ["ipc-b"]
+        assert [e.plan_id for e in b.journal.query(kinds="plan_started")] == [rec.id]
+    finally:
+        await b.close()
+
+
+@pytest.mark.asyncio
+async def test_a_silent_host_does_not_hold_decisions_after_a_plan_longer_than_the_missed_heartbeats(tmp_path):
+    b = await started(tmp_path, Mode.SUPERVISED)
+    try:
+        b.clock.advance(0.5)
+        rec = await b.engine.submit(build_switchover(b.engine.site, b.engine.state, "ipc-b", 0, "x"), "bob", "r")
+        await b.engine.wait_idle(10)
+        await b.report("ipc-b")  # ipc-a has gone silent
+        assert (await b.engine.cycle()).reason.startswith("settling: waiting for a report from ipc-a")
+        b.clock.advance(3 * 1.0)  # missed_heartbeats x heartbeat_s: judged unreachable as usual
+        await b.report("ipc-b")
+        d = await b.engine.cycle()
+        assert not d.reason.startswith("settling") and "ipc-a:host=unreachable" in d.reason, d.reason
+        assert b.store.get_plan(rec.id).status is PlanStatus.FINISHED
+    finally:
+        await b.close()
+
+
+@pytest.mark.asyncio
+async def test_a_mode_set_while_a_plan_runs_stays_after_it(bench):
+    """Found by the lab benchmark: the plan's last step saved the whole site state it copied at its start,
+    so a mode an operator set meanwhile was silently undone."""
+    bench.world.hosts["ipc-a"].calls = 5  # the switchover drains, so it stays running
+    rec = await bench.engine.submit(build_switchover(bench.engine.site, bench.engine.state, "ipc-b", 30, "x"),
+                                    "bob", "r")
+    await async_wait_until(lambda: bench.clock.sleepers, timeout=5)
+    await bench.engine.set_mode(Mode.MAINTENANCE, "admin", "while the switchover drains")
+    bench.world.hosts["ipc-a"].calls = 0
+    bench.clock.advance(1)
+    await bench.engine.wait_idle(10)
+    assert bench.store.get_plan(rec.id).status is PlanStatus.FINISHED
+    assert bench.engine.state.mode is Mode.MAINTENANCE and bench.store.load_state().mode is Mode.MAINTENANCE
+    assert bench.engine.state.host("ipc-b").duty is not Duty.STANDBY, "the plan's roles were kept"

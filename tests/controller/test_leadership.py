@@ -158,3 +158,20 @@ def test_a_plan_record_survives_its_copy_to_etcd_and_back(tmp_path) -> None:
         other.close()
     finally:
         store.close()
+
+
+@pytest.mark.asyncio
+async def test_a_new_leader_judges_no_fault_on_reports_from_before_it_began_to_act(tmp_path) -> None:
+    lead = Lead(acting=False)
+    b = await bench_with(tmp_path, lead, Mode.AUTOMATIC)
+    try:
+        await b.tick(1.0)
+        b.crash("ipc-a", "cti")  # the world changed; this member's last reports do not show it yet
+        b.clock.advance(0.5)
+        lead.acting = True
+        d = await b.engine.cycle()
+        assert d.reason == "settling: waiting for a report from ipc-a, ipc-b received after this member began to act"
+        d = await b.tick()
+        assert not d.reason.startswith("settling") and "ipc-a" in d.reason, d.reason
+    finally:
+        await b.close()
