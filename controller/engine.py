@@ -404,6 +404,14 @@ class Engine(PlanOperations):
         if isinstance(self.claims, LocalWorkClaim):
             self.claims.leadership = leadership
 
+    async def mirror(self, state: SiteState) -> None:
+        """Controller HA, on a follower: the site state the leader wrote on etcd, for reads (status, the
+        dashboard); a follower decides nothing, and a member that acts keeps its own."""
+        if self.leadership.is_acting() or state == self.state:
+            return
+        self.state = state  # before any await: the caller checked the term just before
+        await self.events.publish("state", state.to_dict())
+
     async def adopt(self, state: SiteState, interrupted: list[PlanRecord]) -> None:
         """Controller HA: this member has become leader and taken the site state over from etcd
         (controller/cluster/statesync.py); the plans the old leader was running are interrupted."""

@@ -229,7 +229,8 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
     sync: StateSync | None = None
     jsync: JournalSync | None = None
     if node is not None:  # acts only as the leader, once it has taken the site state over from etcd
-        sync = StateSync(node.election, node.client, cfg.site.name, store, engine.adopt)
+        sync = StateSync(node.election, node.client, cfg.site.name, store, engine.adopt, engine.mirror,
+                         mirror_s=ctl.heartbeat_s)
         jsync = JournalSync(node.election, node.client, cfg.site.name, journal)  # every member: the whole journal
         engine.set_leadership(SyncedLeadership(node.election, sync))
         node.election.on_change = lambda lead: _leadership_changed(engine, sync, lead)

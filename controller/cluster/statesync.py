@@ -16,6 +16,11 @@ step on a state that is not the site's.
 
 The copy to etcd trails the SQLite write by one etcd round trip; what a leader killed in that window had
 written last is the step cursor of a step whose agent action is idempotent by its id.
+
+A **follower** serves reads (status, the dashboard, the CLI's first member): it mirrors the site state
+key every `mirror_s` into its engine (`on_mirror`, display only: a follower decides nothing), so a mode or
+roles changed on the leader read the same on every member within that time. Found by the lab test: a
+member that had never led answered `ccfo status` with the mode of its own start.
 """
 
 from __future__ import annotations
@@ -47,9 +52,14 @@ class StateSync:
     """One member's side: publish the leader's writes; take the state over when elected."""
 
     def __init__(self, election: Election, client: EtcdClient, site: str, store: Store,
-                 on_taken: Callable[[SiteState, list[PlanRecord]], Awaitable[None]]) -> None:
+                 on_taken: Callable[[SiteState, list[PlanRecord]], Awaitable[None]],
+                 on_mirror: Callable[[SiteState], Awaitable[None]] | None = None, mirror_s: float = 1.0) -> None:
         self.election, self.client, self.site, self.store = election, client, site, store
         self.on_taken = on_taken  # the engine adopts the state and journals the plans it interrupted
+        self.on_mirror = on_mirror  # a follower's engine shows the site state the leader wrote
+        self.mirror_s = mirror_s
+        self._mirrored = 0  # the state key's mod revision last mirrored
+        self._mirror: asyncio.Task[None] | None = None
         self.synced_term: int | None = None
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
@@ -59,9 +69,11 @@ class StateSync:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._publish(), name="state-sync")
+        if self.on_mirror is not None:
+            self._mirror = asyncio.create_task(self._mirror_loop(), name="state-mirror")
 
     async def aclose(self) -> None:
-        for task in (self._task, self._takeover):
+        for task in (self._task, self._takeover, self._mirror):
             if task is not None:
                 task.cancel()
                 try:
@@ -91,6 +103,29 @@ class StateSync:
                 log.warning("not copied to etcd (%s): %s", key, exc)
             except EtcdError as exc:  # the leader cannot renew either: it stops acting at its deadline
                 log.error("cannot copy %s to etcd: %s", key, exc)
+
+    # --- a follower's view ------------------------------------------------------------------------------
+    async def mirror_once(self) -> bool:
+        """While this member is no leader: the site state on etcd into the engine, when it changed. True
+        when it was applied. Skipped as soon as this member has a term (the takeover reads it itself)."""
+        if self.on_mirror is None or self.election.term is not None:
+            return False
+        got = await self.client.get(state_key(self.site), serializable=True)
+        kv = got.first
+        if kv is None or kv.mod_revision == self._mirrored or self.election.term is not None:
+            return False
+        state = SiteState.from_dict(json.loads(kv.text))
+        self._mirrored = kv.mod_revision
+        await self.on_mirror(state)  # runs to the engine's update before yielding: no takeover in between
+        return True
+
+    async def _mirror_loop(self) -> None:
+        while True:
+            try:
+                await self.mirror_once()
+            except (EtcdError, ValueError, KeyError) as exc:  # etcd away: the view stays as it was
+                log.debug("mirroring the site state failed: %s", exc)
+            await asyncio.sleep(self.mirror_s)  # the mirror's pace, not a synchronisation
 
     # --- taking over -----------------------------------------------------------------------------------
     def elected(self, term: int) -> None:

@@ -108,7 +108,7 @@ class SyncedMember(Member):
 
     async def start(self) -> None:
         self.sync = StateSync(self.node.election, self.node.client, self.engine.site.name, self.store,
-                              self.engine.adopt)
+                              self.engine.adopt, self.engine.mirror, mirror_s=3600)  # tests call mirror_once
         self.jsync = JournalSync(self.node.election, self.node.client, self.engine.site.name, self.journal)
         self.jsync.start()
         lead = SyncedLeadership(self.node.election, self.sync)
@@ -211,3 +211,29 @@ async def test_a_plan_interrupted_by_the_loss_of_its_leader_is_resumed_by_the_ne
         stuck.set()
         await a.close()
         await b.close()
+
+
+async def test_a_follower_shows_the_site_state_the_leader_wrote(tmp_path: Path, etcd3: EtcdCluster) -> None:
+    """Found by the lab test: a member that had never led answered `ccfo status` with the mode of its own
+    start. A follower mirrors the state key; the leader keeps its own."""
+    cfg = load_config(config_with(tmp_path, etcd3.endpoints))
+    world = FakeWorld(cfg.site, SiteState.normal(cfg.site))
+    a, b = SyncedMember(tmp_path / "a", cfg, "ctl-a", world), SyncedMember(tmp_path / "b", cfg, "ctl-b", world)
+    try:
+        await a.start()
+        await async_wait_until(a.engine.leadership.is_acting, timeout=15)
+        await b.start()
+        await async_wait_until(lambda: b.node.election.snapshot().leader == "ctl-a", timeout=15)
+        await a.engine.set_mode(Mode.MANUAL, "olga", "night work")
+
+        async def mirrored() -> bool:  # the leader's copy trails its SQLite write by one etcd round trip
+            assert b.sync is not None
+            await b.sync.mirror_once()
+            return b.engine.state.mode is Mode.MANUAL
+
+        assert await async_wait_until(mirrored, timeout=10)
+        assert b.engine.state == a.engine.state and not b.engine.leadership.is_acting()
+        assert a.sync is not None and not await a.sync.mirror_once(), "the leader does not mirror itself"
+    finally:
+        await b.close()
+        await a.close()
