@@ -47,6 +47,8 @@ def _post(args: argparse.Namespace, path: str, body: dict[str, Any]) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    if getattr(args, "before_migration", False) and not args.servers:
+        raise LabCliError("--before-migration needs --servers: it is the managed servers' state before the migration")
     root = Path(args.dir)
     root.mkdir(parents=True, exist_ok=True)
     if (root / "lab.json").exists():
@@ -62,7 +64,8 @@ def cmd_up(args: argparse.Namespace) -> int:
                              "--controller-listen", args.controller_listen, "--control-port", str(args.control_port),
                              "--telephony", getattr(args, "telephony", "dahdi"),
                              "--controllers", str(getattr(args, "controllers", 1)),
-                             *(["--servers"] if args.servers else [])],
+                             *(["--servers"] if args.servers else []),
+                             *(["--before-migration"] if getattr(args, "before_migration", False) else [])],
                             cwd=REPO, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     log.close()
     deadline = time.monotonic() + args.timeout
@@ -167,6 +170,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
                    help="the hosts' lines: DAHDI E1 spans, or SIP trunks of the same channels")
     q.add_argument("--servers", action="store_true",
                    help="also start the managed servers (site.yaml servers) as agents per data center")
+    q.add_argument("--before-migration", action="store_true",
+                   help="with --servers: the site as it was before the data-center migration (the migration "
+                        "checklist's starting point)")
     q.add_argument("--controllers", type=int, choices=[1, 3], default=1,
                    help="1: one controller with its SQLite journal (the default); 3: a controller cluster "
                         "(ctl-a, ctl-b, ctl-c on the controller's port and the next two) on a 3-member etcd "

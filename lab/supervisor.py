@@ -121,13 +121,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control-port", type=int, default=8090)
     p.add_argument("--telephony", choices=["dahdi", "sip"], default="dahdi")
     p.add_argument("--servers", action="store_true", help="also start the managed servers' agents")
+    p.add_argument("--before-migration", action="store_true", help="the site before the data-center migration")
     p.add_argument("--controllers", type=int, choices=[1, 3], default=1,
                    help="3: a controller cluster (ctl-a, ctl-b, ctl-c) on a 3-member etcd")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     layout = LabLayout(Path(args.dir).resolve(), net=args.net, controller_listen=args.controller_listen,
                        lab_control_port=args.control_port, telephony=args.telephony, servers=args.servers,
-                       controllers=args.controllers)
+                       before_migration=args.before_migration, controllers=args.controllers)
     with contextlib.suppress(KeyboardInterrupt):
         return asyncio.run(run(layout))
     return 1

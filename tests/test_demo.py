@@ -95,3 +95,9 @@ def test_lab_facing_commands_find_a_running_lab_without_flags(tmp_path: Path) ->
     assert missing.returncode == 2
     assert missing.stderr.strip().count("\n") == 0, "one line"
     assert "pass --config DIR" in missing.stderr and "ccfo lab up" in missing.stderr, missing.stderr
+
+
+def test_lab_before_migration_needs_the_servers(tmp_path: Path) -> None:
+    done = ccfo(tmp_path, "lab", "up", "--before-migration", "--dir", str(tmp_path / "lab"))
+    assert done.returncode == 1 and "--before-migration needs --servers" in done.stderr, done.stderr
+    assert not (tmp_path / "lab" / "lab.json").exists(), "no lab was started"
