@@ -37,7 +37,9 @@ from tests.ha.etcdkit import need_etcd
 from tests.integration.labkit import critical_hosts, layout
 from tests.support import async_wait_until
 
-pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(400)]
+# Slow (`make test-slow`, run by CI): two live labs with three controllers, about a minute together, and
+# make test's 15-minute budget is spent
+pytestmark = [pytest.mark.slow, pytest.mark.asyncio, pytest.mark.timeout(400)]
 TTL = 5.0
 
 

@@ -29,6 +29,7 @@ from tests.support import wait_until
 TTL = 3
 
 
+@pytest.mark.slow  # `make test-slow` (CI): a member waiting on an absent etcd, then etcd started: ~30 s
 @pytest.mark.timeout(120)
 def test_a_member_started_without_etcd_serves_read_only_status_and_leads_once_etcd_is_there(tmp_path: Path) -> None:
     etcd = cluster(tmp_path, 3)  # its addresses; not started yet
