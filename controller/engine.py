@@ -83,6 +83,7 @@ class Engine(PlanOperations):
         self._to_resume: list[str] = []  # plans a new leader resumes by itself (automatic mode)
         # (since, why): decide only on reports received after this (a plan ended, this member began to act)
         self._settle: tuple[float, str] | None = None
+        self._behind_logged: frozenset[str] = frozenset()
         self._was_acting = False
         executor.progress = self._progress
 
@@ -182,12 +183,10 @@ class Engine(PlanOperations):
                 self._settle = (now, "this member began to act")
         if self._to_resume and not self.claims.holders():
             await self._resume_taken_over(self._to_resume.pop(0))  # its steps need no report: at once
-        settling = self._settling(now)
-        if settling:  # no fault is judged on a report older than the last change this controller made
-            self.decision = Decision(None, Action.NONE, Disposition.NONE, settling)
-            await self.events.publish("status", {"cycle": self.cycles})
-            return self.decision
         present = faults(self.site, self.state, self.snap)
+        behind = self._behind(now)
+        if behind:  # no fault is judged on a report older than the last change this controller made
+            present = frozenset(f for f in present if f.host not in behind)
         await self._journal_fault_changes(set(self.tracker.present()), present, now)
         self.tracker = self.tracker.observe(present, now)
         waiting = self._not_deciding(now)
@@ -242,22 +241,25 @@ class Engine(PlanOperations):
             return f"plan {plan.id} running: {plan.title}"
         return None
 
-    def _settling(self, now: float) -> str | None:
-        """Why this cycle waits for fresher reports: after a plan ended (or this member began to act), a
+    def _behind(self, now: float) -> frozenset[str]:
+        """Hosts whose faults are not judged yet: after a plan ended (or this member began to act), a
         report received before that describes the world before the plan's last steps (a host just started
-        would look down, and in automatic mode that "fault" would move the site back). It waits for every
-        host that reports (one silent for the missed-heartbeat span is judged unreachable as usual) to
-        report again, at most that span."""
+        would look down, and in automatic mode that "fault" would move the site back). Each such host is
+        judged again from its next report; the other hosts are judged as usual (a hang elsewhere is not
+        held up), and a host that stays silent for the missed-heartbeat span is judged unreachable."""
         if self._settle is None:
-            return None
+            return frozenset()
         since, why = self._settle
         span = self.missed * self.heartbeat_s
-        behind = [h for h in self.site.host_ids
-                  if (r := self.reports.get(h)) is not None and r.received_at < since and now - r.received_at < span]
-        if behind and now - since < span:
-            return f"settling: waiting for a report from {', '.join(behind)} received after {why}"
-        self._settle = None
-        return None
+        behind = frozenset(h for h in self.site.host_ids
+                           if (r := self.reports.get(h)) is not None and r.received_at < since
+                           and now - r.received_at < span)
+        if not behind:
+            self._settle = None
+        elif behind != self._behind_logged:
+            log.info("not judging %s until a report received after %s", ", ".join(sorted(behind)), why)
+        self._behind_logged = behind
+        return behind
 
     def _starting(self, now: float) -> str | None:
         silent = [h for h in self.site.host_ids if h not in self.reports]

@@ -413,21 +413,20 @@ async def test_a_database_site_fault_repoints_the_ipcs_and_the_servers_through_t
 async def test_after_a_plan_no_fault_is_judged_on_a_report_from_before_it(tmp_path):
     """Found by the takeover benchmark: a new leader finished a resumed switchover, then judged ipc-b on a
     report polled before the plan started its CTI/IVR ("down" on the host now active) and, in automatic
-    mode, moved the site back. The engine now waits for every reporting host's next report first."""
+    mode, moved the site back. A host is now judged again from its first report after the plan."""
     b = await started(tmp_path, Mode.AUTOMATIC)
     try:
         b.clock.advance(0.5)  # the last reports are from before the plan
         rec = await b.engine.submit(build_switchover(b.engine.site, b.engine.state, "ipc-b", 0, "x"), "bob", "r")
         await b.engine.wait_idle(10)
         assert b.store.get_plan(rec.id).status is PlanStatus.FINISHED and b.world.critical_running() == ["ipc-b"]
-        d = await b.engine.cycle()  # no report since the plan ended
-        assert d.reason == f"settling: waiting for a report from ipc-a, ipc-b received after plan {rec.id} ended"
+        for _ in range(3):  # no report since the plan ended, past the debounce
+            b.clock.advance(0.5)
+            d = await b.engine.cycle()
+            assert d.disposition is Disposition.NONE, d.reason
         assert b.journal.query(kinds="fault_seen") == [], "a fault was judged on a report from before the plan"
-        await b.report("ipc-b")
-        d = await b.engine.cycle()
-        assert d.reason == f"settling: waiting for a report from ipc-a received after plan {rec.id} ended"
         d = await b.tick()
-        assert not d.reason.startswith("settling") and d.disposition is Disposition.NONE, d.reason
+        assert d.disposition is Disposition.NONE, d.reason
         assert b.journal.query(kinds="fault_seen") == [] and b.world.critical_running() == ["ipc-b"]
         assert [e.plan_id for e in b.journal.query(kinds="plan_started")] == [rec.id]
     finally:
@@ -435,18 +434,24 @@ async def test_after_a_plan_no_fault_is_judged_on_a_report_from_before_it(tmp_pa
 
 
 @pytest.mark.asyncio
-async def test_a_silent_host_does_not_hold_decisions_after_a_plan_longer_than_the_missed_heartbeats(tmp_path):
+async def test_a_silent_host_after_a_plan_holds_up_nothing_on_the_other_host(tmp_path):
+    """Found by the fault campaign (seed 6bb9adc0ef56, run 7): while the engine waited for a report from a
+    host that had just gone unreachable, a CTI hang on the other host was detected late. Only the silent
+    host waits; it is judged unreachable after the missed heartbeats as usual."""
     b = await started(tmp_path, Mode.SUPERVISED)
     try:
         b.clock.advance(0.5)
         rec = await b.engine.submit(build_switchover(b.engine.site, b.engine.state, "ipc-b", 0, "x"), "bob", "r")
         await b.engine.wait_idle(10)
+        b.crash("ipc-b", "cti")
         await b.report("ipc-b")  # ipc-a has gone silent
-        assert (await b.engine.cycle()).reason.startswith("settling: waiting for a report from ipc-a")
-        b.clock.advance(3 * 1.0)  # missed_heartbeats x heartbeat_s: judged unreachable as usual
+        await b.engine.cycle()
+        seen = [e.host for e in b.journal.query(kinds="fault_seen")]
+        assert seen == ["ipc-b"], "the fault on the host that reports is judged at once"
+        b.clock.advance(3 * 1.0)  # missed_heartbeats x heartbeat_s
         await b.report("ipc-b")
         d = await b.engine.cycle()
-        assert not d.reason.startswith("settling") and "ipc-a:host=unreachable" in d.reason, d.reason
+        assert "ipc-a:host=unreachable" in d.reason, d.reason
         assert b.store.get_plan(rec.id).status is PlanStatus.FINISHED
     finally:
         await b.close()

@@ -238,8 +238,11 @@ async def test_sigstop_of_the_leader_mid_plan_its_later_actions_are_refused(tmp_
         first_new = min(r["started"] for r in recs if r.get("term") == new_lead.term)
         stale = [r for r in recs if r.get("term") == lead.term and r["started"] >= first_new]
         assert not stale, stale
+        # SIGSTOP lands between two of the leader's instructions: the one step it had just sent may reach
+        # its agent after the pause (seen once: step 1, 36 ms after); nothing it would send later does
         late = [r for r in recs if r.get("term") == lead.term and r["started"] > t_pause]
-        assert not late, f"actions of the paused leader's term after the pause: {late}"
+        assert len(late) <= 1 and all(r["started"] - t_pause < 1.0 for r in late), \
+            f"actions of the paused leader's term after the pause: {late}"
         # whatever the old leader still sends is refused by every agent: 409 naming its term and the new one
         for host, spec in lab.site["hosts"].items():
             r = httpx.post(spec["agent"]["url"] + "/v1/actions", timeout=10,
