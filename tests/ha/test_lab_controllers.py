@@ -26,7 +26,9 @@ from tests.support import wait_until
 REPO = Path(__file__).resolve().parents[2]
 TTL = 5.0  # the lab's cluster.lease_ttl_s
 
-pytestmark = pytest.mark.timeout(600)
+# Slow (`make test-slow`, run by CI): a lab with three controllers and etcd through the real CLI, ~30 s;
+# make test is kept under its 15-minute budget
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
 def ccfo(*args: str, cwd: Path, timeout: float = 300, **env: str) -> subprocess.CompletedProcess[str]:
