@@ -19,13 +19,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from lab.etcd import EtcdCluster
-from lab.labconfig import build
 from tests.browser.test_dashboard import VIEWPORT, _shot, browser, expect
 from tests.ha.etcdkit import cluster
-from tests.integration.labkit import layout
+from tests.ha.memberkit import member_config
 from tests.support import async_wait_until, wait_until
 
 __all__ = ["browser"]  # the fixture, imported for its name
@@ -46,17 +44,7 @@ def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
 
 
 def _config(tmp: Path, etcd: EtcdCluster) -> tuple[Path, dict[str, str]]:
-    lay = layout(tmp)
-    build(REPO / "config", lay)
-    site_file = lay.config / "site.yaml"
-    site = yaml.safe_load(site_file.read_text())
-    site["controller"].pop("snmp_trap_listen", None)  # one trap port per machine; the members share this one
-    host = lay.controller_listen.rpartition(":")[0]
-    urls = {name: f"http://{host}:{8080 + i}" for i, name in enumerate(MEMBERS)}
-    site["cluster"] = {"members": [{"name": n, "url": u} for n, u in urls.items()],
-                       "etcd_endpoints": etcd.endpoints, "lease_ttl_s": TTL, "etcd_timeout_s": 1}
-    site_file.write_text(yaml.safe_dump(site, sort_keys=False))
-    return lay.config, urls
+    return member_config(tmp, etcd, TTL, MEMBERS)
 
 
 @pytest.fixture
