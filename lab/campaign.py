@@ -10,6 +10,12 @@ Campaign-only settings, so runs on one controller stay independent: every rule's
 the automatic-action hold-down is 5 s and the flap window 20 s (the site's 600 s and 300 s would turn
 every run after the first into "report only").
 
+With `controllers=3` the lab runs a controller cluster on a 3-member etcd and the draw gives way to the
+cluster's events (lab.campaign_ha: leader kill -9 and SIGSTOP, member and etcd member kills, with
+`partitions` link cuts in network namespaces); the checker reads the journal and the plan records from
+etcd and adds the cluster's invariants (lab.campaign_cluster). The operator's calls go to the member that
+leads (lab.campaign_ha `Members`).
+
 What it must not do: judge from the controller's API (only the checker judges, from the lab itself);
 leave a process behind (everything it starts is stopped in `finally`).
 """
@@ -42,9 +48,9 @@ from lab.campaign_check import (
     Load,
     critical_hosts,
     normal_violations,
-    read_plans,
     running,
 )
+from lab.campaign_ha import ClusterFaults, Members
 from lab.campaign_plan import Event, Topology, draw_run, replay_command
 from lab.labconfig import LabLayout
 from lab.site import REPO, LabError, LabSite, Proc
@@ -69,12 +75,16 @@ class Settings:
     sip_load: bool = True
     progress: bool = True
     weights: dict[str, float] = field(default_factory=dict)  # event kind -> weight, over lab.campaign_plan's
+    controllers: int = 1  # 3: a controller cluster on etcd, with the cluster's events
+    partitions: bool = False  # the lab in network namespaces (needs root and controllers=3): link cuts
 
     def run_indices(self) -> list[int]:
         return [self.only_run] if self.only_run is not None else list(range(self.runs))
 
     def replay(self, run: int) -> str:
-        return replay_command(self.seed, run, self.weights)
+        cluster = (f" --controllers {self.controllers}" if self.controllers > 1 else "") + (
+            " --partitions" if self.partitions else "")
+        return replay_command(self.seed, run, self.weights) + cluster
 
 
 @dataclass
@@ -113,38 +123,44 @@ def campaign_source(root: Path, s: Settings) -> Path:
 class Controller:
     """The operator's view of the controller API (what the campaign does, never what it judges)."""
 
-    def __init__(self, lab: LabSite) -> None:
+    def __init__(self, lab: LabSite, members: Members | None = None) -> None:
         self.lab = lab
-        self.c = httpx.AsyncClient(base_url=lab.api, timeout=5.0)
+        self.members = members  # a cluster: each call goes to the member that leads (or a reachable one)
+        self.http = httpx.AsyncClient(timeout=5.0)
+
+    async def _url(self, path: str) -> str:
+        return (await self.members.base() if self.members is not None else self.lab.api) + path
 
     def _h(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.lab.token(role)}"}
 
     async def status(self) -> dict[str, Any] | None:
         try:
-            r = await self.c.get("/api/v1/status", headers=self._h("viewer"))
+            r = await self.http.get(await self._url("/api/v1/status"), headers=self._h("viewer"))
             return r.json() if r.status_code == 200 else None  # type: ignore[no-any-return]
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, LabError):
             return None
 
     async def plans(self, status: str) -> list[dict[str, Any]]:
-        r = await self.c.get("/api/v1/plans", params={"status": status}, headers=self._h("viewer"))
+        r = await self.http.get(await self._url("/api/v1/plans"), params={"status": status},
+                                headers=self._h("viewer"))
         r.raise_for_status()
         return r.json()["plans"]  # type: ignore[no-any-return]
 
     async def plan(self, plan_id: str) -> dict[str, Any]:
-        r = await self.c.get(f"/api/v1/plans/{plan_id}", headers=self._h("viewer"))
+        r = await self.http.get(await self._url(f"/api/v1/plans/{plan_id}"), headers=self._h("viewer"))
         r.raise_for_status()
         return r.json()  # type: ignore[no-any-return]
 
     async def post(self, path: str, body: dict[str, Any], role: str = "operator") -> httpx.Response:
-        return await self.c.post(path, json={**body, "reason": REASON}, headers=self._h(role))
+        return await self.http.post(await self._url(path), json={**body, "reason": REASON}, headers=self._h(role))
 
     async def mode(self, mode: str) -> httpx.Response:
-        return await self.c.put("/api/v1/mode", json={"mode": mode, "reason": REASON}, headers=self._h("admin"))
+        return await self.http.put(await self._url("/api/v1/mode"), json={"mode": mode, "reason": REASON},
+                                   headers=self._h("admin"))
 
     async def aclose(self) -> None:
-        await self.c.aclose()
+        await self.http.aclose()
 
 
 def _said(r: httpx.Response) -> str:
@@ -186,10 +202,12 @@ class Campaign:
         self.s = s
         root = s.root.resolve()
         self.layout = LabLayout(root / "lab", net=s.net, controller_listen=s.controller_listen,
-                                debounce_s=s.debounce_s)
+                                debounce_s=s.debounce_s, controllers=s.controllers)
         self.source = campaign_source(root, s)
         self.lab = LabSite(self.layout, self.source)
-        self.ctl = Controller(self.lab)
+        self.members = Members(self.lab) if self.layout.clustered else None
+        self.ctl = Controller(self.lab, self.members)
+        self.cluster: ClusterFaults | None = None
         self.http = httpx.AsyncClient(timeout=1.0)
         self.checker = Checker({}, self.layout.root / "var" / "journal.sqlite",
                                self.layout.root / "var" / "state.sqlite")
@@ -216,6 +234,8 @@ class Campaign:
         try:
             await self.lab.up()
             self.topo = Topology.from_site(self.lab.site)
+            if self.members is not None:
+                self._start_cluster()
             self.checker.run_dirs = {h: self.layout.run_dir(h) for h in self.lab.site["hosts"]}
             await self._wait(self._normal, 60, "the lab to come up normal")
             self.checker.start()
@@ -228,6 +248,15 @@ class Campaign:
         finally:
             await self._shutdown()
         return self.report(time.monotonic() - t0)
+
+    def _start_cluster(self) -> None:
+        """The cluster's faults and judges; the checker reads the journal and the plans from etcd."""
+        assert self.members is not None and self.topo is not None
+        self.cluster = ClusterFaults(self.lab, self.checker, self.members, str(self.lab.site["site"]["name"]))
+        etcd = tuple(m["name"] for m in self.lab.controllers.summary()["etcd"])
+        self.topo = self.topo.with_cluster(etcd, self.s.partitions)
+        self.checker.journal_reader = self.cluster.view.journal_rows
+        self.checker.plans_reader = self.cluster.view.plans
 
     async def _shutdown(self) -> None:
         for task in self._tasks:
@@ -246,6 +275,10 @@ class Campaign:
             _signal_group(pid, signal.SIGCONT)
         await self.ctl.aclose()
         await self.http.aclose()
+        if self.members is not None:
+            await self.members.aclose()
+        if self.cluster is not None:
+            self.cluster.close()
         await self.lab.down()
 
     async def _start_load(self) -> None:
@@ -289,7 +322,7 @@ class Campaign:
         self.checker.run = i
         self.run_hangs = []
         before = len(self.checker.violations)
-        since = await asyncio.to_thread(self._last_journal_id)
+        since = await asyncio.to_thread(self.checker.last_id)
         t0 = time.monotonic()
         self._admitting = True
         admissions = asyncio.create_task(self._admissions(random.Random(f"{self.s.seed}:{i}:agi")))
@@ -317,16 +350,13 @@ class Campaign:
                     await admissions
         result.hangs = await self._judge_hangs()
         result.repair = await self.repair(i)
+        if self.cluster is not None:
+            await self.cluster.judge()
         result.plans_started = await asyncio.to_thread(self.checker.plans, True, since)
         await asyncio.to_thread(self.checker.one_plan_at_a_time, since)
         result.duration_s = round(time.monotonic() - t0, 2)
         result.violations = self.checker.violations[before:]
         return result
-
-    def _last_journal_id(self) -> int:
-        from lab.campaign_check import read_journal
-        rows = read_journal(self.checker.journal_path)
-        return rows[-1][0] if rows else 0
 
     async def do(self, ev: Event) -> str:
         """Carry out one event; returns what happened (`done`, `refused ...`, `skipped ...`)."""
@@ -358,6 +388,18 @@ class Campaign:
             return await self.kill_controller(a[0] == "mid-plan", float(a[1]))
         if k == "agent_restart":
             return await self.restart_agent(a[0])
+        if k in ("leader_kill", "leader_pause", "member_kill", "etcd_kill", "partition"):
+            if self.cluster is None:
+                raise ValueError(f"{k} needs a controller cluster (--controllers 3)")
+            host = a[0].partition(":")[2] if k == "partition" and a[0].startswith("host:") else None
+            frozen = host in self.unreachable
+            if host is not None:  # cut off, its AMI server does not answer the campaign either
+                self.unreachable.add(host)
+            try:
+                return await self.cluster.do(ev, self._plan_running_soon)
+            finally:
+                if host is not None and not frozen:
+                    self.unreachable.discard(host)
         if k == "failover":
             return _said(await self.ctl.post("/api/v1/failover", {"to": a[0]}))
         if k == "switchover":
@@ -443,6 +485,11 @@ class Campaign:
             a = ev.args
             if ev.kind == "controller_kill":
                 hang["excuse"] = "the controller was killed around it"
+            elif ev.kind in ("leader_kill", "leader_pause", "member_kill", "etcd_kill") or (
+                    ev.kind == "partition" and not a[0].startswith("host:")):
+                hang["excuse"] = f"the controller cluster was disturbed around it ({ev.kind} {' '.join(a)})"
+            elif ev.kind == "partition" and a[0] == f"host:{hang['host']}":
+                hang["excuse"] = f"{hang['host']} was cut off around it"
             elif ev.kind in ("agent_restart", "unreachable") and a and a[0] == hang["host"]:
                 hang["excuse"] = f"{hang['host']}'s agent was {ev.kind.replace('_', 'ed ')} around it"
             elif ev.kind == "service_crash" and tuple(a[:2]) == (hang["host"], hang["service"]):
@@ -458,6 +505,17 @@ class Campaign:
         hangs = [Hang(h["host"], h["service"], h["at"], h["deadline_s"], h["excuse"]) for h in self.run_hangs]
         return await asyncio.to_thread(self.checker.hangs, hangs)
 
+    async def _plan_running_soon(self, within_s: float = 3.0) -> bool:
+        """Wait up to `within_s` for a plan to run (a mid-plan fault); whether one did."""
+        deadline = time.monotonic() + within_s
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):
+                plans = await asyncio.to_thread(self.checker.plan_statuses)
+                if "running" in plans.values():
+                    return True
+            await asyncio.sleep(0.05)
+        return False
+
     async def kill_controller(self, mid_plan: bool, dead_s: float) -> str:
         """kill -9 the controller (at once, or as soon as a plan runs), check the journal, restart it."""
         ctl = self.lab.procs["controller"]
@@ -465,7 +523,7 @@ class Campaign:
         if mid_plan:
             deadline = time.monotonic() + 3.0
             while time.monotonic() < deadline:
-                plans = await asyncio.to_thread(read_plans, self.checker.store_path)
+                plans = await asyncio.to_thread(self.checker.plan_statuses)
                 if "running" in plans.values():
                     when = "mid-plan"
                     break
@@ -607,7 +665,9 @@ class Campaign:
             notes.append(f"[{time.monotonic() - t0:.1f} s] {what}")
 
         lab = self.lab
-        if not lab.procs["controller"].alive:
+        if self.cluster is not None:
+            await self.cluster.repair(notes)
+        elif not lab.procs["controller"].alive:
             await lab._start_controller(60)
             notes.append("controller restarted")
         for (host, svc), pid in list(self.hung.items()):
@@ -797,6 +857,7 @@ class Campaign:
             "run_seconds": {"mean": round(sum(r.duration_s for r in self.results) / max(1, len(self.results)), 2),
                             "max": max((r.duration_s for r in self.results), default=0.0)},
             "runs_detail": [r.__dict__ for r in self.results],
+            **({"cluster": self.cluster.report()} if self.cluster is not None else {}),
         }
 
 
@@ -816,6 +877,15 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
                      f"{load['succeeded']} answered, {load['failed']} failed")
     else:
         lines.append(f"  SIP load: {load}")
+    if "cluster" in rep:
+        c = rep["cluster"]
+        took = c.get("takeover_s") or {}
+        lines.append(f"  cluster: {c['leader_changes']} leader change(s)"
+                     + (f", takeover median {took['median']:.2f} s, max {took['max']:.2f} s, "
+                        f"{took['over_ttl_plus_1s']} over lease_ttl_s + 1 s" if took else "")
+                     + f"; {c['agent_actions_judged']} agent actions judged by term, "
+                       f"{c['stale_term_refusals_journaled']} stale-term refusals journaled, "
+                       f"{c['older_term_actions_overlapping']} older-term actions still running at a new term")
     for f in rep["failing_runs"]:
         lines.append(f"  FAILED run {f['run']}: replay with {f['replay']}")
     return lines

@@ -36,7 +36,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,6 +314,23 @@ class Checker:
     _thread: threading.Thread | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _seen: set[str] = field(default_factory=set)
+    # a controller cluster: the journal and the plan records as etcd holds them (lab.campaign_cluster
+    # EtcdView), instead of the one controller's SQLite files
+    journal_reader: Callable[[int], list[Row]] | None = None
+    plans_reader: Callable[[], dict[str, str]] | None = None
+
+    def rows(self, after_id: int = 0) -> list[Row]:
+        """The journal's rows after `after_id` (an etcd revision with a cluster), in the site's order."""
+        if self.journal_reader is not None:
+            return self.journal_reader(after_id)
+        return read_journal(self.journal_path, after_id)
+
+    def plan_statuses(self) -> dict[str, str]:
+        return self.plans_reader() if self.plans_reader is not None else read_plans(self.store_path)
+
+    def last_id(self) -> int:
+        rows = self.rows()
+        return int(rows[-1][0]) if rows else 0
 
     def violation(self, invariant: str, text: str) -> None:
         with self._lock:
@@ -374,7 +391,7 @@ class Checker:
     def one_plan_at_a_time(self, since_id: int = 0) -> None:
         """Never two plans running, from the journal's rows after `since_id` (nothing runs at a run's
         start: the previous run's repair settled every plan)."""
-        judged, bad = concurrent_plans((r[0], r[2], r[4]) for r in read_journal(self.journal_path, since_id))
+        judged, bad = concurrent_plans((r[0], r[2], r[4]) for r in self.rows(since_id))
         self.count("one_plan", judged)
         for text in bad:
             self.violation("one_plan", text)
@@ -385,7 +402,7 @@ class Checker:
         deadline = time.time() + wait_s
         while True:
             now = time.time()
-            rows = read_journal(self.journal_path)
+            rows = self.rows()
             verdicts = [hang_verdict(h, rows, now) for h in hangs]
             if all(v[0] != "pending" for v in verdicts) or now >= deadline:
                 break
@@ -403,9 +420,12 @@ class Checker:
 
     def plans(self, settled: bool, since_id: int = 0) -> int:
         """Check the plans; returns how many plans the journal shows started since `since_id`."""
-        rows = read_journal(self.journal_path)
+        rows = self.rows()
         entries = [(r[4], r[2], r[8]) for r in rows if r[4]]
-        store = read_plans(self.store_path)
+        store = self.plan_statuses()
+        if self.journal_reader is not None:  # etcd keeps each member's last entries only: the plans it still
+            named = {e[0] for e in entries}  # mentions, and every open one
+            store = {k: v for k, v in store.items() if k in named or v in OPEN}
         self.count("plans", len(store))
         for bad in plan_violations(entries, store, settled):
             self.violation("plans", bad)

@@ -1,6 +1,12 @@
 """What a fault-campaign run does, drawn from its seed: the events (faults, repairs, operator actions,
 controller kills) and the pauses between them.
 
+With a controller cluster (`Topology.controllers`, `ccfo lab campaign --controllers 3`) the single
+controller's kill gives way to the cluster's events (`HA_WEIGHTS`): the leader killed (kill -9) or paused
+(SIGSTOP, for less or more than the lease), a named member killed, an etcd member killed, and with
+network namespaces (`Topology.partitions`) a partition (link cut) of a controller, of an etcd member or of
+an IPC host. A single-controller topology draws exactly what it drew before (replays stay valid).
+
 Pure: no I/O, no clock, no global random state. `draw_run(seed, run, topology)` uses only
 `random.Random(f"{seed}:{run}")`, so `ccfo lab campaign --seed S --run I` replays run I's sequence
 exactly. The runner (lab.campaign) carries the events out; the checker (lab.campaign_check) judges.
@@ -10,7 +16,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 MODES = ("automatic", "supervised", "manual", "maintenance")
 ALARMS = ("red", "yellow", "blue")
@@ -28,6 +35,13 @@ class Topology:
     services: Mapping[str, tuple[str, ...]]
     db_sites: tuple[str, ...]
     primary: str
+    controllers: tuple[str, ...] = ()  # cluster members (ctl-a, ...); empty: one controller
+    etcd: tuple[str, ...] = ()  # etcd members (etcd1, ...)
+    partitions: bool = False  # the lab runs in network namespaces: links can be cut
+
+    @property
+    def clustered(self) -> bool:
+        return len(self.controllers) > 1
 
     @property
     def hosts(self) -> tuple[str, ...]:
@@ -41,7 +55,12 @@ class Topology:
         services = {h: tuple(spec["services"]) for h, spec in hosts.items()}  # type: ignore[arg-type]
         primary = next(h for h, spec in hosts.items() if spec["role"] == "primary")
         dbs: Mapping[str, object] = site["databases"]["sites"]  # type: ignore[index]
-        return cls(spans, services, tuple(dbs), primary)
+        cluster: Mapping[str, Any] = site.get("cluster") or {}  # type: ignore[assignment]
+        members = tuple(str(m["name"]) for m in cluster.get("members", ()))
+        return cls(spans, services, tuple(dbs), primary, members)
+
+    def with_cluster(self, etcd: tuple[str, ...], partitions: bool) -> Topology:
+        return replace(self, etcd=etcd, partitions=partitions)
 
 
 # The example site (config/site.yaml), for tests and for drawing without a lab.
@@ -72,6 +91,23 @@ WEIGHTS: Mapping[str, float] = {
     "db_down": 1.5, "db_up": 1.0, "controller_kill": 1.5, "agent_restart": 1.0,
     "failover": 1.0, "switchover": 1.0, "failback": 1.0, "approve": 2.0, "reject": 1.0, "mode": 1.0,
 }
+
+
+# With a controller cluster, instead of controller_kill: the cluster's own faults.
+HA_WEIGHTS: Mapping[str, float] = {"leader_kill": 1.5, "leader_pause": 1.5, "member_kill": 1.0, "etcd_kill": 1.0}
+PARTITION_WEIGHT = 2.0  # `partition`, when the lab runs in network namespaces
+LEASE_PAUSES = (1.0, 9.0)  # leader_pause lasts this long: below and above the lab's 5 s lease
+
+
+def weights_for(topo: Topology) -> dict[str, float]:
+    """The event mix of a topology: the historical one for one controller, the cluster's otherwise."""
+    if not topo.clustered:
+        return dict(WEIGHTS)
+    mix = {k: v for k, v in WEIGHTS.items() if k != "controller_kill"}
+    mix.update(HA_WEIGHTS)
+    if topo.partitions:
+        mix["partition"] = PARTITION_WEIGHT
+    return mix
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +146,24 @@ def _args(kind: str, rng: random.Random, topo: Topology) -> tuple[str, ...]:
     if kind == "controller_kill":
         # when: now, or as soon as a plan runs (mid-plan); then how long it stays dead before the restart
         return rng.choice(("now", "mid-plan")), f"{rng.uniform(0.0, 1.0):.2f}"
+    if kind in ("leader_kill", "leader_pause"):
+        # when: now, or as soon as a plan runs; then how long it stays dead or frozen
+        when = rng.choice(("now", "mid-plan"))
+        if kind == "leader_kill":
+            return when, f"{rng.uniform(0.0, 3.0):.2f}"
+        return when, f"{rng.uniform(*LEASE_PAUSES):.2f}"
+    if kind == "member_kill":
+        return rng.choice(topo.controllers), f"{rng.uniform(0.0, 3.0):.2f}"
+    if kind == "etcd_kill":
+        return rng.choice(topo.etcd), f"{rng.uniform(0.0, 5.0):.2f}"
+    if kind == "partition":
+        # what is cut off: the leader, a named controller, an etcd member or an IPC host (the primary more
+        # often); then for how long (below and above the lease)
+        what = rng.choices(("leader", "controller", "etcd", "host"), (2.0, 1.0, 1.0, 2.0))[0]
+        target = ("leader" if what == "leader" else f"controller:{rng.choice(topo.controllers)}"
+                  if what == "controller" else f"etcd:{rng.choice(topo.etcd)}" if what == "etcd"
+                  else f"host:{_host(rng, topo)}")
+        return target, f"{rng.uniform(1.0, 12.0):.2f}"
     if kind == "failover":
         return (rng.choice(topo.hosts),)
     if kind == "switchover":
@@ -149,7 +203,7 @@ def draw_run(seed: str | int, run: int, topo: Topology = EXAMPLE,
     other events of a run are the ones it drew before bursts existed (older reports replay). `weights`
     overrides some kinds' weights (`--weight service_hang=6`): another campaign, with its own draws."""
     rng = random.Random(f"{seed}:{run}")
-    mix = {**WEIGHTS, **(weights or {})}
+    mix = {**weights_for(topo), **(weights or {})}
     kinds, weights_ = list(mix), list(mix.values())
     events = []
     for _ in range(rng.randint(MIN_EVENTS, MAX_EVENTS)):

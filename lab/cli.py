@@ -211,7 +211,12 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
     if args.run is not None and args.run < 0:
         raise LabCliError("--run must be >= 0")
-    from lab.campaign_plan import WEIGHTS
+    from lab.campaign_plan import HA_WEIGHTS, PARTITION_WEIGHT, WEIGHTS
+    known = {**WEIGHTS, **HA_WEIGHTS, "partition": PARTITION_WEIGHT}
+    if args.controllers not in (1, 3):
+        raise LabCliError("--controllers must be 1 or 3")
+    if args.partitions and args.controllers != 3:
+        raise LabCliError("--partitions needs --controllers 3")
     weights: dict[str, float] = {}
     for item in args.weight:
         kind, sep, value = item.partition("=")
@@ -219,11 +224,12 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             weights[kind] = float(value)
         except ValueError:
             weights[kind] = -1.0
-        if not sep or kind not in WEIGHTS or weights[kind] < 0:
-            raise LabCliError(f"--weight {item}: expected KIND=W with W >= 0, KIND one of {', '.join(WEIGHTS)}")
+        if not sep or kind not in known or weights[kind] < 0:
+            raise LabCliError(f"--weight {item}: expected KIND=W with W >= 0, KIND one of {', '.join(known)}")
     s = Settings(runs=args.runs, seed=args.seed, only_run=args.run, root=Path(args.dir), net=args.net,
                  controller_listen=args.controller_listen or f"{args.net}.100:8080", load_cps=args.load_cps,
-                 sip_load=args.load_cps > 0, weights=weights)
+                 sip_load=args.load_cps > 0, weights=weights, controllers=args.controllers,
+                 partitions=args.partitions)
     return main(s, Path(args.report) if args.report else None, as_json=args.json)
 
 
@@ -243,4 +249,10 @@ def add_campaign_parser(lsub: argparse._SubParsersAction) -> None:  # type: igno
     q.add_argument("--weight", action="append", default=[], metavar="KIND=W",
                    help="override one event kind's weight (e.g. service_hang=6: a campaign heavy on hangs); "
                         "repeatable; another mix draws other runs from the same seed")
+    q.add_argument("--controllers", type=int, default=1,
+                   help="1 (default): one controller; 3: a controller cluster on a 3-member etcd, with the cluster's "
+                        "events (leader kill -9 and SIGSTOP, member and etcd member kills) and invariants")
+    q.add_argument("--partitions", action="store_true",
+                   help="with --controllers 3: the lab in network namespaces (root), and link cuts of a controller, "
+                        "an etcd member or an IPC host among the events")
     q.set_defaults(func=cmd_campaign)
