@@ -79,6 +79,8 @@ class ActionRequest(BaseModel):
     value: Name | None = None  # set_file: the name of one of the file's values
     reason: Annotated[str, Field(max_length=500)] | None = None
     term: Annotated[int, Field(ge=1, le=2**63 - 1)] | None = None  # the leader's term (agents/terms.py)
+    # the end of the leader's acting window (Unix time): an action arriving later is refused (agents/terms.py)
+    valid_until: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> ActionRequest:
@@ -92,7 +94,8 @@ class ActionRequest(BaseModel):
         return self
 
     def fingerprint(self) -> str:
-        return json.dumps(self.model_dump(mode="json", exclude={"action_id", "reason", "term"}), sort_keys=True)
+        return json.dumps(self.model_dump(mode="json", exclude={"action_id", "reason", "term", "valid_until"}),
+                          sort_keys=True)
 
 
 class ActionStatus(StrEnum):
@@ -222,6 +225,7 @@ class ActionExecutor:
 
     async def run(self, req: ActionRequest, caller: str) -> ActionResult:
         self.check(req)
+        self.terms.in_time(req.term, req.valid_until, self._clock())  # raises LapsedLease (409)
         if self.terms.admit(req.term):  # raises StaleTerm (409) for a deposed leader's term
             log.info("leader term %d seen first in action %s by %s", req.term, req.action_id, caller)
             await asyncio.to_thread(self.terms.save)  # persisted before anything runs

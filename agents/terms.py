@@ -8,9 +8,15 @@ term is refused too (a controller outside the cluster must not act behind the le
 the state file to go back to single-controller mode.
 
 The highest term is kept in one small JSON file written atomically (temp + fsync + rename) BEFORE the
-action runs, so an agent restart does not forget it. A file that exists but cannot be read stops the
-agent at start-up (it cannot know which terms are stale). A write that fails is logged as an error and
-the in-memory value keeps refusing stale terms while the process lives.
+action runs, so an agent restart does not forget it.
+
+A term alone cannot stop a leader that was frozen between its check and its send (a SIGSTOP, a VM pause)
+and whose successor has not acted on this agent yet: the action also carries the end of the leader's
+acting window (`valid_until`, Unix time), and one that arrives later is refused the same way (409).
+
+A file that exists but cannot be read stops the agent at start-up (it cannot know which terms are stale).
+A write that fails is logged as an error and the in-memory value keeps refusing stale terms while the
+process lives.
 """
 
 from __future__ import annotations
@@ -39,6 +45,16 @@ class StaleTerm(ValueError):
         else:
             msg = f"stale leader term {got} refused: this agent has seen term {highest} (a newer leader)"
         super().__init__(msg)
+
+
+class LapsedLease(StaleTerm):
+    """The action arrived after the end of its leader's acting window: that leader may have been frozen
+    between deciding and sending, and a successor may lead already."""
+
+    def __init__(self, got: int | None, highest: int, late_s: float) -> None:
+        ValueError.__init__(self, f"action of leader term {got} refused: it arrived {late_s:.3f} s after that "
+                                  f"leader's acting window ended (its lease may have lapsed; a newer leader may act)")
+        self.got, self.highest, self.late_s = got, highest, late_s
 
 
 class TermStore:
@@ -75,6 +91,13 @@ class TermStore:
             self.highest = term
             return True
         return False
+
+    def in_time(self, term: int | None, valid_until: float | None, now: float) -> None:
+        """Refuse (LapsedLease) an action that arrives after its leader's acting window (`valid_until`, on the
+        leader's wall clock, compared with ours: safe while our clock is behind the leader's by less than
+        its safety margin, docs/ha.md)."""
+        if valid_until is not None and now > valid_until:
+            raise LapsedLease(term, max(self.highest or 0, term or 0), now - valid_until)
 
     def save(self) -> None:
         """Write the highest term to the file (blocking: call through asyncio.to_thread)."""

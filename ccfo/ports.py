@@ -64,10 +64,12 @@ class AgentClient(Protocol):
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None,
                      reason: str | None = None, timeout_s: float = 30.0, term: int | None = None,
-                     job: str | None = None, file: str | None = None, value: str | None = None) -> ActionResult:
+                     job: str | None = None, file: str | None = None, value: str | None = None,
+                     valid_until: float | None = None) -> ActionResult:
         """Run an agent action, idempotent by `action_id` (job: job_enable/job_disable; file and value:
         set_file). `term`: the leader's fencing token (controller HA); an agent that has seen a newer term
-        refuses with TermRefused, an AgentActionFailed."""
+        refuses with TermRefused, an AgentActionFailed. `valid_until`: the end of the leader's acting
+        window (Unix time); an agent refuses, with TermRefused too, an action that arrives after it."""
         ...
 
 
@@ -172,6 +174,12 @@ class Leadership(Protocol):
 
     def describe(self) -> str:
         """One line for refusals and the status: who leads, with which term."""
+        ...
+
+    def valid_until(self) -> float | None:
+        """Until when (Unix time) this controller may act under its term: the end of its acting window,
+        sent with each agent action so an agent refuses one that arrives later (a leader frozen between
+        its check and its send). None: no deadline (a controller alone)."""
         ...
 
 

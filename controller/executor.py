@@ -20,6 +20,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ccfo.domain.checks import checks_hold, service_is
 from ccfo.domain.health import HostHealth, ServiceState
@@ -167,6 +168,10 @@ class Executor:
             raise Deposed(str(deposed))
         return ok, detail
 
+    def _token(self) -> dict[str, Any]:
+        """The fencing token every agent action carries: the term, and the end of the acting window."""
+        return {"term": self.leadership.term, "valid_until": self.leadership.valid_until()}
+
     async def _do(self, plan_id: str, index: int, step: Step) -> str:
         action_id = f"{plan_id}-{index}-{self._attempt}"
         host = step.host or ""
@@ -174,26 +179,26 @@ class Executor:
         match step.kind:
             case StepKind.STOP | StepKind.START | StepKind.RESTART:
                 res = await self.agents.action(host, action_id, step.kind.value, service=step.service,
-                                               timeout_s=timeout, term=self.leadership.term)
+                                               timeout_s=timeout, **self._token())
                 want = ServiceState.INACTIVE if step.kind is StepKind.STOP else ServiceState.ACTIVE
                 await self._until(host, lambda h: service_is(h, step.service or "", want), timeout,
                                   f"{step.service} {want.value}")
                 return res.detail or f"{step.service} {want.value}"
             case StepKind.ISOLATE_BOARD | StepKind.RESTORE_BOARD:
                 res = await self.agents.action(host, action_id, step.kind.value, timeout_s=timeout,
-                                               term=self.leadership.term)
+                                               **self._token())
                 return res.detail
             case StepKind.REPOINT_DB:
                 res = await self.agents.action(host, action_id, "repoint_db", to_site=step.target, timeout_s=timeout,
-                                               term=self.leadership.term)
+                                               **self._token())
                 return res.detail
             case StepKind.JOB_ENABLE | StepKind.JOB_DISABLE:  # the agent reads the job's state back
                 res = await self.agents.action(host, action_id, step.kind.value, job=step.job, timeout_s=timeout,
-                                               term=self.leadership.term)
+                                               **self._token())
                 return res.detail
             case StepKind.SET_FILE:  # the agent verifies the file and runs its reload command
                 res = await self.agents.action(host, action_id, "set_file", file=step.file, value=step.target,
-                                               timeout_s=timeout, term=self.leadership.term)
+                                               timeout_s=timeout, **self._token())
                 return res.detail
             case StepKind.ROUTE_INBOUND:
                 return await self._route(action_id, step, timeout)
@@ -239,7 +244,7 @@ class Executor:
         for host in self.host_ids or tuple(targets):
             try:
                 await self.agents.action(host, f"{action_id}-{host}", "route_inbound", hosts=targets, timeout_s=timeout,
-                                         term=self.leadership.term)
+                                         **self._token())
                 done.append(host)
             except (AgentUnreachable, AgentActionFailed) as exc:
                 if host in targets:

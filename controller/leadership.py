@@ -17,3 +17,6 @@ class SoleController:
 
     def describe(self) -> str:
         return "the only controller (no cluster)"
+
+    def valid_until(self) -> float | None:
+        return None

@@ -100,12 +100,15 @@ class AgentHttpClient:
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
                      timeout_s: float = 30.0, term: int | None = None, job: str | None = None,
-                     file: str | None = None, value: str | None = None) -> ActionResult:
-        """Run one action; `term` is the leader's fencing token (controller HA). TermRefused when the
-        agent has seen a newer leader."""
+                     file: str | None = None, value: str | None = None,
+                     valid_until: float | None = None) -> ActionResult:
+        """Run one action; `term` is the leader's fencing token (controller HA), `valid_until` the end of
+        its acting window (Unix time). TermRefused when the agent has seen a newer leader, or when the
+        action reached it after that window."""
         body: dict[str, Any] = {"action_id": action_id, "action": action}
         for key, given in (("service", service), ("to_site", to_site), ("hosts", hosts), ("reason", reason),
-                           ("term", term), ("job", job), ("file", file), ("value", value)):
+                           ("term", term), ("job", job), ("file", file), ("value", value),
+                           ("valid_until", valid_until)):
             if given is not None:
                 body[key] = given
         try:

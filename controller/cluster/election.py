@@ -141,6 +141,14 @@ class Election:
         t = self.clock() if now is None else now
         return self._term is not None and t < self._acting_until
 
+    def valid_until(self, wall: Callable[[], float] = time.time) -> float | None:
+        """The end of the acting window on the wall clock (what an agent can compare with its own clock:
+        it refuses an action arriving later); None when not leader. Safe while the agent's clock is
+        behind this member's by less than the safety margin (docs/ha.md)."""
+        if self._term is None:
+            return None
+        return wall() + (self._acting_until - self.clock())
+
     def describe(self) -> str:
         """One line for refusals and the status (ccfo.ports.Leadership)."""
         if self._term is not None:

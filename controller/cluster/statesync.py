@@ -184,6 +184,9 @@ class SyncedLeadership:
     def term(self) -> int | None:
         return self.election.term
 
+    def valid_until(self) -> float | None:
+        return self.election.valid_until()
+
     def describe(self) -> str:
         if self.election.term is not None and self.sync.synced_term != self.election.term:
             return f"{self.election.describe()}; taking the site state over from etcd"

@@ -6,6 +6,7 @@ that 409 into TermRefused; without any term (single-controller mode) nothing cha
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,3 +163,30 @@ def test_store_rules_and_unreadable_file(tmp_path: Path) -> None:
     bad.write_text('{"version": 1, "highest_term": -4}')
     with pytest.raises(TermFileError):
         TermStore(bad)
+
+
+@pytest.mark.asyncio
+async def test_an_action_arriving_after_its_leaders_acting_window_is_refused(agent: Agent) -> None:
+    """A leader frozen between its check and its send (SIGSTOP) must not act when it wakes, even on an
+    agent its successor has not reached yet: the action carries the end of its acting window."""
+    now = time.time()
+    ok = await agent.act("w1", term=5, valid_until=now + 30)
+    assert ok.status_code == 200 and ok.json()["ok"]
+    late = await agent.act("w2", "stop", term=5, valid_until=now - 0.5)
+    assert late.status_code == 409 and late.headers["X-Ccfo-Highest-Term"] == "5"
+    assert "after that leader's acting window ended" in late.json()["detail"]
+    assert executions(agent.host.root / "run", "cti") == ["start"]  # the late stop never ran
+    again = await agent.act("w1", term=6, valid_until=now + 60)  # a successor's retry: same step, new window
+    assert again.status_code == 200 and again.json()["replayed"]
+    client = AgentHttpClient({"ipc-a": agent.server.url}, TOKEN.secret, timeout_s=15)
+    try:
+        with pytest.raises(TermRefused) as err:
+            await client.action("ipc-a", "w3", "stop", service="cti", term=6, valid_until=time.time() - 1)
+        assert err.value.highest == 6
+    finally:
+        await client.aclose()
+    assert executions(agent.host.root / "run", "cti") == ["start"]
+    for bad in (0, -1, "x", "nan"):
+        r = await agent.http.post("/v1/actions", headers=AUTH, json={"action_id": "m", "action": "start",
+                                                                      "service": "cti", "valid_until": bad})
+        assert r.status_code == 422, bad

@@ -73,7 +73,8 @@ class FakeWorld:
     async def action(self, host: str, action_id: str, action: str, *, service: str | None = None,
                      to_site: str | None = None, hosts: list[str] | None = None, reason: str | None = None,
                      timeout_s: float = 30.0, term: int | None = None, job: str | None = None,
-                     file: str | None = None, value: str | None = None) -> ActionResult:
+                     file: str | None = None, value: str | None = None,
+                     valid_until: float | None = None) -> ActionResult:
         h = self.machine(host)
         if not h.reachable or not h.powered:
             raise AgentUnreachable(f"{host}: connection refused")

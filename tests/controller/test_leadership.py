@@ -39,6 +39,9 @@ class Lead:
     def describe(self) -> str:
         return "ctl-a leads (term 7), acting" if self.acting else f"ctl-a is a follower; {self.leader} leads (term 8)"
 
+    def valid_until(self) -> float | None:
+        return None
+
 
 async def bench_with(tmp_path, lead: Lead, mode: Mode = Mode.SUPERVISED) -> Bench:
     b = Bench(tmp_path, mode)

@@ -52,6 +52,8 @@ async def test_acting_deadline_follows_the_last_renewal_sent(etcd3: EtcdCluster)
         clock.t = 1002.0
         assert await e.renew()
         assert e.acting_until == 1002.0 + TTL - 1.0 and e.is_acting(1005.9) and not e.is_acting(1006.0)
+        # the same window on the wall clock, as agents get it with each action
+        assert e.valid_until(lambda: 1_700_000_000.0) == 1_700_000_000.0 + (1002.0 + TTL - 1.0 - 1002.0)
         kv = (await c.get(leader_key("s1"))).first
         assert kv is not None and kv.text == "a" and kv.create_revision == e.term
 
@@ -64,6 +66,7 @@ async def test_acting_deadline_follows_the_last_renewal_sent(etcd3: EtcdCluster)
         assert not e.is_acting()
         assert not await e.renew()  # past the deadline: demoted without asking etcd
         assert e.term is None and e.snapshot().role is Role.FOLLOWER
+        assert e.valid_until() is None
 
 
 @pytest.mark.asyncio
