@@ -6,6 +6,7 @@ with every commit (`tests/campaign/test_campaign_live.py`). This command records
 with the seed and the commit it ran on, so bench/README.md can cite it:
 
     .venv/bin/python -m bench.campaign [--runs 200] [--seed 2026] [--json reports/campaign.json]
+    .venv/bin/python -m bench.campaign --controllers 3 [--partitions] ...   # the controller cluster's events
 
 Exit 1 when any invariant was violated.
 """
@@ -44,10 +45,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", default="2026")
     ap.add_argument("--net", default="127.78.1", help="loopback network of the campaign's lab")
     ap.add_argument("--json", default=None, help="write the full report here")
+    ap.add_argument("--controllers", type=int, default=1, choices=(1, 3),
+                    help="3: a controller cluster on etcd, with the cluster's events and invariants")
+    ap.add_argument("--partitions", action="store_true",
+                    help="with --controllers 3: the lab in network namespaces, link cuts among the events (root)")
     args = ap.parse_args(argv)
+    if args.partitions and args.controllers != 3:
+        ap.error("--partitions needs --controllers 3")
     with tempfile.TemporaryDirectory(prefix="ccfo-campaign-") as tmp:
         s = Settings(runs=args.runs, seed=args.seed, root=Path(tmp) / "campaign", net=args.net,
-                     controller_listen=f"{args.net}.100:8080", progress=True)
+                     controller_listen=f"{args.net}.100:8080", progress=True, controllers=args.controllers,
+                     partitions=args.partitions)
         rep = asyncio.run(run_campaign(s))
     rep["commit"] = commit()
     print(f"commit {rep['commit']}")

@@ -48,3 +48,22 @@ async def test_a_20_run_campaign_with_this_commits_seed_finds_nothing(tmp_path):
     rep = await Campaign(settings(tmp_path, 20, seed)).run()
     judge(rep)
     assert rep["runs"] == 20 and rep["events"] >= 60 and rep["checks_by_invariant"]["capacity"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 4 runs: 10-60 s each (a leader change costs the lease, 5 s)
+async def test_a_controller_cluster_campaign_with_this_commits_seed_finds_nothing(tmp_path):
+    """The cluster's events (leader kill -9 and SIGSTOP, member and etcd kills: weighted up so 4 runs see
+    several) on `--controllers 3`, judged by the cluster invariants besides the others."""
+    seed = os.environ.get("CCFO_CAMPAIGN_SEED") or commit_seed()
+    s = settings(tmp_path, 4, seed)
+    s.controllers = 3
+    s.weights = {"leader_kill": 6.0, "leader_pause": 6.0, "etcd_kill": 3.0}
+    print(f"campaign seed {seed} (replay: {s.replay(0)} with --runs 4)")
+    rep = await Campaign(s).run()
+    judge(rep)
+    cluster = rep["cluster"]
+    assert rep["events_by_kind"].get("leader_kill", 0) + rep["events_by_kind"].get("leader_pause", 0) >= 1
+    assert "controller_kill" not in rep["events_by_kind"]
+    assert rep["checks_by_invariant"]["stale_term"] > 0 and rep["checks_by_invariant"]["one_leader"] > 0
+    assert cluster["agent_actions_judged"] > 0
