@@ -139,9 +139,11 @@ async def test_a_plan_interrupted_by_the_loss_of_its_leader_is_resumed_by_the_ne
     real_action = world.action
     stuck = asyncio.Event()  # never set: the old leader's "start ivr on ipc-b" hangs, as if its host died there
     hung = asyncio.Event()
+    windows: list[tuple[float, float | None]] = []
 
     async def action(host, action_id, act, **kw):  # type: ignore[no-untyped-def]
         if act == "start" and kw.get("service") == "ivr" and kw.get("term") == a.node.election.term:
+            windows.append((time.time(), kw.get("valid_until")))  # the end of its acting window rides along
             hung.set()
             await stuck.wait()
         return await real_action(host, action_id, act, **kw)
@@ -155,6 +157,9 @@ async def test_a_plan_interrupted_by_the_loss_of_its_leader_is_resumed_by_the_ne
         plan = build_failover(cfg.site, a.engine.state, "ipc-b", "operator request")
         rec = await a.engine.submit(plan, "olga", "sent to the leader")
         await asyncio.wait_for(hung.wait(), 15)
+        sent_at, until = windows[0]
+        ttl = cfg.site_model.cluster.lease_ttl_s
+        assert until is not None and sent_at < until < sent_at + ttl, (sent_at, until)
         ivr = next(i for i, st in enumerate(plan.steps) if st.service == "ivr" and st.host == "ipc-b")
 
         async def cursor_on_etcd() -> bool:  # the copy trails the SQLite write by one round trip
