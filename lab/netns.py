@@ -3,9 +3,11 @@
 A `NetnsLab` makes one hub namespace holding a bridge and, per node, a namespace with one veth link to
 the bridge and an address of the test's own (default 10.213.0.0/24) set INSIDE the namespace: nothing
 is added to the host's own network. `add_address(node, addr)` gives a node one more address of the
-subnet. `cut(node)` sets the node's link down on the hub side (packets are dropped, connections hang as
-in a real partition; no process is frozen), `restore(node)` sets it up again. `close()` deletes every
-namespace it made (which deletes the links); call it always.
+subnet (`add_addresses` many at once, through one `ip -batch`). `cut(node)` sets the node's link down
+on the hub side (packets are dropped, connections hang as in a real partition; no process is frozen),
+`restore(node)` sets it up again; `cut_nodes` is the set cut now. `close()` deletes every namespace it
+made (which deletes the links); call it always. lab/world.py builds the lab's netns mode on it
+(LabLayout(netns=True)).
 
 Needs root (or CAP_SYS_ADMIN/CAP_NET_ADMIN) and iproute2; `netns_available()` says whether this
 machine can create a namespace, so tests can skip with a clear reason where it cannot.
@@ -22,6 +24,17 @@ from dataclasses import dataclass
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 _SEQ = itertools.count(1)
+
+
+def exec_argv(netns: str, argv: list[str]) -> list[str]:
+    """`argv` run inside the named namespace: `ip netns exec NS ARGV...` (ip execs it: the pid started is the
+    program's own)."""
+    return [IP, "netns", "exec", netns, *argv]
+
+
+def list_netns() -> list[str]:
+    """The named namespaces (`ip netns list`, /run/netns)."""
+    return [line.split()[0] for line in _ip("netns", "list").splitlines() if line.strip()]
 
 
 class NetnsError(RuntimeError):
@@ -65,17 +78,21 @@ class NetnsLab:
         self.tag = tag or f"ccfo{os.getpid()}x{next(_SEQ)}"
         self.hub = f"{self.tag}-hub"
         self.nodes: dict[str, Node] = {}
+        self.cut_nodes: set[str] = set()
         self._made: list[str] = []
+        self._links = itertools.count(1)
         _ip("netns", "add", self.hub)
         self._made.append(self.hub)
         _ip("-n", self.hub, "link", "set", "lo", "up")
         _ip("-n", self.hub, "link", "add", "br0", "type", "bridge")
         _ip("-n", self.hub, "link", "set", "br0", "up")
 
-    def add_node(self, name: str) -> Node:
+    def add_node(self, name: str, address: str | None = None) -> Node:
+        """A namespace TAG-NAME linked to the bridge, `lo` up, with `address` (default: PREFIX.k for the k-th
+        node) on its eth0."""
         if name in self.nodes:
             raise ValueError(f"node {name!r} exists")
-        k = len(self.nodes) + 1
+        k = next(self._links)
         ns = f"{self.tag}-{name}"
         _ip("netns", "add", ns)
         self._made.append(ns)
@@ -83,7 +100,7 @@ class NetnsLab:
         _ip("-n", ns, "link", "set", "lo", "up")
         _ip("-n", self.hub, "link", "add", hub_link, "type", "veth", "peer", "name", "eth0", "netns", ns)
         _ip("-n", self.hub, "link", "set", hub_link, "master", "br0", "up")
-        address = f"{self.prefix}.{k}"
+        address = address or f"{self.prefix}.{k}"
         _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
         _ip("-n", ns, "link", "set", "eth0", "up")
         node = Node(name, ns, address, hub_link)
@@ -95,16 +112,27 @@ class NetnsLab:
         database site's), inside its namespace as the first one."""
         _ip("-n", self.nodes[name].netns, "addr", "add", f"{address}/24", "dev", "eth0")
 
+    def add_addresses(self, name: str, addresses: list[str]) -> None:
+        """Many more addresses on the node's link in one `ip -batch` (250 take well under a second)."""
+        if addresses:
+            batch = "".join(f"addr add {a}/24 dev eth0\n" for a in addresses)
+            r = subprocess.run([IP, "-n", self.nodes[name].netns, "-batch", "-"], input=batch, capture_output=True,
+                               text=True, timeout=60)
+            if r.returncode != 0:
+                raise NetnsError(f"ip -n {self.nodes[name].netns} -batch (addr add ...): {r.stderr.strip()}")
+
     def cut(self, name: str) -> None:
         """Partition the node from every other (its link to the bridge goes down)."""
         _ip("-n", self.hub, "link", "set", self.nodes[name].hub_link, "down")
+        self.cut_nodes.add(name)
 
     def restore(self, name: str) -> None:
         _ip("-n", self.hub, "link", "set", self.nodes[name].hub_link, "up")
+        self.cut_nodes.discard(name)
 
     def exec_argv(self, name: str, argv: list[str]) -> list[str]:
         """`argv` run inside the node's namespace."""
-        return [IP, "netns", "exec", self.nodes[name].netns, *argv]
+        return exec_argv(self.nodes[name].netns, argv)
 
     def close(self) -> None:
         """Delete every namespace made here (their links go with them). Kill their processes first."""
@@ -113,6 +141,7 @@ class NetnsLab:
                 _ip("netns", "del", ns)
         self._made.clear()
         self.nodes.clear()
+        self.cut_nodes.clear()
 
     def __enter__(self) -> NetnsLab:
         return self
