@@ -125,6 +125,12 @@ class LabLayout:
         """The lab etcd members' addresses (several controllers only): NET.231, NET.232, NET.233."""
         return [f"{self.net}.{231 + i}" for i in range(3)] if self.clustered else []
 
+    def ami_control_host(self, addr: str) -> str:
+        """Where a host's lab AMI control endpoint (unauthenticated, loopback only) listens: the host's own
+        loopback address, or with netns 127.0.0.1 inside the host's namespace (LabSite.ami_control reaches it
+        from world through a socket opened in that namespace, even while the host is partitioned)."""
+        return "127.0.0.1" if self.netns else addr
+
     @property
     def etcd_names(self) -> list[str]:
         """The lab etcd members' names, in etcd_addresses' order: etcd1, etcd2, etcd3."""
@@ -321,7 +327,7 @@ def _lab_host(host: dict[str, Any], name: str, addr: str, layout: LabLayout, ami
         far = f"{layout.net}.24{{}}:{layout.sip_port}"
         (run / "ivr.sip").write_text(f"sip={addr}:{layout.sip_port}\nagent={far.format(1)}\ndialout={far.format(2)}\n"
                                      f"caller={layout.net}.240\nfront={layout.front_host}:{layout.sip_port}\n")
-    control = f"http://{addr}:{layout.control_port}"
+    control = f"http://{layout.ami_control_host(addr)}:{layout.control_port}"
     host.update(address=addr, service_backend="command", backup_dir=str(hdir / "backups"))
     host["agent"] = {"url": f"http://{addr}:{layout.agent_port}", "token_file": f"secrets/agent-token-{name}"}
     host["ami"] = {**host.get("ami", {}), "host": addr, "port": layout.ami_port, "secret_file": "secrets/ami-secret",

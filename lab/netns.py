@@ -15,14 +15,21 @@ machine can create a namespace, so tests can skip with a clear reason where it c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import ctypes
 import itertools
+import json
 import os
 import shutil
+import socket
 import subprocess
+import threading
 from dataclasses import dataclass
+from typing import Any
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
+CLONE_NEWNET = 0x40000000
 _SEQ = itertools.count(1)
 
 
@@ -30,6 +37,64 @@ def exec_argv(netns: str, argv: list[str]) -> list[str]:
     """`argv` run inside the named namespace: `ip netns exec NS ARGV...` (ip execs it: the pid started is the
     program's own)."""
     return [IP, "netns", "exec", netns, *argv]
+
+
+def setns_net(path: str) -> None:
+    """Move the calling THREAD into the network namespace at `path` (setns(2); Python 3.11 has no os.setns).
+    Threads it starts later are born there; the process's other threads stay where they are."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise NetnsError(f"setns({path}): {os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(fd)
+
+
+def socket_in_netns(netns: str) -> socket.socket:
+    """A TCP socket of the named namespace, made by a throw-away thread that enters it (a socket keeps the
+    namespace it was made in, whatever thread uses it later): a way in to a namespace's loopback."""
+    box: list[socket.socket | BaseException] = []
+
+    def make() -> None:
+        try:
+            setns_net(f"/run/netns/{netns}")
+            box.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the caller's thread
+            box.append(exc)
+
+    t = threading.Thread(target=make, name=f"socket-in-{netns}")
+    t.start()
+    t.join()
+    if isinstance(box[0], BaseException):
+        raise box[0]
+    return box[0]
+
+
+async def http_in_netns(netns: str, port: int, method: str, path: str, body: dict[str, Any] | None = None,
+                        timeout: float = 5.0) -> tuple[int, Any]:
+    """One HTTP/1.1 request with a JSON body to 127.0.0.1:port inside the named namespace (the lab AMI's
+    control endpoint, which answers with `Connection: close`); its status and JSON answer."""
+    sock = socket_in_netns(netns)
+    sock.setblocking(False)
+    data = json.dumps(body).encode() if body is not None else b""
+    try:
+        async with asyncio.timeout(timeout):
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+            reader, writer = await asyncio.open_connection(sock=sock)
+            try:
+                writer.write(f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode() + data)
+                await writer.drain()
+                raw = await reader.read()
+            finally:
+                writer.close()
+    except BaseException:
+        sock.close()
+        raise
+    head, _, payload = raw.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    return status, json.loads(payload) if payload.strip() else None
 
 
 def list_netns() -> list[str]:

@@ -26,9 +26,8 @@ import yaml
 
 from lab.children import LabError
 from lab.labconfig import LabLayout
-from lab.netns import NetnsError, NetnsLab, _ip, exec_argv, list_netns, netns_available
+from lab.netns import CLONE_NEWNET, NetnsError, NetnsLab, _ip, exec_argv, list_netns, netns_available, setns_net
 
-CLONE_NEWNET = 0x40000000
 REPO = Path(__file__).resolve().parent.parent
 WORLD = "world"
 _current: NetnsLab | None = None
@@ -41,18 +40,6 @@ def site_host_names(source: Path) -> list[str]:
         return list(yaml.safe_load((source / "site.yaml").read_text())["hosts"])
     except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
         raise LabError(f"cannot read the hosts of {source / 'site.yaml'}: {exc}") from exc
-
-
-def setns_net(path: str) -> None:
-    """Move the calling thread into the network namespace at `path` (setns(2): Python 3.11 has no os.setns)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise LabError(f"setns({path}): {os.strerror(err)}")
-    finally:
-        os.close(fd)
 
 
 def current_world() -> NetnsLab | None:
@@ -112,8 +99,7 @@ def leave_world() -> None:
     _current, _home_fd = None, None
     if home is not None:
         try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.setns(home, CLONE_NEWNET)
+            ctypes.CDLL(None, use_errno=True).setns(home, CLONE_NEWNET)
         finally:
             os.close(home)
     if lab is not None:
