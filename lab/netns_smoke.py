@@ -52,6 +52,16 @@ async def _leading(site: LabSite, names: list[str]) -> dict[str, int | None]:
     return out
 
 
+async def _follows(site: LabSite, name: str) -> int | None:
+    """The member's GET /leader status once it answers and does not lead (503), else None."""
+    async with httpx.AsyncClient(timeout=1.0) as c:
+        try:
+            r = await c.get(site.controllers.url(name) + "/leader")
+        except httpx.HTTPError:
+            return None
+    return r.status_code if r.status_code != 200 else None
+
+
 async def _until(what: str, timeout: float, probe: Any) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -115,8 +125,10 @@ async def scenario(site: LabSite, out: dict[str, Any]) -> None:
 
     async def normal() -> bool:
         s = await _status(site, url)
+        out["last_status"] = {k: v for k, v in (s or {}).items() if k in ("faults", "hosts", "running_plan", "mode")}
         return s is not None and not s["faults"] and all(h["reachable"] for h in s["hosts"].values())
     await _until("the site to be normal", 60, normal)
+    out.pop("last_status", None)
 
     # the leader cut off: another member leads with a higher term
     others = [n for n in names if n != lead.name]
@@ -131,14 +143,31 @@ async def scenario(site: LabSite, out: dict[str, Any]) -> None:
     took = time.monotonic() - t_cut
     site.heal(lead.name)
     healed = await _until("one leader after the heal", 30, lambda: _leading(site, names))
-    await asyncio.sleep(1.0)  # let the healed member hear it is deposed before counting leaders again
+    t_heal = time.monotonic()
+    follower = await _until("the healed member to answer as a follower", 30, lambda: _follows(site, lead.name))
     out["leader_cut"] = {"leader": lead.name, "term": lead.term, "new": after, "took_s": round(took, 2),
                          "lease_ttl_s": lay.lease_ttl_s, "leaders_after_heal": await _leading(site, names),
-                         "first_after_heal": healed}
+                         "first_after_heal": healed, "healed_follows_after_s": round(time.monotonic() - t_heal, 2),
+                         "healed_answer": follower}
 
     # the primary cut off: CTI/IVR never on two hosts, the standby takes over (automatic mode)
     lead = await site.controllers.wait_leader(30)
+    url = lead.url
     await _until("the site to be normal again", 60, normal)
+    out.pop("last_status", None)
+    # how long the healed member's own view (reads are served by any member) takes to be normal too
+    old_url, t_view = site.controllers.url(out["leader_cut"]["leader"]), time.monotonic()
+
+    async def healed_normal() -> bool:
+        s = await _status(site, old_url)
+        return s is not None and not s["faults"] and all(h["reachable"] for h in s["hosts"].values())
+    try:
+        await _until("the healed member's view to be normal", 30, healed_normal)
+        out["leader_cut"]["healed_view_normal_after_s"] = round(time.monotonic() - t_view, 2)
+    except TimeoutError:
+        s = await _status(site, old_url)
+        out["leader_cut"]["healed_view_normal_after_s"] = None
+        out["leader_cut"]["healed_view"] = {k: v for k, v in (s or {}).items() if k in ("faults", "hosts")}
     run_dirs = {h: lay.run_dir(h) for h in site.site["hosts"]}
     primary = next(h for h, s in site.site["hosts"].items() if s["role"] == "primary")
     standby = next(h for h in run_dirs if h != primary)
