@@ -5,6 +5,8 @@ its own), brings the lab up with three controllers in automatic mode, and prints
 * `members`: per node process, whether it runs in its node's namespace under its own pid (not `ip`'s);
 * `leaders_at_start`: the members whose `GET /leader` answers 200 (one expected);
 * `leader_cut`: the leader partitioned: who leads after it (another member, a higher term) and how long it took;
+* `etcd_cut`: an etcd member partitioned for lease_ttl_s + 2 s: the most members leading at once (one
+  expected: the majority keeps a leader), the terms seen, the member healthy again after the heal;
 * `primary_cut`: the primary host partitioned: the most hosts ever running CTI/IVR at once (sampled every
   0.05 s from the pid files under the run dirs, lab/campaign_check.py `critical_hosts`), whether the standby
   came to run both, the failover plans (with their routing step through the SIP front's UNIX socket) and
@@ -149,6 +151,24 @@ async def scenario(site: LabSite, out: dict[str, Any]) -> None:
                          "lease_ttl_s": lay.lease_ttl_s, "leaders_after_heal": await _leading(site, names),
                          "first_after_heal": healed, "healed_follows_after_s": round(time.monotonic() - t_heal, 2),
                          "healed_answer": follower}
+
+    # an etcd member cut off: the majority keeps one leader (never two at once), the member rejoins healthy
+    member = lay.etcd_names[0]
+    site.partition(member)
+    t_cut, most_leaders, terms = time.monotonic(), 0, set()
+    while time.monotonic() < t_cut + lay.lease_ttl_s + 2:  # an observation window, sampled
+        now = await _leading(site, names)
+        most_leaders = max(most_leaders, len(now))
+        terms.update(t for t in now.values() if t is not None)
+        await asyncio.sleep(0.1)
+    site.heal(member)
+    assert site.controllers.etcd is not None
+    t_heal = time.monotonic()
+    await asyncio.to_thread(site.controllers.etcd.wait_healthy, 30.0, [site.controllers.etcd.member(member)])
+    out["etcd_cut"] = {"member": member, "most_leaders_at_once": most_leaders, "terms": sorted(terms),
+                       "leaders_after_heal": await _until("a leader after the etcd heal", 30,
+                                                          lambda: _leading(site, names)),
+                       "healthy_after_heal_s": round(time.monotonic() - t_heal, 2)}
 
     # the primary cut off: CTI/IVR never on two hosts, the standby takes over (automatic mode)
     lead = await site.controllers.wait_leader(30)

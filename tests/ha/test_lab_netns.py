@@ -4,6 +4,7 @@ not do) brings the whole lab up with three controllers in automatic mode on a 10
 cuts the leader's link, heals it, cuts the primary host's link, takes the lab down and prints what it saw as
 JSON; this test asserts on it: every node's process runs in its node's namespace under its own pid; one leader;
 another member leads with a higher term within lease_ttl_s + 2 s of the cut; after the heal one leader again;
+with an etcd member cut, one leader all along and the member healthy again after the heal;
 with the primary cut, CTI/IVR never on two hosts (pid files sampled every 0.05 s), the primary fenced through
 the PDU and the standby running both, the failover plan finished with its routing step (the SIP front driven
 through its UNIX socket from the controllers' namespaces); the cut host's lab AMI control still answered from
@@ -71,6 +72,12 @@ def test_one_leader_and_another_leads_within_the_lease_once_the_leader_is_cut(sm
     assert new != cut["leader"] and term > cut["term"], cut
     assert cut["took_s"] <= TTL + 2, cut
     assert len(cut["leaders_after_heal"]) == 1, cut  # the healed member does not lead beside the new one
+
+
+def test_an_etcd_member_cut_leaves_one_leader_and_rejoins(smoke: dict) -> None:
+    e = smoke["etcd_cut"]
+    assert e["most_leaders_at_once"] == 1, e  # sampled every 0.1 s for lease_ttl_s + 2 s
+    assert len(e["leaders_after_heal"]) == 1 and e["healthy_after_heal_s"] < 30, e
 
 
 def test_the_primary_cut_is_fenced_and_the_standby_takes_over_never_both(smoke: dict) -> None:
