@@ -10,7 +10,7 @@ operators. With LabLayout(controllers=3) the site gets a `cluster:` section: mem
 controller_listen's address on its port, port + 1, port + 2, and a 3-member etcd at NET.231..233 (docs/ha.md).
 With LabLayout(netns=True) (a non-127 `net`) each controller member has an address of its own, NET.221, NET.222,
 NET.223 on controller_listen's port, and the controllers, etcd members and IPC hosts become the nodes of a
-network-namespace lab (`netns_nodes`, lab/netns.py `enter_world`; docs/ha.md "The lab in network namespaces").
+network-namespace lab (`netns_nodes`, lab/world.py `enter_world`; docs/ha.md "The lab in network namespaces").
 Each host's SNMP responder (SNMPv3 user `ccfo`, one generated key pair for the site) listens
 on its own address, port 1161 (keeping the source's own notify_targets), and its FastAGI admission server on
 port 4573; the controller receives
