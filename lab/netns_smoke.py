@@ -154,14 +154,14 @@ async def scenario(site: LabSite, out: dict[str, Any]) -> None:
 
     # an etcd member cut off: the majority keeps one leader (never two at once), the member rejoins healthy
     member = lay.etcd_names[0]
-    site.partition(member)
+    out["inject_said"] = await site.inject("net", member, "cut")  # the campaign's vocabulary: partition()
     t_cut, most_leaders, terms = time.monotonic(), 0, set()
     while time.monotonic() < t_cut + lay.lease_ttl_s + 2:  # an observation window, sampled
         now = await _leading(site, names)
         most_leaders = max(most_leaders, len(now))
         terms.update(t for t in now.values() if t is not None)
         await asyncio.sleep(0.1)
-    site.heal(member)
+    await site.inject("net", member, "heal")
     assert site.controllers.etcd is not None
     t_heal = time.monotonic()
     await asyncio.to_thread(site.controllers.etcd.wait_healthy, 30.0, [site.controllers.etcd.member(member)])

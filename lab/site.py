@@ -422,6 +422,12 @@ class LabSite:
             return await self.front(what)
         if target in ("controller", "etcd"):
             return await self._inject_cluster(target, what, *args)
+        if target == "net":  # netns mode: `net NODE cut|heal`
+            how = args[0] if len(args) == 1 else ""
+            if how not in ("cut", "heal"):
+                raise LabError("usage: net NODE cut|heal")
+            (self.partition if how == "cut" else self.heal)(what)
+            return f"{what} {'partitioned (its link is down)' if how == 'cut' else 'healed (its link is up)'}"
         if target == "db":
             site, state = what, (args[0] if args else "")
             if site not in self.dbs or state not in ("down", "up"):
@@ -460,7 +466,7 @@ class LabSite:
                        "HOST trunk NAME down|up | "
                        "HOST service NAME crash|hang|resume | HOST asterisk hang|resume | HOST unreachable|reachable | "
                        "db SITE down|up | front down|up | controller NAME kill|start|pause|resume | "
-                       "etcd NAME kill|start")
+                       "etcd NAME kill|start | net NODE cut|heal")
 
     async def _inject_cluster(self, target: str, name: str, *args: str) -> str:
         how = args[0] if len(args) == 1 else ""

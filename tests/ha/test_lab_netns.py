@@ -78,6 +78,7 @@ def test_an_etcd_member_cut_leaves_one_leader_and_rejoins(smoke: dict) -> None:
     e = smoke["etcd_cut"]
     assert e["most_leaders_at_once"] == 1, e  # sampled every 0.1 s for lease_ttl_s + 2 s
     assert len(e["leaders_after_heal"]) == 1 and e["healthy_after_heal_s"] < 30, e
+    assert smoke["inject_said"] == f"{e['member']} partitioned (its link is down)"
 
 
 def test_the_primary_cut_is_fenced_and_the_standby_takes_over_never_both(smoke: dict) -> None:

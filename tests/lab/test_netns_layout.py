@@ -13,6 +13,7 @@ from ccfo.config.loader import load_config
 from lab.children import LabError
 from lab.labconfig import LabLayout, build
 from lab.netns import IP
+from lab.site import LabSite
 from lab.world import enter_world, node_argv, site_host_names
 
 REPO = Path(__file__).resolve().parents[2]
@@ -98,3 +99,19 @@ def test_enter_world_refuses_a_layout_without_netns_and_a_second_thread(tmp_path
     finally:
         stop.set()
         t.join()
+
+
+@pytest.mark.asyncio
+async def test_partitions_need_the_netns_mode_and_a_known_verb(tmp_path: Path) -> None:
+    site = LabSite(LabLayout(tmp_path))
+    try:
+        with pytest.raises(LabError, match="does not run in network namespaces"):
+            await site.inject("net", "ipc-a", "cut")
+        with pytest.raises(LabError, match="does not run in network namespaces"):
+            site.heal("ctl-a")
+        with pytest.raises(LabError, match="usage: net NODE cut\\|heal"):
+            await site.inject("net", "ipc-a", "sever")
+        assert site.partitioned == frozenset()
+    finally:
+        await site.http.aclose()
+        await site.controllers.http.aclose()
