@@ -135,7 +135,7 @@ async def scenario(site: LabSite, out: dict[str, Any]) -> None:
     # the leader cut off: another member leads with a higher term
     others = [n for n in names if n != lead.name]
     t_cut = time.monotonic()
-    site.partition(lead.name)
+    await site.partition(lead.name)
     out["partitioned_after_cut"] = sorted(site.partitioned)
 
     async def new_leader() -> dict[str, int | None]:
@@ -143,7 +143,7 @@ async def scenario(site: LabSite, out: dict[str, Any]) -> None:
         return {n: t for n, t in now.items() if (t or 0) > (lead.term or 0)}
     after = await _until("a new leader", lay.lease_ttl_s + 10, new_leader)
     took = time.monotonic() - t_cut
-    site.heal(lead.name)
+    await site.heal(lead.name)
     healed = await _until("one leader after the heal", 30, lambda: _leading(site, names))
     t_heal = time.monotonic()
     follower = await _until("the healed member to answer as a follower", 30, lambda: _follows(site, lead.name))
@@ -203,7 +203,7 @@ async def scenario(site: LabSite, out: dict[str, Any]) -> None:
     sampler = asyncio.create_task(sample())
     before = critical_hosts(run_dirs)
     t_cut = time.monotonic()
-    site.partition(primary)
+    await site.partition(primary)
     try:  # the lab AMI's control (the lab's console, not the site's network) still answers from world
         snap = await site.ami_control(primary, "/snapshot", method="GET")
         console: Any = sorted(snap)[:3] if isinstance(snap, dict) else type(snap).__name__
@@ -225,7 +225,7 @@ async def scenario(site: LabSite, out: dict[str, Any]) -> None:
                           "took_s": round(took, 1), "most_hosts_at_once": most, "samples": samples,
                           "ami_control_while_cut": console, "powered": dict(site.powered),
                           "front_destinations": front, "plans": await _failovers(site, lead.url)}
-    site.heal(primary)
+    await site.heal(primary)
     out["partitioned_at_end"] = sorted(site.partitioned)
 
 

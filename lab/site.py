@@ -321,18 +321,20 @@ class LabSite:
             raise LabError(f"no node {node!r} to partition (nodes: {', '.join(self.nodes)})")
         return lab
 
-    def partition(self, node: str) -> None:
+    async def partition(self, node: str) -> None:
         """Cut a node (a controller member, an etcd member or a host) from every other and from world: its link
-        to the bridge goes down; its processes run on, their packets are lost."""
+        to the bridge goes down; its processes run on, their packets are lost. Returns once the link is down."""
+        lab = self._node(node)
         try:
-            self._node(node).cut(node)
+            await asyncio.to_thread(lab.cut, node)
         except NetnsError as exc:
             raise LabError(str(exc)) from exc
 
-    def heal(self, node: str) -> None:
-        """Restore a cut node's link."""
+    async def heal(self, node: str) -> None:
+        """Restore a cut node's link (up again when this returns)."""
+        lab = self._node(node)
         try:
-            self._node(node).restore(node)
+            await asyncio.to_thread(lab.restore, node)
         except NetnsError as exc:
             raise LabError(str(exc)) from exc
 
@@ -426,7 +428,7 @@ class LabSite:
             how = args[0] if len(args) == 1 else ""
             if how not in ("cut", "heal"):
                 raise LabError("usage: net NODE cut|heal")
-            (self.partition if how == "cut" else self.heal)(what)
+            await (self.partition if how == "cut" else self.heal)(what)
             return f"{what} {'partitioned (its link is down)' if how == 'cut' else 'healed (its link is up)'}"
         if target == "db":
             site, state = what, (args[0] if args else "")

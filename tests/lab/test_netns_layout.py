@@ -108,7 +108,7 @@ async def test_partitions_need_the_netns_mode_and_a_known_verb(tmp_path: Path) -
         with pytest.raises(LabError, match="does not run in network namespaces"):
             await site.inject("net", "ipc-a", "cut")
         with pytest.raises(LabError, match="does not run in network namespaces"):
-            site.heal("ctl-a")
+            await site.heal("ctl-a")
         with pytest.raises(LabError, match="usage: net NODE cut\\|heal"):
             await site.inject("net", "ipc-a", "sever")
         assert site.partitioned == frozenset()
