@@ -15,7 +15,10 @@ its own), brings the lab up with three controllers in automatic mode, and prints
   snapshot), as it must: it is the lab's console, reached through a socket opened in the host's namespace;
 * `namespaces_left`: the lab's namespaces still listed after `down()` (none expected).
 
-Any error is reported as `error` in the same JSON (exit status 1); `down()` always runs. Needs root.
+Any error is reported as `error` in the same JSON (exit status 1); `down()` always runs. With `--fail-up` the lab
+is built from a copy of the site whose hosts are listed the other way round, so `up()` fails (the hosts are
+not where `enter_world` put their nodes): the JSON then says what `up()` raised and which namespaces
+`down()` left (none expected). Needs root.
 tests/ha/test_lab_netns.py runs it and asserts on the JSON.
 """
 
@@ -25,6 +28,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -32,11 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from lab.campaign_check import CRITICAL, critical_hosts, running
 from lab.labconfig import LabLayout
 from lab.netns import list_netns
-from lab.site import LabError, LabSite
+from lab.site import REPO, LabError, LabSite
 from lab.world import enter_world
 
 
@@ -234,9 +239,9 @@ async def _idle(site: LabSite, url: str) -> bool:
     return s is not None and s.get("running_plan") is None
 
 
-async def run(layout: LabLayout) -> dict[str, Any]:
+async def run(layout: LabLayout, source: Path | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"tag": layout.netns_tag}
-    site = LabSite(layout)
+    site = LabSite(layout, source) if source is not None else LabSite(layout)
     try:
         await scenario(site, out)
     except Exception as exc:  # reported in the JSON, with where it happened
@@ -249,11 +254,21 @@ async def run(layout: LabLayout) -> dict[str, Any]:
     return out
 
 
+def _swapped_site(dest: Path) -> Path:
+    """A copy of the example site with its hosts listed the other way round (ipc-b first, so at NET.1)."""
+    shutil.copytree(REPO / "config", dest, dirs_exist_ok=True)
+    site = yaml.safe_load((dest / "site.yaml").read_text())
+    site["hosts"] = dict(reversed(list(site["hosts"].items())))
+    (dest / "site.yaml").write_text(yaml.safe_dump(site, sort_keys=False))
+    return dest
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, type=Path)
     p.add_argument("--net", required=True, help="the lab's /24 prefix outside 127/8, such as 10.79.0")
     p.add_argument("--lease-ttl", type=float, default=5.0)
+    p.add_argument("--fail-up", action="store_true", help="build from a site whose hosts are swapped: up() fails")
     args = p.parse_args(argv)
     layout = LabLayout(args.root.resolve() / "lab", net=args.net, controllers=3, netns=True, debounce_s=1.0,
                        mode="automatic", lease_ttl_s=args.lease_ttl, controller_listen=f"{args.net}.100:8080",
@@ -261,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     enter_world(layout)  # the main thread, no other thread yet
     enter_s = round(time.monotonic() - t0, 2)
-    out = asyncio.run(run(layout))
+    source = _swapped_site(args.root.resolve() / "swapped") if args.fail_up else None
+    out = asyncio.run(run(layout, source))
     out["enter_world_s"] = enter_s
     out["namespaces_left"] = [ns for ns in list_netns() if ns.startswith(layout.netns_tag + "-")]
     print(json.dumps(out))

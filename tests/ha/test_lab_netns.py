@@ -8,7 +8,7 @@ with an etcd member cut, one leader all along and the member healthy again after
 with the primary cut, CTI/IVR never on two hosts (pid files sampled every 0.05 s), the primary fenced through
 the PDU and the standby running both, the failover plan finished with its routing step (the SIP front driven
 through its UNIX socket from the controllers' namespaces); the cut host's lab AMI control still answered from
-world; no namespace of the lab left after `down()`.
+world; no namespace of the lab left after `down()`, also after an `up()` that failed.
 
 Slow (make test-slow): ~60 s. Needs root for `ip netns`; skips with the reason where namespaces cannot be made.
 """
@@ -33,8 +33,7 @@ NET = f"10.79.{20 + os.getpid() % 200}"  # this test's own subnet (the lab's nam
 TTL = 5.0
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def _need_root_etcd_kamailio() -> None:
     need_etcd()
     reason = netns_available()
     if reason:
@@ -43,6 +42,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
         kamailio_binary()
     except FrontError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    _need_root_etcd_kamailio()
     root = tmp_path_factory.mktemp("netns-lab")
     r = subprocess.run([sys.executable, "-m", "lab.netns_smoke", "--root", str(root), "--net", NET,
                         "--lease-ttl", str(TTL)], capture_output=True, text=True, timeout=540, cwd=REPO)
@@ -98,3 +102,13 @@ def test_down_deletes_every_namespace(smoke: dict) -> None:
     assert smoke["namespaces_left"] == []
     assert not [ns for ns in list_netns() if ns.startswith(smoke["tag"] + "-")]
     assert smoke["enter_world_s"] < 5, smoke["enter_world_s"]
+
+
+def test_a_failed_up_leaves_no_namespace(tmp_path: Path) -> None:
+    _need_root_etcd_kamailio()
+    net = f"10.78.{20 + os.getpid() % 200}"
+    r = subprocess.run([sys.executable, "-m", "lab.netns_smoke", "--root", str(tmp_path), "--net", net, "--fail-up"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert r.returncode == 1 and "is not a node of the lab's namespaces" in out["error"], out
+    assert out["namespaces_left"] == [] and not [ns for ns in list_netns() if ns.startswith(out["tag"] + "-")]
