@@ -84,6 +84,9 @@ def enter_world(layout: LabLayout, source: Path = REPO / "config") -> NetnsLab:
         except BaseException:
             os.close(home)
             raise
+    except NetnsError as exc:
+        lab.close()
+        raise LabError(f"cannot make the lab's namespaces: {exc}") from exc
     except BaseException:
         lab.close()
         raise
