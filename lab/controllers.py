@@ -6,7 +6,8 @@ of the lab that die with it.
 `LabControllers` starts and stops them and is the fault surface of the HA tests, the campaign and the
 benchmark: which member leads now (`leader()`, from the members' unauthenticated `GET /leader`), kill a
 member (kill -9 by default) and start it again, pause (SIGSTOP) and resume (SIGCONT) one, kill and restart
-an etcd member. Processes are started from the event loop's thread (lab/children.py says why).
+an etcd member. Processes are started from the event loop's thread (lab/children.py says why). With
+LabLayout(netns=True) each controller and each etcd member runs in its node's namespace (lab/world.py).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import httpx
 from lab.children import LabError, Proc, wait_file
 from lab.etcd import EtcdCluster, EtcdLabError
 from lab.labconfig import LabLayout
+from lab.world import node_argv
 
 log = logging.getLogger("lab.controllers")
 # etcd keeps a bounded history (docs/ha.md: the journal's keys are deleted as new ones come; compaction
@@ -44,9 +46,9 @@ class LabControllers:
         self.procs = procs  # the lab's process table: the controllers are in it under their names
         self.etcd: EtcdCluster | None = None
         if layout.clustered:
-            self.etcd = EtcdCluster(layout.etcd_dir, layout.etcd_addresses,
-                                    names=[f"etcd{i + 1}" for i in range(len(layout.etcd_addresses))],
+            self.etcd = EtcdCluster(layout.etcd_dir, layout.etcd_addresses, names=layout.etcd_names,
                                     client_port=layout.etcd_client_port, peer_port=layout.etcd_peer_port,
+                                    netns=[layout.node_netns(n) for n in layout.etcd_names] if layout.netns else None,
                                     extra_args=ETCD_FLAGS, die_with_parent=True)
         self.http = httpx.AsyncClient(timeout=2.0)
 
@@ -137,8 +139,9 @@ class LabControllers:
         ready = self.layout.root / f"{name}.ready"
         ready.unlink(missing_ok=True)
         member = ["--member", name] if self.layout.clustered else []
-        proc = Proc(name, [sys.executable, "-m", "controller", "controller", "--config", str(self.layout.config),
-                           *member, "--ready-file", str(ready)], self.layout.root / "logs" / f"{name}.log")
+        argv = [sys.executable, "-m", "controller", "controller", "--config", str(self.layout.config), *member,
+                "--ready-file", str(ready)]
+        proc = Proc(name, node_argv(self.layout, name, argv), self.layout.root / "logs" / f"{name}.log")
         await proc.start()
         self.procs[name] = proc
         info = await wait_file(ready, proc, timeout)

@@ -8,6 +8,9 @@ fencing through the lab PDU, inbound routing through the lab's SIP front (Kamail
 and freshly generated secrets (0600) for the agents, AMI, SNMP, PDU and
 operators. With LabLayout(controllers=3) the site gets a `cluster:` section: members ctl-a, ctl-b, ctl-c at
 controller_listen's address on its port, port + 1, port + 2, and a 3-member etcd at NET.231..233 (docs/ha.md).
+With LabLayout(netns=True) (a non-127 `net`) each controller member has an address of its own, NET.221, NET.222,
+NET.223 on controller_listen's port, and the controllers, etcd members and IPC hosts become the nodes of a
+network-namespace lab (`netns_nodes`, lab/world.py `enter_world`; docs/ha.md "The lab in network namespaces").
 Each host's SNMP responder (SNMPv3 user `ccfo`, one generated key pair for the site) listens
 on its own address, port 1161 (keeping the source's own notify_targets), and its FastAGI admission server on
 port 4573; the controller receives
@@ -30,10 +33,12 @@ from typing import Any
 import yaml
 
 from ccfo.platform.auth import add_token
+from lab.children import LabError
 
 LAB_SERVICES = Path(__file__).resolve().parent.parent / "agents" / "lab_services.py"
 LAB_ENTRY = Path(__file__).resolve().parent / "entry.py"
 SERVER_BASE = 11  # the managed servers' addresses: NET.11, NET.12, ... (hosts NET.1.., databases NET.101..)
+NETNS_CONTROLLER_BASE = 221  # with netns: the controller members' own addresses NET.221, NET.222, NET.223
 
 
 @dataclass
@@ -76,8 +81,17 @@ class LabLayout:
     lease_ttl_s: float = 5.0  # cluster.lease_ttl_s with several controllers
     etcd_client_port: int = 2379
     etcd_peer_port: int = 2380
+    # True: the controllers, etcd members and IPC hosts each run in a network namespace of their own on one
+    # bridge (lab/netns.py), everything else (and the process running the lab) in a "world" namespace; their
+    # links can be cut (LabSite.partition). Needs root and a `net` outside 127/8 (docs/ha.md).
+    netns: bool = False
     hosts: dict[str, str] = field(default_factory=dict)  # host -> address, filled by build()
     server_addresses: dict[str, str] = field(default_factory=dict)  # server -> address, filled by build()
+
+    def __post_init__(self) -> None:
+        if self.netns and (self.net.split(".")[0] == "127" or len(self.net.split(".")) != 3):
+            raise LabError(f"LabLayout(netns=True) needs a /24 prefix outside 127/8 (such as 10.79.0), not "
+                           f"{self.net!r}: the namespaces' addresses live on a bridge, loopback ones cannot")
 
     @property
     def config(self) -> Path:
@@ -90,16 +104,60 @@ class LabLayout:
     @property
     def controller_members(self) -> dict[str, str]:
         """Each controller's name and listen address: `controller` alone, else ctl-a, ctl-b, ... on
-        controller_listen's address, its port and the next ones."""
+        controller_listen's address, its port and the next ones. With netns each member has its own address
+        (NET.221, NET.222, ...), all on controller_listen's port."""
+        names = [f"ctl-{chr(ord('a') + i)}" for i in range(self.controllers)] if self.clustered else ["controller"]
+        host, _, port = self.controller_listen.rpartition(":")
+        if self.netns:
+            return {n: f"{self.net}.{NETNS_CONTROLLER_BASE + i}:{port}" for i, n in enumerate(names)}
         if not self.clustered:
             return {"controller": self.controller_listen}
-        host, _, port = self.controller_listen.rpartition(":")
-        return {f"ctl-{chr(ord('a') + i)}": f"{host}:{int(port) + i}" for i in range(self.controllers)}
+        return {n: f"{host}:{int(port) + i}" for i, n in enumerate(names)}
+
+    @property
+    def controller_address(self) -> str:
+        """The first controller's listen address (site.yaml `controller.listen`): controller_listen, or with
+        netns the first member's own address on its port."""
+        return next(iter(self.controller_members.values()))
 
     @property
     def etcd_addresses(self) -> list[str]:
         """The lab etcd members' addresses (several controllers only): NET.231, NET.232, NET.233."""
         return [f"{self.net}.{231 + i}" for i in range(3)] if self.clustered else []
+
+    def ami_control_host(self, addr: str) -> str:
+        """Where a host's lab AMI control endpoint (unauthenticated, loopback only) listens: the host's own
+        loopback address, or with netns 127.0.0.1 inside the host's namespace (LabSite.ami_control reaches it
+        from world through a socket opened in that namespace, even while the host is partitioned)."""
+        return "127.0.0.1" if self.netns else addr
+
+    @property
+    def etcd_names(self) -> list[str]:
+        """The lab etcd members' names, in etcd_addresses' order: etcd1, etcd2, etcd3."""
+        return [f"etcd{i + 1}" for i in range(len(self.etcd_addresses))]
+
+    @property
+    def netns_tag(self) -> str:
+        """The prefix of every namespace of this lab (netns mode): ccfo-NET with dashes, e.g. ccfo-10-79-0."""
+        return "ccfo-" + self.net.replace(".", "-")
+
+    def node_netns(self, node: str) -> str:
+        """The namespace of one node (netns mode): TAG-NODE, e.g. ccfo-10-79-0-ctl-a; `world` for the rest."""
+        return f"{self.netns_tag}-{node}"
+
+    def netns_nodes(self, host_names: list[str]) -> dict[str, str]:
+        """The nodes of the netns mode and each one's address: every controller member, every etcd member and
+        every IPC host (`host_names` in site.yaml's order, at NET.1, NET.2, ... as `build` places them)."""
+        nodes = {n: listen.rpartition(":")[0] for n, listen in self.controller_members.items()}
+        nodes.update(zip(self.etcd_names, self.etcd_addresses, strict=True))
+        nodes.update({h: f"{self.net}.{i}" for i, h in enumerate(host_names, start=1)})
+        return nodes
+
+    def world_addresses(self, host_names: list[str]) -> list[str]:
+        """Every NET.1..254 address no node owns: the world namespace holds them all (the databases, the PDU,
+        the SIP front, the SIPp far ends, the servers, the lab's control API, whatever a test binds)."""
+        owned = set(self.netns_nodes(host_names).values())
+        return [a for a in (f"{self.net}.{i}" for i in range(1, 255)) if a not in owned]
 
     @property
     def etcd_dir(self) -> Path:
@@ -194,9 +252,10 @@ def build(source: Path, layout: LabLayout) -> dict[str, Any]:
         _secret(cfg / "secrets" / f"{role}.token", add_token(tokens, f"lab-{role}", role))
     for i, db in enumerate(site["databases"]["sites"].values(), start=101):
         db.update(host=f"{layout.net}.{i}", port=layout.db_port)
-    site["controller"].update(listen=layout.controller_listen, url=f"http://{layout.controller_listen}",
+    listen = layout.controller_address
+    site["controller"].update(listen=listen, url=f"http://{listen}",
                               tokens_file="secrets/tokens.yaml", journal=str(layout.root / "var" / "journal.sqlite"),
-                              snmp_trap_listen=f"{layout.controller_listen.rpartition(':')[0]}:{layout.snmp_trap_port}")
+                              snmp_trap_listen=f"{listen.rpartition(':')[0]}:{layout.snmp_trap_port}")
     site["fencing"] = {"method": "pdu", "pdu": {"host": layout.pdu_host, "port": layout.pdu_port,
                                                 "community_file": "secrets/pdu-community",
                                                 "outlets": {h: i for i, h in enumerate(site["hosts"], start=1)}}}
@@ -268,7 +327,7 @@ def _lab_host(host: dict[str, Any], name: str, addr: str, layout: LabLayout, ami
         far = f"{layout.net}.24{{}}:{layout.sip_port}"
         (run / "ivr.sip").write_text(f"sip={addr}:{layout.sip_port}\nagent={far.format(1)}\ndialout={far.format(2)}\n"
                                      f"caller={layout.net}.240\nfront={layout.front_host}:{layout.sip_port}\n")
-    control = f"http://{addr}:{layout.control_port}"
+    control = f"http://{layout.ami_control_host(addr)}:{layout.control_port}"
     host.update(address=addr, service_backend="command", backup_dir=str(hdir / "backups"))
     host["agent"] = {"url": f"http://{addr}:{layout.agent_port}", "token_file": f"secrets/agent-token-{name}"}
     host["ami"] = {**host.get("ami", {}), "host": addr, "port": layout.ami_port, "secret_file": "secrets/ami-secret",

@@ -9,6 +9,9 @@ SIP front (a real Kamailio on NET.200, lab/front.py: every lab call enters there
 (with LabLayout(controllers=3): a 3-member etcd and three controller members, lab/controllers.py).
 `LabSite` owns these processes; `ccfo lab up` runs it in a background supervisor
 and `ccfo lab inject` talks to its control API. Tests use it in-process on their own 127.x.y network.
+With LabLayout(netns=True) (after lab/world.py `enter_world`) the controllers, etcd members and IPC hosts
+each run in a network namespace of their own: `partition(node)` cuts one's link, `heal(node)` restores
+it, and `down()` deletes every namespace.
 """
 
 from __future__ import annotations
@@ -31,15 +34,20 @@ from lab.children import LabError, Proc, wait_file
 from lab.controllers import LabControllers, Leader
 from lab.front import FrontError, kamailio_argv, kamailio_binary, lab_router, wait_ready
 from lab.labconfig import LAB_ENTRY, LabLayout, _svc_cmd, build
+from lab.netns import NetnsError, NetnsLab, http_in_netns
 from lab.pdu import LabDatabase, start_pdu
+from lab.world import WORLD, current_world, leave_world, node_argv
 
 log = logging.getLogger("lab.site")
 REPO = Path(__file__).resolve().parent.parent
 
 
 class LabSite:
-    def __init__(self, layout: LabLayout, source: Path = REPO / "config") -> None:
+    def __init__(self, layout: LabLayout, source: Path = REPO / "config", netns: NetnsLab | None = None) -> None:
+        """`netns`: with LabLayout(netns=True), the namespaces `enter_world` made (by default the ones this
+        process entered)."""
         self.layout, self.source = layout, source
+        self.netns = netns
         self.site: dict[str, Any] = {}
         self.procs: dict[str, Proc] = {}
         self.dbs: dict[str, LabDatabase] = {}
@@ -53,12 +61,21 @@ class LabSite:
     # --- bring-up -------------------------------------------------------------------------------
 
     async def up(self, timeout: float = 60.0) -> None:
+        """Bring the whole site up. On an error, call `down()` all the same (it deletes the namespaces)."""
         root = self.layout.root
+        if self.layout.netns:
+            self._world()
         root.mkdir(parents=True, exist_ok=True)
         for sub in ("hosts", "var", "etcd"):  # a fresh site: etcd's data too (an old site state would be taken over)
             if (root / sub).exists():
                 shutil.rmtree(root / sub)
         self.site = build(self.source, self.layout)
+        if self.netns is not None:
+            for host, addr in self.layout.hosts.items():
+                node = self.netns.nodes.get(host)
+                if node is None or node.address != addr:
+                    raise LabError(f"host {host} at {addr} is not a node of the lab's namespaces; enter_world was "
+                                   f"given another site than {self.source}")
         self._write_db_files()
         for name, db in self.site["databases"]["sites"].items():
             self.dbs[name] = LabDatabase(name, db["host"], db["port"])
@@ -94,17 +111,16 @@ class LabSite:
         spans = ",".join(f"{s['span']}:{s['channels']}" for s in spec["board"]["spans"])
         ready = lay.host_dir(host) / "ami.ready"
         ready.unlink(missing_ok=True)
-        ami = Proc(f"{host}-ami", [sys.executable, "-m", "lab.ami", "--host", addr, "--port", str(lay.ami_port),
-                                   "--control-host", addr, "--control-port", str(lay.control_port),
-                                   "--spans", spans, "--fax", str(spec.get("fax_channels", 4)),
-                                   "--trunks", ",".join(f"{t['name']}:{t.get('driver', 'pjsip')}:{t['channels']}"
-                                                        for t in spec.get("trunks", [])),
-                                   # a SIP-trunk lab grants the agent's AMI user only what the shipped
-                                   # manager-ccfo.conf grants: PJSIPShowEndpoints (system) is refused there
-                                   *(["--write-classes", "reporting,originate"] if lay.telephony == "sip" else []),
-                                   "--secret-file", str(lay.config / "secrets" / "ami-secret"),
-                                   "--login-fail-delay", "0.2", "--ready-file", str(ready)],
-                   lay.root / "logs" / f"{host}-ami.log")
+        trunks = ",".join(f"{t['name']}:{t.get('driver', 'pjsip')}:{t['channels']}" for t in spec.get("trunks", []))
+        ami_argv = [sys.executable, "-m", "lab.ami", "--host", addr, "--port", str(lay.ami_port),
+                    "--control-host", lay.ami_control_host(addr), "--control-port", str(lay.control_port),
+                    "--spans", spans, "--fax", str(spec.get("fax_channels", 4)), "--trunks", trunks,
+                    # a SIP-trunk lab grants the agent's AMI user only what the shipped
+                    # manager-ccfo.conf grants: PJSIPShowEndpoints (system) is refused there
+                    *(["--write-classes", "reporting,originate"] if lay.telephony == "sip" else []),
+                    "--secret-file", str(lay.config / "secrets" / "ami-secret"),
+                    "--login-fail-delay", "0.2", "--ready-file", str(ready)]
+        ami = Proc(f"{host}-ami", self._in_node(host, ami_argv), lay.root / "logs" / f"{host}-ami.log")
         await ami.start()
         self.procs[ami.name] = ami
         await wait_file(ready, ami, timeout)
@@ -117,10 +133,10 @@ class LabSite:
                     await self._lab_service(host, "start", svc)
         agent_ready = lay.host_dir(host) / "agent.ready"
         agent_ready.unlink(missing_ok=True)
-        agent = Proc(f"{host}-agent", [sys.executable, "-m", "controller", "agent", "--config", str(lay.config),
-                                       "--host", host, "--lab", "--state-dir", str(lay.host_dir(host) / "agent"),
-                                       "--ready-file", str(agent_ready), "--lab-ami-control",
-                                       f"http://{addr}:{lay.control_port}"],
+        agent = Proc(f"{host}-agent", self._in_node(host, [
+            sys.executable, "-m", "controller", "agent", "--config", str(lay.config), "--host", host, "--lab",
+            "--state-dir", str(lay.host_dir(host) / "agent"), "--ready-file", str(agent_ready),
+            "--lab-ami-control", f"http://{lay.ami_control_host(addr)}:{lay.control_port}"]),
                      lay.root / "logs" / f"{host}-agent.log")
         await agent.start()
         self.procs[agent.name] = agent
@@ -186,9 +202,9 @@ class LabSite:
         return f"http://{addr}:{self.layout.entry_port}/"
 
     async def _lab_service(self, host: str, verb: str, name: str, control: bool = False) -> int:
-        addr = self.site["hosts"][host]["address"] if control else ""
-        argv = _svc_cmd(verb, name, self.layout.run_dir(host),
-                        f"http://{addr}:{self.layout.control_port}" if control else None)
+        addr = self.layout.ami_control_host(self.site["hosts"][host]["address"]) if control else ""
+        argv = self._in_node(host, _svc_cmd(verb, name, self.layout.run_dir(host),
+                                            f"http://{addr}:{self.layout.control_port}" if control else None))
         proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.DEVNULL,
                                                     stderr=asyncio.subprocess.DEVNULL)
         return await proc.wait()
@@ -276,6 +292,57 @@ class LabSite:
         """Start a killed etcd member again on its data dir."""
         await self.controllers.start_etcd(name, timeout)
 
+    # --- network namespaces (LabLayout(netns=True)) ---------------------------------------------
+
+    def _world(self) -> NetnsLab:
+        if not self.layout.netns:
+            raise LabError("this lab does not run in network namespaces (LabLayout(netns=True))")
+        if self.netns is None:
+            self.netns = current_world()
+        if self.netns is None:
+            raise LabError("LabLayout(netns=True) needs lab.world.enter_world(layout) first, in the main thread "
+                           "before any other thread starts")
+        return self.netns
+
+    def _in_node(self, node: str, argv: list[str]) -> list[str]:
+        """`argv` started inside the node's namespace when `node` is one (a managed server lives in world)."""
+        if self.netns is not None and node in self.netns.nodes and node != WORLD:
+            return node_argv(self.layout, node, argv)
+        return argv
+
+    @property
+    def nodes(self) -> list[str]:
+        """What `partition` can cut: the controllers, the etcd members, the IPC hosts (netns mode only)."""
+        return [n for n in self._world().nodes if n != WORLD]
+
+    def _node(self, node: str) -> NetnsLab:
+        lab = self._world()
+        if node not in lab.nodes or node == WORLD:
+            raise LabError(f"no node {node!r} to partition (nodes: {', '.join(self.nodes)})")
+        return lab
+
+    async def partition(self, node: str) -> None:
+        """Cut a node (a controller member, an etcd member or a host) from every other and from world: its link
+        to the bridge goes down; its processes run on, their packets are lost. Returns once the link is down."""
+        lab = self._node(node)
+        try:
+            await asyncio.to_thread(lab.cut, node)
+        except NetnsError as exc:
+            raise LabError(str(exc)) from exc
+
+    async def heal(self, node: str) -> None:
+        """Restore a cut node's link (up again when this returns)."""
+        lab = self._node(node)
+        try:
+            await asyncio.to_thread(lab.restore, node)
+        except NetnsError as exc:
+            raise LabError(str(exc)) from exc
+
+    @property
+    def partitioned(self) -> frozenset[str]:
+        """The nodes cut now (empty without netns)."""
+        return frozenset(self.netns.cut_nodes) if self.netns is not None else frozenset()
+
     # --- operations ---------------------------------------------------------------------------
 
     def token(self, role: str) -> str:
@@ -285,7 +352,7 @@ class LabSite:
     def api(self) -> str:
         """The first controller's URL (the controller alone; with several, ctl-a, which may not lead: see
         `leader()` and `api_urls`)."""
-        return f"http://{self.layout.controller_listen}"
+        return f"http://{self.layout.controller_address}"
 
     @property
     def api_urls(self) -> list[str]:
@@ -331,9 +398,22 @@ class LabSite:
                 return
             await asyncio.sleep(0.05)
 
-    async def ami_control(self, host: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    async def ami_control(self, host: str, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
+        """One request to the host's lab AMI control endpoint (GET /snapshot, POST /spans/1/alarm ...); its JSON.
+        With netns the endpoint is on the host namespace's loopback, reached through a socket opened in that
+        namespace: it answers even while the host is partitioned (a console, not the site's network)."""
+        if self.netns is not None and host in self.netns.nodes:
+            try:
+                status, answer = await http_in_netns(self.netns.nodes[host].netns, self.layout.control_port, method,
+                                                     path, body if method != "GET" else None)
+            except (OSError, NetnsError, ValueError, IndexError, TimeoutError) as exc:
+                raise LabError(f"lab AMI control {host}{path}: {exc!r}") from exc
+            if status != 200:
+                raise LabError(f"lab AMI control {host}{path}: HTTP {status} {answer}")
+            return answer
         addr = self.site["hosts"][host]["address"]
-        r = await self.http.post(f"http://{addr}:{self.layout.control_port}{path}", json=body or {})
+        url = f"http://{addr}:{self.layout.control_port}{path}"
+        r = await (self.http.get(url) if method == "GET" else self.http.request(method, url, json=body or {}))
         if r.status_code != 200:
             raise LabError(f"lab AMI control {host}{path}: HTTP {r.status_code} {r.text}")
         return r.json()
@@ -344,6 +424,12 @@ class LabSite:
             return await self.front(what)
         if target in ("controller", "etcd"):
             return await self._inject_cluster(target, what, *args)
+        if target == "net":  # netns mode: `net NODE cut|heal`
+            how = args[0] if len(args) == 1 else ""
+            if how not in ("cut", "heal"):
+                raise LabError("usage: net NODE cut|heal")
+            await (self.partition if how == "cut" else self.heal)(what)
+            return f"{what} {'partitioned (its link is down)' if how == 'cut' else 'healed (its link is up)'}"
         if target == "db":
             site, state = what, (args[0] if args else "")
             if site not in self.dbs or state not in ("down", "up"):
@@ -382,7 +468,7 @@ class LabSite:
                        "HOST trunk NAME down|up | "
                        "HOST service NAME crash|hang|resume | HOST asterisk hang|resume | HOST unreachable|reachable | "
                        "db SITE down|up | front down|up | controller NAME kill|start|pause|resume | "
-                       "etcd NAME kill|start")
+                       "etcd NAME kill|start | net NODE cut|heal")
 
     async def _inject_cluster(self, target: str, name: str, *args: str) -> str:
         how = args[0] if len(args) == 1 else ""
@@ -425,6 +511,19 @@ class LabSite:
         return {"host": host, "ivr": ivr, "agent": agent}
 
     async def down(self) -> None:
+        """Stop everything; with netns, then delete every namespace (always, even when a stop fails)."""
+        try:
+            await self._down()
+        finally:
+            if self.netns is not None:
+                t0 = time.monotonic()
+                if self.netns is current_world():
+                    leave_world()
+                else:
+                    self.netns.close()
+                log.info("lab down: namespaces deleted in %.2f s", time.monotonic() - t0)
+
+    async def _down(self) -> None:
         await self.controllers.down()
         for name in ["front", *[n for n in self.procs if n.endswith(("-agent", "-entry"))],
                      *[n for n in self.procs if n.endswith("-ami")]]:
@@ -447,9 +546,11 @@ class LabSite:
     def summary(self) -> dict[str, Any]:
         hosts = {h: {"address": s["address"], "agent": s["agent"]["url"],
                      "ami": f"{s['ami']['host']}:{s['ami']['port']}",
-                     "ami_control": f"http://{s['address']}:{self.layout.control_port}",
+                     "ami_control": f"http://{self.layout.ami_control_host(s['address'])}:{self.layout.control_port}",
                      "logs": str(self.layout.root / "logs")} for h, s in self.site["hosts"].items()}
+        netns = ({n: node.netns for n, node in self.netns.nodes.items()} if self.netns is not None else {})
         return {"dashboard": self.api + "/", "api": self.api + "/api/v1", "api_urls": self.api_urls,
+                **({"netns": netns} if netns else {}),
                 **self.controllers.summary(), "config": str(self.layout.config),
                 "hosts": hosts, "databases": {n: f"{d.host}:{d.port}" for n, d in self.dbs.items()},
                 "pdu": f"{self.layout.pdu_host}:{self.layout.pdu_port}",
