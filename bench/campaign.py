@@ -38,12 +38,13 @@ def commit() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lab.campaign import Settings, run_campaign, summary_lines
+    from lab.campaign import Settings, enter_partitions, run_campaign, summary_lines
 
     ap = argparse.ArgumentParser(prog="python -m bench.campaign", description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--seed", default="2026")
-    ap.add_argument("--net", default="127.78.1", help="loopback network of the campaign's lab")
+    ap.add_argument("--net", default=None, help="the campaign lab's network: 127.78.1 (loopback) by default, "
+                                              "10.78.1 with --partitions")
     ap.add_argument("--json", default=None, help="write the full report here")
     ap.add_argument("--controllers", type=int, default=1, choices=(1, 3),
                     help="3: a controller cluster on etcd, with the cluster's events and invariants")
@@ -52,10 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.partitions and args.controllers != 3:
         ap.error("--partitions needs --controllers 3")
+    args.net = args.net or ("10.78.1" if args.partitions else "127.78.1")
     with tempfile.TemporaryDirectory(prefix="ccfo-campaign-") as tmp:
         s = Settings(runs=args.runs, seed=args.seed, root=Path(tmp) / "campaign", net=args.net,
                      controller_listen=f"{args.net}.100:8080", progress=True, controllers=args.controllers,
                      partitions=args.partitions)
+        enter_partitions(s)
         rep = asyncio.run(run_campaign(s))
     rep["commit"] = commit()
     print(f"commit {rep['commit']}")

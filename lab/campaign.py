@@ -120,6 +120,12 @@ def campaign_source(root: Path, s: Settings) -> Path:
     return src
 
 
+def campaign_layout(s: Settings) -> LabLayout:
+    """The campaign's lab layout (the same before the loop, for `enter_world`, and inside it)."""
+    return LabLayout(s.root.resolve() / "lab", net=s.net, controller_listen=s.controller_listen,
+                     debounce_s=s.debounce_s, controllers=s.controllers, netns=s.partitions)
+
+
 class Controller:
     """The operator's view of the controller API (what the campaign does, never what it judges)."""
 
@@ -201,8 +207,7 @@ class Campaign:
     def __init__(self, s: Settings) -> None:
         self.s = s
         root = s.root.resolve()
-        self.layout = LabLayout(root / "lab", net=s.net, controller_listen=s.controller_listen,
-                                debounce_s=s.debounce_s, controllers=s.controllers)
+        self.layout = campaign_layout(s)
         self.source = campaign_source(root, s)
         self.lab = LabSite(self.layout, self.source)
         self.members = Members(self.lab) if self.layout.clustered else None
@@ -568,6 +573,9 @@ class Campaign:
         return str(self.lab.site["hosts"][host]["address"])
 
     async def _ami(self, host: str, path: str = "/snapshot", body: dict[str, Any] | None = None) -> Any:
+        if self.layout.netns:  # the control endpoint is on the host namespace's loopback (lab.site ami_control)
+            async with asyncio.timeout(2.0):
+                return await self.lab.ami_control(host, path, body, method="GET" if body is None else "POST")
         url = f"http://{self._addr(host)}:{self.layout.control_port}{path}"
         r = await (self.http.get(url) if body is None else self.http.post(url, json=body))
         if r.status_code != 200:
@@ -914,10 +922,19 @@ async def run_campaign(s: Settings) -> dict[str, Any]:
         return campaign.report(time.monotonic() - campaign.t0)
 
 
+def enter_partitions(s: Settings) -> None:
+    """With `partitions`: make the lab's network namespaces and move this process into their world
+    (lab.world): before asyncio.run, while this is the only thread."""
+    if s.partitions:
+        from lab.world import enter_world
+        enter_world(campaign_layout(s), campaign_source(s.root.resolve(), s))
+
+
 def main(s: Settings, json_path: Path | None = None, as_json: bool = False) -> int:
     """Run the campaign; print its summary (or, `as_json`, the whole report); write the report to `json_path`."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s",
                         stream=sys.stderr)
+    enter_partitions(s)
     rep = asyncio.run(run_campaign(s))
     for line in [json.dumps(rep, indent=2, default=str)] if as_json else summary_lines(rep):
         print(line)

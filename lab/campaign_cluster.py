@@ -171,11 +171,14 @@ class EtcdView:
     def _range(self, prefix: str) -> tuple[int, list[dict[str, Any]]]:
         body = {"key": _b64(prefix), "range_end": _prefix_end(prefix)}
         errors = []
-        for url in self.endpoints:
+        for url in list(self.endpoints):
             try:
                 r = self.http.post(f"{url}/v3/kv/range", json=body)
                 r.raise_for_status()
                 data = r.json()
+                if url != self.endpoints[0]:  # a member down or cut: ask the one that answered first next time
+                    self.endpoints.remove(url)
+                    self.endpoints.insert(0, url)
                 return int(data["header"]["revision"]), list(data.get("kvs", ()))
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 errors.append(f"{url}: {exc}")

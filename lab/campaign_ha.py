@@ -289,7 +289,7 @@ class ClusterFaults:
                 self.lab.resume_controller(name)
             self.members.paused.discard(name)
             notes.append(f"{name} resumed")
-        for name in list(getattr(self.lab, "partitioned", ())):
+        for name in sorted(self.lab.partitioned):
             await self.lab.heal(name)
             self.members.cut.discard(name)
             notes.append(f"{name}'s link restored")

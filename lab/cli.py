@@ -226,8 +226,9 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             weights[kind] = -1.0
         if not sep or kind not in known or weights[kind] < 0:
             raise LabCliError(f"--weight {item}: expected KIND=W with W >= 0, KIND one of {', '.join(known)}")
-    s = Settings(runs=args.runs, seed=args.seed, only_run=args.run, root=Path(args.dir), net=args.net,
-                 controller_listen=args.controller_listen or f"{args.net}.100:8080", load_cps=args.load_cps,
+    net = args.net or ("10.79.7" if args.partitions else "127.0.7")  # namespaces need a net outside 127/8
+    s = Settings(runs=args.runs, seed=args.seed, only_run=args.run, root=Path(args.dir), net=net,
+                 controller_listen=args.controller_listen or f"{net}.100:8080", load_cps=args.load_cps,
                  sip_load=args.load_cps > 0, weights=weights, controllers=args.controllers,
                  partitions=args.partitions)
     return main(s, Path(args.report) if args.report else None, as_json=args.json)
@@ -243,7 +244,8 @@ def add_campaign_parser(lsub: argparse._SubParsersAction) -> None:  # type: igno
     q.add_argument("--report", default=None, metavar="PATH",
                    help="write the full report (figures, runs, violations) here, as JSON")
     q.add_argument("--json", action="store_true", help="print the full report as JSON instead of the summary")
-    q.add_argument("--net", default="127.0.7", help="loopback network of the campaign's lab (NET.1, NET.2, ...)")
+    q.add_argument("--net", default=None, help="network of the campaign's lab (NET.1, NET.2, ...): loopback "
+                                                "127.0.7 by default, 10.79.7 with --partitions (namespaces)")
     q.add_argument("--controller-listen", default=None, help="default NET.100:8080")
     q.add_argument("--load-cps", type=float, default=2.0, help="steady SIPp load, calls/s (0: none)")
     q.add_argument("--weight", action="append", default=[], metavar="KIND=W",

@@ -348,3 +348,34 @@ async def guarded_txn(client: EtcdClient, site: str, term: int, success: Sequenc
 async def guarded_put(client: EtcdClient, site: str, term: int, key: str, value: str | bytes) -> int:
     """Put one key under the term guard; returns the revision. Raises NotLeader for a stale term."""
     return (await guarded_txn(client, site, term, [Put(key, value)])).revision
+
+
+RETRY_S = 0.25  # the pace of a publisher's retries while etcd does not answer
+
+
+async def put_while_leading(election: Election, client: EtcdClient, term: int, key: str, value: str | bytes,
+                            what: str) -> bool:
+    """Put one key under the term guard, retrying while etcd does not answer and this member still holds
+    `term`: a leader's writes reach etcd in order or not at all (the publishers in statesync and journalsync
+    put one at a time, so the next waits). Dropping one on a transient error (an etcd member cut, raft
+    electing) left etcd behind the leader: a plan's abort not on etcd, a journal entry missing from every
+    other member's copy; the fault campaign found it. False once the term is over (NotLeader, or demoted:
+    a deposed leader's writes are not the site's); a retried put that had been applied is the same value
+    again (the followers store each journal key once)."""
+    failed = 0
+    while election.term == term:
+        try:
+            await guarded_put(client, election.site, term, key, value)
+            if failed:
+                log.warning("%s copied to etcd after %d failed attempt(s)", what, failed)
+            return True
+        except NotLeader as exc:
+            log.warning("%s not copied to etcd: %s", what, exc)
+            return False
+        except EtcdError as exc:
+            failed += 1
+            if failed == 1:
+                log.error("%s not copied to etcd yet: %s; retrying while this member leads", what, exc)
+            await asyncio.sleep(RETRY_S)  # a retry pace, not a synchronisation
+    log.warning("%s not copied to etcd: this member no longer leads with term %d", what, term)
+    return False

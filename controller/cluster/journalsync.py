@@ -21,7 +21,7 @@ import json
 import logging
 
 from ccfo.clients.etcd import EtcdClient, EtcdCompacted, EtcdError, EventType
-from controller.cluster.election import Election, NotLeader, guarded_put
+from controller.cluster.election import Election, put_while_leading
 from controller.journal import Journal, JournalEntry, JournalError
 
 log = logging.getLogger("ccfo.cluster")
@@ -71,13 +71,13 @@ class JournalSync:
             if term is None:
                 continue
             doc = json.dumps(dataclasses.asdict(entry), sort_keys=True)
+            if not await put_while_leading(self.election, self.client, term, f"{self.mine}{entry.id:012d}", doc,
+                                           f"journal entry {entry.id}"):
+                continue
             try:
-                await guarded_put(self.client, self.site, term, f"{self.mine}{entry.id:012d}", doc)
                 await self._trim(entry.id)
-            except NotLeader as exc:
-                log.warning("journal entry %d not published: %s", entry.id, exc)
-            except EtcdError as exc:
-                log.error("journal entry %d not published: %s", entry.id, exc)
+            except EtcdError as exc:  # an old key left on etcd a little longer: the next put trims again
+                log.warning("journal trim after entry %d: %s", entry.id, exc)
 
     async def _trim(self, last_id: int) -> None:
         """Keep this member's last `keep` entries on etcd (at most 20 deletes per entry put)."""

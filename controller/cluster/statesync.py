@@ -34,7 +34,7 @@ from typing import Any
 
 from ccfo.clients.etcd import EtcdClient, EtcdError
 from ccfo.domain.state import SiteState
-from controller.cluster.election import Election, NotLeader, guarded_put
+from controller.cluster.election import Election, guarded_put, put_while_leading
 from controller.store import PlanRecord, PlanStatus, Store
 
 log = logging.getLogger("ccfo.cluster")
@@ -97,12 +97,8 @@ class StateSync:
             term = self.election.term
             if term is None:
                 continue
-            try:
-                await guarded_put(self.client, self.site, term, key, json.dumps(doc, sort_keys=True))
-            except NotLeader as exc:
-                log.warning("not copied to etcd (%s): %s", key, exc)
-            except EtcdError as exc:  # the leader cannot renew either: it stops acting at its deadline
-                log.error("cannot copy %s to etcd: %s", key, exc)
+            # retried while etcd does not answer and this member leads (it stops acting at its deadline)
+            await put_while_leading(self.election, self.client, term, key, json.dumps(doc, sort_keys=True), key)
 
     # --- a follower's view ------------------------------------------------------------------------------
     async def mirror_once(self) -> bool:

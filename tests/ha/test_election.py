@@ -14,7 +14,16 @@ from pathlib import Path
 import pytest
 
 from ccfo.clients.etcd import Compare, EtcdClient, EtcdUnavailable, Put
-from controller.cluster.election import Election, NotLeader, Role, Timing, guarded_put, guarded_txn, leader_key
+from controller.cluster.election import (
+    Election,
+    NotLeader,
+    Role,
+    Timing,
+    guarded_put,
+    guarded_txn,
+    leader_key,
+    put_while_leading,
+)
 from lab import contenders
 from lab.etcd import EtcdCluster
 from tests.support import async_wait_until, wait_until
@@ -203,3 +212,27 @@ def test_a_paused_leader_never_acts_again_after_resume(etcd3: EtcdCluster, tmp_p
             with contextlib.suppress(ProcessLookupError):
                 c.proc.send_signal(signal.SIGCONT)
             c.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_leaders_write_waits_out_an_etcd_outage_and_a_deposed_one_is_dropped(
+        etcd3: EtcdCluster, caplog: pytest.LogCaptureFixture) -> None:
+    """The publishers' put (statesync, journalsync): retried in place while etcd does not answer and the
+    member holds its term (the campaign found a journal entry and a plan's abort dropped on one timeout),
+    given up at once for a term that is not this member's."""
+    caplog.set_level("ERROR", logger="ccfo.cluster")
+    async with EtcdClient(etcd3.endpoints) as c:
+        e = Election(c, "s9", "a", lease_ttl_s=TTL)
+        await e.campaign()
+        term = e.term
+        assert term is not None
+        assert not await put_while_leading(e, c, term + 1, "/ccfo/s9/other", "x", "a deposed write")
+        etcd3.stop(grace_s=0)
+        put = asyncio.create_task(put_while_leading(e, c, term, "/ccfo/s9/entry", "v1", "entry 1"))
+        await async_wait_until(lambda: "entry 1 not copied to etcd yet" in caplog.text, timeout=30)
+        assert not put.done()
+        await asyncio.to_thread(etcd3.start)
+        assert await asyncio.wait_for(put, 30) is True
+        got = await c.get("/ccfo/s9/entry")
+        assert got.first is not None and got.first.text == "v1"
+        assert (await c.get("/ccfo/s9/other")).first is None
