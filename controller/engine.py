@@ -173,6 +173,10 @@ class Engine(PlanOperations):
             return self.decision
         if not self.leadership.is_acting():  # observe only: the leader decides, journals and acts
             self._was_acting = False
+            # the faults seen now, for this member's status and dashboard (not journaled, not judged): a
+            # member that stopped leading while cut off kept the faults it saw then, "both hosts unreachable",
+            # long after the heal; one that never led showed none
+            self.tracker = self.tracker.observe(faults(self.site, self.state, self.snap), now)
             self.decision = Decision(None, Action.NONE, Disposition.NONE,
                                      f"not acting: {self.leadership.describe()}")
             await self.events.publish("status", {"cycle": self.cycles})

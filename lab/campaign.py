@@ -47,6 +47,7 @@ from lab.campaign_check import (
     Hang,
     Load,
     critical_hosts,
+    hang_verdict,
     normal_violations,
     running,
 )
@@ -57,6 +58,7 @@ from lab.site import REPO, LabError, LabSite, Proc
 
 log = logging.getLogger("lab.campaign")
 REASON = "fault campaign"
+CLUSTER_EVENTS = ("leader_kill", "leader_pause", "member_kill", "etcd_kill", "partition")
 
 
 @dataclass
@@ -334,7 +336,8 @@ class Campaign:
         try:
             for ev in plan.events:
                 self.kinds[ev.kind] += 1
-                started = time.monotonic()
+                started, started_at = time.monotonic(), time.time()
+                await self._cluster_disturbs_hangs(ev)
                 try:
                     async with asyncio.timeout(45):
                         outcome = await self.do(ev)
@@ -342,7 +345,7 @@ class Campaign:
                     outcome = "timed out after 45 s"
                 except (LabError, httpx.HTTPError, OSError, KeyError, ValueError) as exc:
                     outcome = f"failed: {type(exc).__name__}: {exc}"
-                self._disturb_hangs(ev, started)
+                self._disturb_hangs(ev, started_at)
                 self.outcomes[outcome.split(":")[0].split(" ")[0]] += 1
                 result.events.append({**ev.to_dict(), "outcome": outcome,
                                       "took_s": round(time.monotonic() - started, 2)})
@@ -393,7 +396,7 @@ class Campaign:
             return await self.kill_controller(a[0] == "mid-plan", float(a[1]))
         if k == "agent_restart":
             return await self.restart_agent(a[0])
-        if k in ("leader_kill", "leader_pause", "member_kill", "etcd_kill", "partition"):
+        if k in CLUSTER_EVENTS:
             if self.cluster is None:
                 raise ValueError(f"{k} needs a controller cluster (--controllers 3)")
             host = a[0].partition(":")[2] if k == "partition" and a[0].startswith("host:") else None
@@ -481,18 +484,31 @@ class Campaign:
         except OSError:
             hang["excuse"] = hang["excuse"] or "the process was gone before the deadline"
 
-    def _disturb_hangs(self, ev: Event, started: float) -> None:
-        """An event that takes the controller or the host's agent away around a hang makes it unjudgeable."""
+    async def _cluster_disturbs_hangs(self, ev: Event) -> None:
+        """A leader change while a hang's verdict is pending makes it unjudgeable: the successor starts with
+        its own view (it may see the process already killed, `down`, and never journal the `hung` it did
+        not see clear). Judged before the event: a hang already handled stays judged."""
+        if ev.kind not in CLUSTER_EVENTS or (ev.kind == "partition" and ev.args[0].startswith("host:")):
+            return
+        open_ = [h for h in self.run_hangs if not h["excuse"]]
+        if not open_:
+            return
+        rows = await asyncio.to_thread(self.checker.rows)
         now = time.time()
+        for hang in open_:
+            verdict, _ = hang_verdict(Hang(hang["host"], hang["service"], hang["at"], hang["deadline_s"]), rows, now)
+            if verdict == "pending":
+                hang["excuse"] = f"the controller cluster was disturbed around it ({ev.kind})"
+
+    def _disturb_hangs(self, ev: Event, started_at: float) -> None:
+        """An event that takes the controller or the host's agent away around a hang makes it unjudgeable
+        (`started_at`: the event's start, Unix time: an event lasting seconds must not outrun the window)."""
         for hang in self.run_hangs:
-            if hang["excuse"] or now > hang["at"] + hang["deadline_s"] + HANDLE_S:
+            if hang["excuse"] or started_at > hang["at"] + hang["deadline_s"] + HANDLE_S:
                 continue
             a = ev.args
             if ev.kind == "controller_kill":
                 hang["excuse"] = "the controller was killed around it"
-            elif ev.kind in ("leader_kill", "leader_pause", "member_kill", "etcd_kill") or (
-                    ev.kind == "partition" and not a[0].startswith("host:")):
-                hang["excuse"] = f"the controller cluster was disturbed around it ({ev.kind} {' '.join(a)})"
             elif ev.kind == "partition" and a[0] == f"host:{hang['host']}":
                 hang["excuse"] = f"{hang['host']} was cut off around it"
             elif ev.kind in ("agent_restart", "unreachable") and a and a[0] == hang["host"]:

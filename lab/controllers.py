@@ -30,7 +30,9 @@ from lab.world import node_argv
 log = logging.getLogger("lab.controllers")
 # etcd keeps a bounded history (docs/ha.md: the journal's keys are deleted as new ones come; compaction
 # frees their revisions)
-ETCD_FLAGS = ("--auto-compaction-mode=revision", "--auto-compaction-retention=10000")
+# pre-vote: a member back from a partition does not force a raft election (and with it a controller
+# leader change) by the term it raised alone (docs/ha.md, "The lab in network namespaces")
+ETCD_FLAGS = ("--auto-compaction-mode=revision", "--auto-compaction-retention=10000", "--pre-vote=true")
 
 
 @dataclass(frozen=True, slots=True)

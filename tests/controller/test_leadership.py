@@ -19,6 +19,7 @@ from ccfo.domain.rules import Disposition
 from ccfo.domain.state import Mode, SiteState
 from controller.admission import claim_drill
 from controller.engine import Refused
+from controller.status import status
 from controller.store import PlanRecord, PlanStatus, Store
 from tests.controller.test_engine import REPO, Bench
 
@@ -75,6 +76,24 @@ async def test_a_follower_observes_but_never_decides_claims_or_acts(tmp_path) ->
         d = await b.tick(5.0)
         await b.engine.wait_idle(10)
         assert b.world.critical_running() == ["ipc-b"], d.reason
+    finally:
+        await b.close()
+
+
+@pytest.mark.asyncio
+async def test_a_followers_status_shows_the_faults_of_now(tmp_path) -> None:
+    """Any member serves the status and the dashboard: a follower's faults follow the reports (a member
+    deposed while cut off kept "both hosts unreachable" after the heal; the netns lab found it)."""
+    lead = Lead(acting=False)
+    b = await bench_with(tmp_path, lead, Mode.AUTOMATIC)
+    try:
+        b.crash("ipc-a", "cti")
+        await b.tick(1.0)
+        assert [f["fault"] for f in status(b.engine)["faults"]] == ["ipc-a:service:cti=down"]
+        b.world.hosts["ipc-a"].services["cti"] = ServiceState.ACTIVE
+        await b.tick(1.0)
+        assert status(b.engine)["faults"] == [] and status(b.engine)["state"] == "normal"
+        assert b.journal.query(kinds="fault_seen") == [] and b.world.ran == []
     finally:
         await b.close()
 
