@@ -232,7 +232,9 @@ async def serve(cfg: LoadedConfig, ready_file: str | None = None, member: str | 
         sync = StateSync(node.election, node.client, cfg.site.name, store, engine.adopt, engine.mirror,
                          mirror_s=ctl.heartbeat_s)
         jsync = JournalSync(node.election, node.client, cfg.site.name, journal)  # every member: the whole journal
-        engine.set_leadership(SyncedLeadership(node.election, sync))
+        leadership = SyncedLeadership(node.election, sync)
+        engine.set_leadership(leadership)
+        node.view.acting = leadership.is_acting  # GET /leader: 200 once this leader acts (state taken over)
         node.election.on_change = lambda lead: _leadership_changed(engine, sync, lead)
     snmp = ControllerSnmp(cfg, engine, agents, notifier)
     await snmp.start()

@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +76,15 @@ class ClusterView:
         self.election = election
         self.members = tuple(members)
         self.read_timeout_s = read_timeout_s
+        # the engine's leadership (service.py sets it): acting only once the site state is taken over
+        self.acting: Callable[[], bool] = election.is_acting
 
     def is_leader(self) -> bool:
-        """What `GET /leader` answers: this member is the leader and may act now."""
-        return self.election.is_acting()
+        """What `GET /leader` answers: this member is the leader and acts now, its lease alive and the site
+        state taken over from etcd. Answering 200 from election to takeover sent the load balancer's (and
+        the CLI's) changes to a member that refused them with 409 "taking the site state over"; the
+        campaign's repair hit it after a leader kill."""
+        return self.acting()
 
     async def read(self) -> dict[str, Any]:
         present: set[str] | None
@@ -100,5 +105,5 @@ class ClusterView:
                 role = "unreachable"
             roles.append({"name": m.name, "url": m.url, "role": role})
         return {"leader": snap.leader, "term": snap.term, "lease_ttl_s": self.election.timing.lease_ttl_s,
-                "me": self.election.name, "acting": snap.acting, "etcd_reachable": present is not None,
+                "me": self.election.name, "acting": self.acting(), "etcd_reachable": present is not None,
                 "members": roles}

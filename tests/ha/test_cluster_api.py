@@ -62,6 +62,12 @@ async def test_leader_and_cluster_routes(etcd3: EtcdCluster) -> None:
         i = got.index(200)
         leader = MEMBERS[i].name
         assert (await https[i].get("/leader")).json() == {"leader": leader, "term": elections[i].term, "me": leader}
+        # elected but not acting yet (the engine still takes the site state over from etcd): 503, so a load
+        # balancer or the CLI sends no change there that would be refused with 409
+        views[i].acting = lambda: False
+        assert (await https[i].get("/leader")).status_code == 503
+        assert (await https[i].get("/api/v1/cluster", headers=auth)).json()["acting"] is False
+        views[i].acting = elections[i].is_acting
 
         async def all_see_three() -> bool:
             for h in https:
