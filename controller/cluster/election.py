@@ -353,19 +353,46 @@ async def guarded_put(client: EtcdClient, site: str, term: int, key: str, value:
 RETRY_S = 0.25  # the pace of a publisher's retries while etcd does not answer
 
 
+async def _put_if_unchanged(client: EtcdClient, site: str, term: int, key: str, value: str | bytes, data: bytes,
+                            revs: dict[str, int]) -> bool:
+    """One guarded compare-and-set put (see put_while_leading); False when it must be tried again."""
+    if key not in revs:
+        got = await client.get(key)
+        revs[key] = got.first.mod_revision if got.first is not None else 0  # 0: the key must not exist
+    res = await guarded_txn(client, site, term, [Put(key, value)], compare=[Compare.mod(key, "==", revs[key])],
+                            failure=[Get(key)])
+    if res.succeeded:
+        revs[key] = res.revision
+        return True
+    now = res.responses[0].first if res.responses and isinstance(res.responses[0], RangeResult) else None
+    revs[key] = now.mod_revision if now is not None else 0
+    return now is not None and now.value == data
+
+
 async def put_while_leading(election: Election, client: EtcdClient, term: int, key: str, value: str | bytes,
-                            what: str) -> bool:
+                            what: str, revs: dict[str, int] | None = None) -> bool:
     """Put one key under the term guard, retrying while etcd does not answer and this member still holds
     `term`: a leader's writes reach etcd in order or not at all (the publishers in statesync and journalsync
     put one at a time, so the next waits). Dropping one on a transient error (an etcd member cut, raft
     electing) left etcd behind the leader: a plan's abort not on etcd, a journal entry missing from every
     other member's copy; the fault campaign found it. False once the term is over (NotLeader, or demoted:
     a deposed leader's writes are not the site's); a retried put that had been applied is the same value
-    again (the followers store each journal key once)."""
+    again (the followers store each journal key once).
+
+    `revs` (key -> the mod revision this leader last saw or wrote) makes each put a compare-and-set on the
+    key's mod revision, for keys that are overwritten (the state, the plan records): a put whose answer
+    timed out can still reach etcd later (TCP retransmits it after a partition heals) and would overwrite
+    a newer write; with the compare it fails. The campaign saw it: a plan finished on the leader and in
+    the journal, "running" on etcd. A failed compare reads the key: our value already there (an attempt
+    given up on was applied) is success; an older one of ours is written over."""
     failed = 0
+    data = value.encode() if isinstance(value, str) else value
     while election.term == term:
         try:
-            await guarded_put(client, election.site, term, key, value)
+            if revs is None:
+                await guarded_put(client, election.site, term, key, value)
+            elif not await _put_if_unchanged(client, election.site, term, key, value, data, revs):
+                continue  # a late write of ours had landed: written over with this newer one
             if failed:
                 log.warning("%s copied to etcd after %d failed attempt(s)", what, failed)
             return True

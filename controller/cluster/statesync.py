@@ -62,6 +62,7 @@ class StateSync:
         self._mirror: asyncio.Task[None] | None = None
         self.synced_term: int | None = None
         self._queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+        self._revs: dict[str, int] = {}  # key -> its mod revision as this leader last saw or wrote it (CAS)
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task[None] | None = None
         self._takeover: asyncio.Task[None] | None = None
@@ -98,7 +99,8 @@ class StateSync:
             if term is None:
                 continue
             # retried while etcd does not answer and this member leads (it stops acting at its deadline)
-            await put_while_leading(self.election, self.client, term, key, json.dumps(doc, sort_keys=True), key)
+            await put_while_leading(self.election, self.client, term, key, json.dumps(doc, sort_keys=True), key,
+                                    self._revs)
 
     # --- a follower's view ------------------------------------------------------------------------------
     async def mirror_once(self) -> bool:
@@ -142,6 +144,7 @@ class StateSync:
     async def _take_over(self, term: int) -> None:
         got = await self.client.get(state_key(self.site))
         plans = await self.client.get(plans_prefix(self.site), prefix=True)
+        self._revs = {kv.key: kv.mod_revision for kv in (*got.kvs, *plans.kvs)}  # this term's writes compare with these
         if got.first is None:  # the first leader of this site: its own state is the site's
             state = self.store.load_state()
             if state is not None:
@@ -159,7 +162,8 @@ class StateSync:
                 why = (f"the leader was lost while this plan ran (taken over with term {term}); "
                        f"step {rec.next_step + 1} is next: resume or abort")
                 rec = replace(rec, status=PlanStatus.INTERRUPTED, error=why)
-                await guarded_put(self.client, self.site, term, kv.key, json.dumps(rec.to_dict(), sort_keys=True))
+                self._revs[kv.key] = await guarded_put(self.client, self.site, term, kv.key,
+                                                       json.dumps(rec.to_dict(), sort_keys=True))
                 interrupted.append(rec)
             await asyncio.to_thread(self.store.put_plan, rec)
         await self.on_taken(state, interrupted)

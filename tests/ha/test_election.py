@@ -236,3 +236,40 @@ async def test_a_leaders_write_waits_out_an_etcd_outage_and_a_deposed_one_is_dro
         got = await c.get("/ccfo/s9/entry")
         assert got.first is not None and got.first.text == "v1"
         assert (await c.get("/ccfo/s9/other")).first is None
+
+
+@pytest.mark.asyncio
+async def test_an_overwritten_key_is_put_by_compare_and_set_so_a_late_older_write_cannot_win(
+        etcd3: EtcdCluster) -> None:
+    """A put whose answer timed out can reach etcd later (TCP retransmits it after a partition heals): with
+    `revs` each put compares the key's mod revision, so the late one fails instead of overwriting a newer
+    value (the partition campaign saw a finished plan "running" on etcd)."""
+    async with EtcdClient(etcd3.endpoints) as c:
+        e = Election(c, "s8", "a", lease_ttl_s=TTL)
+        await e.campaign()
+        term = e.term
+        assert term is not None
+        key, revs = "/ccfo/s8/plans/p1", {}
+        assert await put_while_leading(e, c, term, key, "running@1", "p1", revs)
+        first = revs[key]
+        assert await put_while_leading(e, c, term, key, "finished", "p1", revs)
+        # the late request: the first put, still carrying the compare it was sent with (the key absent)
+        late = await guarded_txn(c, "s8", term, [Put(key, "running@1")], compare=[Compare.mod(key, "==", 0)])
+        assert not late.succeeded
+        late = await guarded_txn(c, "s8", term, [Put(key, "running@1")], compare=[Compare.mod(key, "==", first)])
+        assert not late.succeeded
+        got = await c.get(key)
+        assert got.first is not None and got.first.text == "finished" and got.first.mod_revision == revs[key]
+        # an attempt given up on had been applied: the retry finds its own value and writes nothing more
+        stale = dict(revs)
+        await guarded_put(c, "s8", term, key, "aborted")
+        applied = (await c.get(key)).first
+        assert applied is not None
+        assert await put_while_leading(e, c, term, key, "aborted", "p1", stale)
+        assert (await c.get(key)).first.mod_revision == applied.mod_revision == stale[key]  # type: ignore[union-attr]
+        # an older value of ours landed after we read: written over with the newer one
+        await guarded_put(c, "s8", term, key, "running@2")
+        assert await put_while_leading(e, c, term, key, "finished@3", "p1", stale)
+        assert (await c.get(key)).first.text == "finished@3"  # type: ignore[union-attr]
+        assert not await put_while_leading(e, c, term + 1, key, "x", "p1", stale)  # not our term: nothing
+        assert (await c.get(key)).first.text == "finished@3"  # type: ignore[union-attr]
