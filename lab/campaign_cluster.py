@@ -89,15 +89,16 @@ def acting_violations(acts: Iterable[Act]) -> tuple[list[str], int]:
     return out, overlaps
 
 
-def published_loss(before: Mapping[str, str], after: Mapping[str, str], trimmed_below: Mapping[str, int]) -> list[str]:
+def published_loss(before: Mapping[str, str], after: Mapping[str, str], trimmed_upto: Mapping[str, int]) -> list[str]:
     """Entries published on etcd (`key -> document`) before a leader change that are gone or changed after.
-    A key `.../MEMBER/ID` with ID below `trimmed_below[MEMBER]` left by the bounded history is not a loss."""
+    A key `.../MEMBER/ID` with ID up to `trimmed_upto[MEMBER]` left by the bounded history is not a loss
+    (journalsync trims a member's ids up to its last published id - KEEP, inclusive)."""
     out = []
     for key, doc in before.items():
         now = after.get(key)
         if now is None:
             member, _, ident = key.rstrip("/").rpartition("/")
-            if int(ident) < trimmed_below.get(member.rpartition("/")[2], 0):
+            if int(ident) <= trimmed_upto.get(member.rpartition("/")[2], 0):
                 continue
             out.append(f"journal entry {key} published before the leader change is gone from etcd")
         elif now != doc:

@@ -73,7 +73,7 @@ P = "/ccfo/site/journal/"
 def test_a_published_entry_gone_or_changed_is_a_loss_unless_the_bounded_history_trimmed_it():
     before = {f"{P}ctl-a/000000000001": "a", f"{P}ctl-a/000000000005": "b", f"{P}ctl-b/000000000002": "c"}
     after = {f"{P}ctl-a/000000000005": "b*"}
-    bad = published_loss(before, after, {"ctl-a": 3})
+    bad = published_loss(before, after, {"ctl-a": 1})  # trimmed up to id 1 inclusive, as journalsync does
     assert len(bad) == 2
     assert any("ctl-a/000000000005" in b and "changed" in b for b in bad)
     assert any("ctl-b/000000000002" in b and "gone" in b for b in bad)
