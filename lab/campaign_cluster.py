@@ -25,7 +25,6 @@ The functions at the top are pure (observations in, sentences out) and unit-test
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import sqlite3
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from ccfo.clients.etcd_model import Get, KeyValue, RangeResult
 
 # --------------------------------------------------------------------------- pure invariant functions
 
@@ -149,16 +150,6 @@ def read_highest_term(state_dir: Path) -> int | None:
         return None
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _prefix_end(prefix: str) -> str:
-    raw = bytearray(prefix.encode())
-    raw[-1] += 1
-    return base64.b64encode(bytes(raw)).decode()
-
-
 class EtcdView:
     """Read-only ranges over etcd's JSON gateway, trying each endpoint in turn (a member may be down or cut)."""
 
@@ -169,8 +160,8 @@ class EtcdView:
     def close(self) -> None:
         self.http.close()
 
-    def _range(self, prefix: str) -> tuple[int, list[dict[str, Any]]]:
-        body = {"key": _b64(prefix), "range_end": _prefix_end(prefix)}
+    def _range(self, prefix: str) -> tuple[KeyValue, ...]:
+        body = Get(prefix, prefix=True).to_json()["request_range"]  # the etcd client's own request encoding
         errors = []
         for url in list(self.endpoints):
             try:
@@ -180,20 +171,16 @@ class EtcdView:
                 if url != self.endpoints[0]:  # a member down or cut: ask the one that answered first next time
                     self.endpoints.remove(url)
                     self.endpoints.insert(0, url)
-                return int(data["header"]["revision"]), list(data.get("kvs", ()))
+                return RangeResult.from_json(data).kvs
             except (httpx.HTTPError, ValueError, KeyError) as exc:
                 errors.append(f"{url}: {exc}")
         raise EtcdViewError("no etcd endpoint answered: " + "; ".join(errors))
 
-    def revision(self) -> int:
-        return self._range(f"/ccfo/{self.site}/leader")[0]
-
     def journal(self) -> list[tuple[str, int, str]]:
         """The published journal: (key, mod revision, document) in revision order."""
-        _, kvs = self._range(f"/ccfo/{self.site}/journal/")
-        out = [(base64.b64decode(kv["key"]).decode(), int(kv["mod_revision"]),
-                base64.b64decode(kv.get("value", "")).decode()) for kv in kvs]
-        return sorted(out, key=lambda x: x[1])
+        kvs = self._range(f"/ccfo/{self.site}/journal/")
+        return sorted(((kv.key, kv.mod_revision, kv.value.decode(errors="replace")) for kv in kvs),
+                      key=lambda x: x[1])
 
     def journal_rows(self, after_revision: int = 0) -> list[tuple[Any, ...]]:
         """The published journal as lab.campaign_check reads a SQLite one (id, ts, kind, host, plan_id, step,
@@ -211,11 +198,10 @@ class EtcdView:
 
     def plans(self) -> dict[str, str]:
         """The plan records' {id: status}."""
-        _, kvs = self._range(f"/ccfo/{self.site}/plans/")
         out = {}
-        for kv in kvs:
+        for kv in self._range(f"/ccfo/{self.site}/plans/"):
             with contextlib.suppress(ValueError, KeyError):
-                rec = json.loads(base64.b64decode(kv.get("value", "")))
+                rec = json.loads(kv.value)
                 out[str(rec["id"])] = str(rec["status"])
         return out
 
